@@ -1,0 +1,5 @@
+import sys
+
+from trimpomdp.cli.main import run
+
+run()

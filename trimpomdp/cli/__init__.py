@@ -1,0 +1,1 @@
+"""The ``trimpomdp`` command line (click); each command lives in its own module, loaded lazily."""

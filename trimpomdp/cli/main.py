@@ -1,0 +1,92 @@
+"""Entry point: a click group whose commands are imported only when used, so that ``trimpomdp info``
+does not pay for torch or numba start-up, and every ``TrimError`` becomes a one-line message."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from trimpomdp import __version__
+from trimpomdp.errors import TrimError
+
+#: command name -> ("module:function", short help). Order is the order shown by --help.
+COMMANDS = {
+    "info": ("trimpomdp.cli.info:info", "Print a model file's sizes, discount, sparsity and validity."),
+    "solve": ("trimpomdp.cli.solve:solve", "Solve a POMDP (.pomdp/.pomdpx) or a TRIM model (.json) into a policy."),
+    "simulate": ("trimpomdp.cli.simulate:simulate", "Evaluate a policy on a model by simulation."),
+    "fit-obs": ("trimpomdp.cli.fit_obs:fit_obs", "Fit reflected-KDE observation models from labelled PRM data."),
+    "trim-model": ("trimpomdp.cli.trim_model:trim_model", "Build a TRIM routing model spec (JSON) from data."),
+    "simulate-routing": ("trimpomdp.cli.simulate_routing:simulate_routing",
+                         "Compare routing policies on real PRM observations."),
+    "models": ("trimpomdp.cli.models:models", "Locate or prepare the packaged small LLMs for decoding."),
+    "score-steps": ("trimpomdp.cli.score_steps:score_steps", "Score labelled solution steps with a PRM."),
+    "decode": ("trimpomdp.cli.decode:decode", "Routed step-level generation on a problem file."),
+    "inspect": ("trimpomdp.cli.inspect:inspect_cmd", "Belief trajectories and routing decisions of a decode run."),
+    "eval": ("trimpomdp.cli.evaluate:eval_cmd", "Accuracy, strong-token cost and routing metrics of runs."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        target, short = COMMANDS[name]
+        module, func = target.split(":")
+        try:
+            cmd = getattr(importlib.import_module(module), func)
+        except (ImportError, AttributeError) as exc:
+            @click.command(name=name, help=short, short_help=short,
+                           context_settings={"ignore_unknown_options": True})
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def unavailable(args, _exc=exc):
+                raise TrimError(f"command {name!r} is unavailable: {_exc}")
+            return unavailable
+        cmd.short_help = cmd.short_help or short
+        return cmd
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, short) for name, (_, short) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trimpomdp")
+def cli():
+    """trimpomdp: route LLM reasoning steps between a cheap and a strong model, planned as a POMDP."""
+
+
+def main(argv=None) -> int:
+    """Run the CLI; user errors are printed as one line on stderr with exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="trimpomdp", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        msg = exc.format_message().replace("\n", " ")
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        click.echo(f"Error: {where}{msg}", err=True)
+        return exc.exit_code
+    except TrimError as exc:
+        click.echo(f"Error: {str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return 0
+
+
+def run() -> None:  # console-script entry point
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
