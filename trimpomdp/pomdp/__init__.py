@@ -1,5 +1,16 @@
 """The tabular POMDP core: model container, belief updates, file readers and writers."""
 from trimpomdp.pomdp.belief import update, update_batch
+from trimpomdp.pomdp.cassandra import read_pomdp, write_pomdp
+from trimpomdp.pomdp.io import load_model, save_model
 from trimpomdp.pomdp.model import POMDP
 
-__all__ = ["POMDP", "update", "update_batch"]
+
+def read_pomdpx(path) -> POMDP:
+    """Read a SARSOP ``.pomdpx`` file (imported lazily: XML parsing is not needed by most users)."""
+    from trimpomdp.pomdp.pomdpx import read_pomdpx as _read
+
+    return _read(path)
+
+
+__all__ = ["POMDP", "update", "update_batch", "load_model", "save_model", "read_pomdp", "write_pomdp",
+           "read_pomdpx"]

@@ -1,0 +1,135 @@
+"""``trimpomdp decode``: routed step-level generation over a problem file into a JSONL trace."""
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import click
+
+from trimpomdp.errors import TrimError
+
+DEFAULT_POLICY = "pomdp:lambda=0.15"
+
+
+def default_trim_model_path() -> Path:
+    """The repo's ``data/trim_math.json`` (the routing model fitted on MATH statistics)."""
+    import trimpomdp
+
+    return Path(trimpomdp.__file__).resolve().parents[1] / "data" / "trim_math.json"
+
+
+class ModelPool:
+    """Loads each model spec once, so a judge PRM on the weak model shares its weights."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self._loaded: dict[str, tuple] = {}
+
+    def get(self, spec: str):
+        from trimpomdp.decode.hf import load_causal_lm
+        from trimpomdp.decode.models import resolve_model
+
+        if spec not in self._loaded:
+            folder, gguf, style = resolve_model(spec)
+            model, tok = load_causal_lm(folder, gguf, self.device)
+            self._loaded[spec] = (model, tok, style)
+        return self._loaded[spec]
+
+    def generator(self, spec: str, seed: int | None, temperature: float, reuse_cache: bool):
+        from trimpomdp.decode.hf import HFStepGenerator
+
+        model, tok, style = self.get(spec)
+        return HFStepGenerator(model, tok, name=spec, prompt_style=style, reuse_cache=reuse_cache,
+                               temperature=temperature, seed=seed)
+
+    def prm(self, spec: str, batch_size: int):
+        from trimpomdp.decode.prm import JudgePRM, load_prm
+
+        kind, _, target = spec.partition(":")
+        if kind == "judge" and target:
+            model, tok, style = self.get(target)
+            return JudgePRM(model, tok, name=spec, prompt_style=style, batch_size=batch_size)
+        return load_prm(spec, device=self.device, batch_size=batch_size)
+
+
+def build_policy(policy_spec: str, trim_model_path: str | None):
+    """(policy, belief filter) for a policy spec; the filter uses the policy's own model when it has one."""
+    from trimpomdp.routing import BeliefFilter, TrimModel, load_policy
+
+    path = Path(trim_model_path) if trim_model_path else default_trim_model_path()
+    if trim_model_path and not path.is_file():
+        raise TrimError(f"TRIM model spec not found: {path}")
+    tm = TrimModel.load(path) if path.is_file() else None
+    policy = load_policy(policy_spec, trim_model=tm)
+    model = getattr(policy, "trim_model", None) or tm
+    if model is None:
+        raise TrimError(f"policy {policy_spec!r} needs a TRIM model for the belief filter: give --trim-model "
+                        f"(default {path} is missing)")
+    return policy, BeliefFilter(model)
+
+
+@click.command("decode")
+@click.argument("problems", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Trace JSONL to write.")
+@click.option("--limit", type=int, default=None, help="Decode only the first N problems.")
+@click.option("--question-field", default=None, help="Field holding the question (auto-detected).")
+@click.option("--answer-field", default=None, help="Field holding the reference answer (auto-detected).")
+@click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True,
+              help="pomdp:PATH.npz | pomdp:lambda=X (solved now) | threshold:K | weak | strong.")
+@click.option("--trim-model", "trim_model", default=None, type=click.Path(dir_okay=False),
+              help="TRIM routing model spec (JSON) for the filter/solve [default: data/trim_math.json].")
+@click.option("--weak", default="smollm2", show_default=True, help="Weak model: packaged name, folder or .gguf.")
+@click.option("--strong", default="gemma3", show_default=True, help="Strong model: packaged name, folder or .gguf.")
+@click.option("--prm", "prm_spec", default="judge:smollm2", show_default=True, help="judge:<model> | qwen:<folder>.")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--max-steps", default=12, show_default=True, type=click.IntRange(1))
+@click.option("--max-step-tokens", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0.0),
+              help="0 = greedy decoding.")
+@click.option("--no-cache-reuse", is_flag=True, help="Re-encode each prefix in batched generate() calls.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--resume", is_flag=True, help="Keep the problems already in OUT and decode the rest.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def decode(problems, out, limit, question_field, answer_field, policy_spec, trim_model, weak, strong, prm_spec,
+           batch_size, max_steps, max_step_tokens, device, temperature, no_cache_reuse, seed, resume, quiet):
+    """Routed decoding of PROBLEMS (JSONL): the weak model writes each step, the PRM scores it, the
+    routing filter and policy decide keep/regenerate, the strong model rewrites regenerated steps."""
+    from trimpomdp.decode.loop import RoutedDecoder, run_to_trace
+    from trimpomdp.decode.problems import load_problems
+
+    probs, errors = load_problems(problems, question_field, answer_field, limit)
+    for e in errors:
+        click.echo(f"warning: skipped {e}", err=True)
+    if not probs:
+        raise TrimError(f"{problems}: no usable problems")
+    policy, filt = build_policy(policy_spec, trim_model)
+    random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        raise TrimError("decoding needs torch and transformers: pip install torch==2.13.0 transformers "
+                        "accelerate gguf") from None
+    from trimpomdp.decode.hf import pick_device
+
+    device = pick_device(device)
+    pool = ModelPool(device)
+    reuse = not no_cache_reuse
+    weak_gen = pool.generator(weak, seed, temperature, reuse)
+    strong_gen = None if policy_spec.strip() == "weak" else pool.generator(strong, seed + 1, temperature, reuse)
+    scorer = pool.prm(prm_spec, batch_size)
+    decoder = RoutedDecoder(weak_gen, strong_gen, scorer, policy, filt, policy_name=policy_spec,
+                            batch_size=batch_size, max_steps=max_steps, max_step_tokens=max_step_tokens)
+    header = {"problems": str(problems), "policy": policy_spec, "weak": weak, "strong": strong, "prm": prm_spec,
+              "max_steps": max_steps, "max_step_tokens": max_step_tokens, "temperature": temperature,
+              "seed": seed, "device": device, "cache_reuse": reuse}
+    summary = run_to_trace(decoder, probs, out, resume=resume, header=header, progress=not quiet)
+    acc = "n/a" if summary["accuracy"] is None else f"{summary['accuracy']:.3f}"
+    click.echo(f"decoded {summary['decoded']} problems (skipped {summary['skipped']} already done, "
+               f"{summary['errors']} errors): accuracy {acc}, mean strong tokens "
+               f"{summary['mean_strong_tokens']:.1f}, routing {summary['routing_ms_per_step']:.3f} ms/step -> {out}",
+               err=True)
+    sys.stderr.flush()

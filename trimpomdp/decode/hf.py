@@ -1,0 +1,285 @@
+"""Embedded Hugging Face transformers backend: writes the next reasoning step for a batch of prefixes.
+
+Two ways of running, chosen by ``reuse_cache``:
+- reuse (default when the caller names problems with ``keys``): every problem keeps its own
+  ``DynamicCache`` and the token ids it covers. A new prefix is tokenised, its longest common token prefix
+  with the cached ids is kept (the cache is cropped back to it, e.g. after a discarded weak step) and only
+  the new tokens are encoded. Problems are extended one by one (batching caches of different lengths
+  would need re-padding every step); the weak step, the strong rewrite and the next weak step then cost
+  only their own tokens instead of re-encoding the whole solution.
+- no reuse: the prefixes are left-padded into one batch and ``model.generate`` runs with a stopping
+  criterion that ends each sequence at its first blank line (or closed ``\\boxed{}``).
+Counters (``stats``) record prompt tokens (what full re-encoding costs) and prefill tokens actually run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from trimpomdp.decode.backends import StepOut, cut_step
+from trimpomdp.errors import ModelError, TrimError
+
+#: end-of-turn markers treated as end of the solution in addition to the tokenizer's EOS
+END_MARKERS = ("<|im_end|>", "<end_of_turn>", "<|endoftext|>", "<|eot_id|>")
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise TrimError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrimError("device 'cuda' requested but no CUDA GPU is available")
+    return device
+
+
+def load_causal_lm(folder, gguf_file: str | None = None, device: str = "auto"):
+    """Load ``(model, tokenizer)`` from a local folder (or a GGUF file inside it); never downloads."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = pick_device(device)
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    kw = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **kw)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=dtype, **kw)
+    except (OSError, ValueError, KeyError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"could not load a causal LM from {folder}{'/' + gguf_file if gguf_file else ''}: "
+                         f"{msg}") from None
+    model.to(device).eval()
+    return model, tok
+
+
+@dataclass
+class _Entry:
+    ids: list          # token ids the cache covers
+    cache: object      # transformers DynamicCache
+
+
+@dataclass
+class GenStats:
+    """Token counters; ``prompt_tokens`` is what re-encoding every prefix in full would prefill."""
+
+    calls: int = 0
+    sequences: int = 0
+    prompt_tokens: int = 0
+    prefill_tokens: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class HFStepGenerator:
+    """A transformers causal LM as a :class:`~trimpomdp.decode.backends.StepGenerator`."""
+
+    def __init__(self, model, tokenizer, name: str = "hf", prompt_style: str = "chatml",
+                 reuse_cache: bool = True, temperature: float = 0.0, seed: int | None = None):
+        import torch
+
+        self.model, self.tokenizer = model, tokenizer
+        self.name, self.prompt_style = name, prompt_style
+        self.reuse_cache = reuse_cache
+        self.temperature = float(temperature)
+        self.device = next(model.parameters()).device
+        self._gen = torch.Generator(device="cpu")
+        if seed is not None:
+            self._gen.manual_seed(int(seed))
+        self._cache: dict[str, _Entry] = {}
+        self.stats = GenStats()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.eos_ids = self._eos_ids()
+
+    @classmethod
+    def from_spec(cls, spec: str, device: str = "auto", **kw) -> "HFStepGenerator":
+        """Build from a model spec (packaged name, folder or .gguf file; see ``models.resolve_model``)."""
+        from trimpomdp.decode.models import resolve_model
+
+        folder, gguf, style = resolve_model(spec)
+        model, tok = load_causal_lm(folder, gguf, device)
+        kw.setdefault("prompt_style", style)
+        return cls(model, tok, name=spec, **kw)
+
+    def _eos_ids(self) -> set[int]:
+        ids = set()
+        tok = self.tokenizer
+        if tok.eos_token_id is not None:
+            ids.add(int(tok.eos_token_id))
+        gc = getattr(self.model, "generation_config", None)
+        eos = getattr(gc, "eos_token_id", None) if gc is not None else None
+        if eos is not None:
+            ids.update(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
+        vocab = tok.get_vocab()
+        ids.update(int(vocab[m]) for m in END_MARKERS if m in vocab)
+        return ids
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def _decode(self, ids) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _next_token(self, logits) -> int:
+        import torch
+
+        if self.temperature <= 0:
+            return int(torch.argmax(logits).item())
+        probs = torch.softmax(logits.float().cpu() / self.temperature, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=self._gen).item())
+
+    def forget(self, key: str | None = None) -> None:
+        """Drop one problem's cache (when it finishes) or all of them."""
+        if key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key, None)
+
+    def cached_keys(self) -> list[str]:
+        return list(self._cache)
+
+    # ---------------------------------------------------------------------------------------- generation
+    def generate_steps(self, prefixes: Sequence[str], max_new_tokens: int,
+                       keys: Sequence[str] | None = None) -> list[StepOut]:
+        """The next step after each prefix (see module docstring for the two modes)."""
+        if keys is not None and len(keys) != len(prefixes):
+            raise ValueError(f"got {len(keys)} keys for {len(prefixes)} prefixes")
+        if not prefixes:
+            return []
+        if max_new_tokens < 1:
+            raise TrimError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        t0 = time.perf_counter()
+        self.stats.calls += 1
+        self.stats.sequences += len(prefixes)
+        if self.reuse_cache:
+            keys = list(keys) if keys is not None else [None] * len(prefixes)
+            outs = [self._extend_one(p, max_new_tokens, k) for p, k in zip(prefixes, keys)]
+        else:
+            outs = self._generate_batch(list(prefixes), max_new_tokens)
+        self.stats.seconds += time.perf_counter() - t0
+        return outs
+
+    def _extend_one(self, prefix: str, max_new_tokens: int, key: str | None) -> StepOut:
+        import torch
+        from transformers import DynamicCache
+
+        ids = self.encode(prefix)
+        if not ids:
+            raise TrimError("empty prompt")
+        self.stats.prompt_tokens += len(ids)
+        entry = self._cache.get(key) if key is not None else None
+        keep = 0
+        if entry is not None:
+            n = min(len(entry.ids), len(ids) - 1)  # feed at least one token to get the next logits
+            while keep < n and entry.ids[keep] == ids[keep]:
+                keep += 1
+            drop = len(entry.ids) - keep
+            try:
+                if drop > 0:
+                    entry.cache.crop(-drop)
+                cache = entry.cache
+            except (RuntimeError, ValueError):  # e.g. a sliding-window layer past its window
+                keep, cache = 0, None
+            if keep == 0:
+                cache = None
+        else:
+            cache = None
+        if cache is None:
+            keep = 0
+            cache = DynamicCache(config=self.model.config)
+        feed = ids[keep:]
+        self.stats.prefill_tokens += len(feed)
+        gen: list[int] = []
+        finished = False
+        text = ""
+        with torch.inference_mode():
+            inp = torch.tensor([feed], device=self.device)
+            pos = torch.arange(keep, keep + len(feed), device=self.device)[None]
+            out = self.model(input_ids=inp, past_key_values=cache, use_cache=True, position_ids=pos)
+            cache = out.past_key_values
+            logits = out.logits[0, -1]
+            cur = len(ids)
+            for _ in range(max_new_tokens):
+                tok = self._next_token(logits)
+                gen.append(tok)
+                if tok in self.eos_ids:
+                    finished = True
+                    text, _ = cut_step(self._decode(gen[:-1]))
+                    break
+                text, reason = cut_step(self._decode(gen))
+                if reason is not None:
+                    finished = reason == "answer"
+                    break
+                if len(gen) == max_new_tokens:
+                    break
+                out = self.model(input_ids=torch.tensor([[tok]], device=self.device), past_key_values=cache,
+                                 use_cache=True, position_ids=torch.tensor([[cur]], device=self.device))
+                cache = out.past_key_values
+                cur += 1
+                logits = out.logits[0, -1]
+        self.stats.generated_tokens += len(gen)
+        if key is not None:
+            self._cache[key] = _Entry(ids + gen[:-1], cache)
+        return StepOut(text=text, n_tokens=len(gen), finished=finished)
+
+    def _generate_batch(self, prefixes: list[str], max_new_tokens: int) -> list[StepOut]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        tok = self.tokenizer
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            enc = tok(prefixes, return_tensors="pt", padding=True, add_special_tokens=True)
+        finally:
+            tok.padding_side = old_side
+        n_prompt = int(enc["attention_mask"].sum())
+        self.stats.prompt_tokens += n_prompt
+        self.stats.prefill_tokens += n_prompt
+        width = enc["input_ids"].shape[1]
+        eos = self.eos_ids
+        decode = self._decode
+
+        class _StepStop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                done = []
+                for row in input_ids[:, width:].tolist():
+                    hit_eos = any(t in eos for t in row)
+                    done.append(hit_eos or cut_step(decode(row))[1] is not None)
+                return torch.tensor(done, device=input_ids.device)
+
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        kw = {"do_sample": self.temperature > 0}
+        if self.temperature > 0:
+            kw["temperature"] = self.temperature
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            seqs = self.model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                       eos_token_id=sorted(eos), stopping_criteria=StoppingCriteriaList([_StepStop()]),
+                                       **kw)
+        outs = []
+        for row in seqs[:, width:].tolist():
+            gen: list[int] = []
+            finished, text = False, ""
+            for t in row:
+                gen.append(t)
+                if t in eos:
+                    finished = True
+                    text, _ = cut_step(decode(gen[:-1]))
+                    break
+                text, reason = cut_step(decode(gen))
+                if reason is not None:
+                    finished = reason == "answer"
+                    break
+            self.stats.generated_tokens += len(gen)
+            outs.append(StepOut(text=text, n_tokens=len(gen), finished=finished))
+        return outs

@@ -1,0 +1,305 @@
+"""The routed decode loop, batched over problems (continuous batching).
+
+One iteration for all active problems: the weak model writes step t of each, the PRM scores them in one
+batch, each problem's belief goes through the routing filter (prior = predict(previous posterior,
+previous action); posterior = correct(prior, observation)) and its policy decides keep/regenerate on the
+posterior, the strong model rewrites the chosen steps in one batch, then the next iteration continues
+from the (possibly rewritten) prefixes. Finished problems are written at once (trace schema v1) and
+replaced by new ones. Discarded weak tokens are counted but not charged; only strong tokens are cost.
+
+Observation of step t: (min PRM score of the earlier *kept weak* steps, 1.0 if none; score of step t).
+Strong rewrites are not scored (that would be an observation the routing model does not contain).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from trimpomdp.decode.backends import StepOut, boxed_closed
+from trimpomdp.decode.prompts import join_steps, render
+from trimpomdp.errors import TrimError
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}".strip().rstrip(":")
+
+
+@dataclass
+class LoopStats:
+    """Counters of a run: routing bookkeeping time (filter + policy) per step, steps, regenerations."""
+
+    steps: int = 0
+    regenerations: int = 0
+    routing_seconds: float = 0.0
+    weak_seconds: float = 0.0
+    strong_seconds: float = 0.0
+    prm_seconds: float = 0.0
+    problems: int = 0
+    errors: int = 0
+
+    @property
+    def routing_ms_per_step(self) -> float:
+        return 1e3 * self.routing_seconds / max(1, self.steps)
+
+
+@dataclass
+class _State:
+    problem: object
+    policy: object
+    t0: float
+    steps: list = field(default_factory=list)       # kept step texts
+    records: list = field(default_factory=list)     # trace step entries
+    post: np.ndarray | None = None                  # posterior after the previous step
+    prev_action: str = "keep"
+    min_score: float = 1.0                          # min PRM score of earlier kept weak steps
+    tokens: dict = field(default_factory=lambda: {"weak_kept": 0, "weak_discarded": 0, "strong": 0})
+    finish: str | None = None
+    error: str | None = None
+    pending: dict | None = None                     # this iteration's partial step entry
+
+
+class RoutedDecoder:
+    """Runs problems through weak model + PRM + filter + policy + strong model (see module docstring)."""
+
+    def __init__(self, weak, strong, prm, policy, belief_filter, *, policy_name: str,
+                 batch_size: int = 4, max_steps: int = 12, max_step_tokens: int = 128):
+        if batch_size < 1 or max_steps < 1 or max_step_tokens < 1:
+            raise TrimError("batch size, max steps and max step tokens must all be >= 1")
+        self.weak, self.strong, self.prm = weak, strong, prm
+        self.policy, self.filter = policy, belief_filter
+        self.policy_name = policy_name
+        self.batch_size, self.max_steps, self.max_step_tokens = batch_size, max_steps, max_step_tokens
+        self.stats = LoopStats()
+        self.obs_model = belief_filter.model.obs
+        self._per_problem_policy = getattr(policy, "cap", None) is not None
+
+    @property
+    def models(self) -> dict:
+        return {"weak": getattr(self.weak, "name", "weak"),
+                "strong": getattr(self.strong, "name", "strong") if self.strong is not None else None,
+                "prm": getattr(self.prm, "name", "prm")}
+
+    # ------------------------------------------------------------------------------------------ running
+    def run(self, problems: Iterable, on_record: Callable[[dict], None] | None = None) -> list[dict]:
+        """Decode every problem; ``on_record`` gets each record as soon as its problem finishes."""
+        queue = list(problems)
+        qi = 0
+        active: list[_State] = []
+        out: list[dict] = []
+        while qi < len(queue) or active:
+            while len(active) < self.batch_size and qi < len(queue):
+                pol = copy.copy(self.policy) if self._per_problem_policy else self.policy
+                pol.reset()
+                active.append(_State(queue[qi], pol, time.perf_counter()))
+                qi += 1
+            self._iterate(active)
+            still = []
+            for st in active:
+                if st.finish is None:
+                    still.append(st)
+                    continue
+                rec = self._record(st)
+                self._forget(st)
+                self.stats.problems += 1
+                self.stats.errors += st.finish == "error"
+                out.append(rec)
+                if on_record is not None:
+                    on_record(rec)
+            active = still
+        return out
+
+    def _forget(self, st: _State) -> None:
+        for gen, tag in ((self.weak, "w"), (self.strong, "s")):
+            if gen is not None and hasattr(gen, "forget"):
+                gen.forget(f"{tag}:{st.problem.id}")
+
+    def _generate(self, gen, states: Sequence[_State], tag: str, style_steps) -> list[StepOut | None]:
+        """Generate for all states; if the batch fails, retry one by one so only the culprit errs."""
+        prefixes = [render(gen.prompt_style, s.problem.question, style_steps(s)) for s in states]
+        keys = [f"{tag}:{s.problem.id}" for s in states]
+        try:
+            return gen.generate_steps(prefixes, self.max_step_tokens, keys=keys)
+        except KeyboardInterrupt:
+            raise
+        except Exception:  # noqa: BLE001 - isolate the failing problem(s) below
+            if len(states) == 1:
+                outs = [None]
+            else:
+                outs = []
+                for p, k in zip(prefixes, keys):
+                    try:
+                        outs.extend(gen.generate_steps([p], self.max_step_tokens, keys=[k]))
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as exc:  # noqa: BLE001
+                        outs.append(exc)
+            res = []
+            for s, o in zip(states, outs):
+                if isinstance(o, StepOut):
+                    res.append(o)
+                else:
+                    s.finish = "error"
+                    s.error = f"{'weak' if tag == 'w' else 'strong'} generation failed: " + (
+                        _one_line(o) if isinstance(o, BaseException) else "batch failed")
+                    res.append(None)
+            return res
+
+    def _iterate(self, active: list[_State]) -> None:
+        t = time.perf_counter()
+        weak_outs = self._generate(self.weak, active, "w", lambda s: s.steps)
+        self.stats.weak_seconds += time.perf_counter() - t
+        live = [(s, o) for s, o in zip(active, weak_outs) if o is not None]
+        if not live:
+            return
+        t = time.perf_counter()
+        try:
+            scores = self.prm.score([s.problem.question for s, _ in live], [s.steps + [o.text] for s, o in live])
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the PRM failing fails these problems, not the run
+            for s, _ in live:
+                s.finish, s.error = "error", f"PRM failed: {_one_line(exc)}"
+            return
+        self.stats.prm_seconds += time.perf_counter() - t
+        regen: list[tuple[_State, StepOut]] = []
+        for (s, o), score in zip(live, scores):
+            if self._route(s, o, score):
+                regen.append((s, o))
+        strong_outs = {}
+        if regen:
+            if self.strong is None:
+                for s, _ in regen:
+                    s.finish, s.error = "error", "policy chose regenerate but no strong model is loaded"
+                regen = []
+            else:
+                t = time.perf_counter()
+                outs = self._generate(self.strong, [s for s, _ in regen], "s", lambda s: s.steps)
+                self.stats.strong_seconds += time.perf_counter() - t
+                strong_outs = {id(s): so for (s, _), so in zip(regen, outs)}
+        for s, o in live:
+            if s.finish == "error":
+                continue
+            self._commit(s, o, strong_outs.get(id(s)))
+
+    def _route(self, s: _State, o: StepOut, score) -> bool:
+        """Filter + policy for one weak step; returns True when the step is to be regenerated."""
+        t0 = time.perf_counter()
+        try:
+            score = float(score)
+        except (TypeError, ValueError):
+            score = float("nan")
+        if not math.isfinite(score):
+            s.finish, s.error = "error", f"PRM returned a non-finite score ({score}) at step {len(s.steps) + 1}"
+            return False
+        score = min(1.0, max(0.0, score))
+        step = len(s.steps) + 1
+        obs = (s.min_score, score)
+        try:
+            prior = self.filter.predict(self.filter.start() if s.post is None else s.post,
+                                        "keep" if s.post is None else s.prev_action)
+            post = self.filter.correct(prior, obs)
+            d = s.policy.decide(post, step, o.n_tokens, score=score)
+        except TrimError as exc:
+            s.finish, s.error = "error", f"routing failed at step {step}: {str(exc).splitlines()[0]}"
+            return False
+        self.stats.routing_seconds += time.perf_counter() - t0
+        self.stats.steps += 1
+        s.pending = {
+            "index": step, "text": o.text, "model": "weak", "weak_text": o.text,
+            "weak_tokens": int(o.n_tokens), "strong_tokens": 0, "prm_score": score,
+            "observation": [float(obs[0]), score], "obs_bin": int(self.obs_model.bin_index(np.array(obs))),
+            "belief_before": [float(x) for x in prior], "belief_after": [float(x) for x in post],
+            "action": d.action, "q_keep": d.q_keep, "q_regenerate": d.q_regenerate,
+        }
+        s.post, s.prev_action = post, d.action
+        return d.action == "regenerate"
+
+    def _commit(self, s: _State, weak: StepOut, strong: StepOut | None) -> None:
+        e = s.pending
+        s.pending = None
+        if e["action"] == "regenerate":
+            if strong is None:
+                return  # generation error already recorded
+            e.update(text=strong.text, model="strong", strong_tokens=int(strong.n_tokens))
+            s.tokens["weak_discarded"] += weak.n_tokens
+            s.tokens["strong"] += strong.n_tokens
+            chosen = strong
+            self.stats.regenerations += 1
+        else:
+            s.tokens["weak_kept"] += weak.n_tokens
+            s.min_score = min(s.min_score, e["prm_score"])
+            chosen = weak
+        s.steps.append(e["text"])
+        s.records.append(e)
+        if chosen.finished:
+            s.finish = "answer" if boxed_closed(join_steps(s.steps)) else "eos"
+        elif len(s.steps) >= self.max_steps:
+            s.finish = "max_steps"
+
+    # ------------------------------------------------------------------------------------------- output
+    def _record(self, s: _State) -> dict:
+        from trimpomdp.decode.answers import extract_answer, is_equivalent
+
+        p = s.problem
+        solution = join_steps(s.steps)
+        answer = extract_answer(solution) if s.steps else None
+        if p.reference is None:
+            correct = None
+        else:
+            correct = bool(is_equivalent(answer, p.reference, getattr(p, "kind", "math")))
+        return {
+            "format": "trimpomdp.trace", "version": 1,
+            "id": str(p.id), "question": p.question, "reference": p.reference,
+            "policy": self.policy_name, "models": self.models,
+            "solution": solution, "answer": answer, "correct": correct,
+            "tokens": dict(s.tokens), "finish": s.finish, "error": s.error,
+            "seconds": round(time.perf_counter() - s.t0, 4), "steps": s.records,
+        }
+
+
+def run_to_trace(decoder: RoutedDecoder, problems: Sequence, out_path, *, resume: bool = False,
+                 header: dict | None = None, progress: bool = True) -> dict:
+    """Decode ``problems`` into the trace file ``out_path`` (each record written as soon as it is done).
+
+    With ``resume`` the problems already in the file are skipped. Returns a summary (counts, accuracy,
+    mean strong tokens). A crash or Ctrl-C loses at most the problems in flight.
+    """
+    from tqdm import tqdm
+
+    from trimpomdp.decode.trace import TraceWriter
+
+    summary = {"skipped": 0, "decoded": 0, "correct": 0, "judged": 0, "strong_tokens": 0, "errors": 0}
+    with TraceWriter(out_path, resume=resume, header=header) as writer:
+        done = writer.done_ids()
+        todo = [p for p in problems if str(p.id) not in done]
+        summary["skipped"] = len(problems) - len(todo)
+        bar = tqdm(total=len(todo), desc="decode", unit="problem", disable=not progress, dynamic_ncols=True)
+
+        def on_record(rec: dict) -> None:
+            writer.write(rec)
+            summary["decoded"] += 1
+            summary["strong_tokens"] += rec["tokens"]["strong"]
+            summary["errors"] += rec["finish"] == "error"
+            if rec["correct"] is not None:
+                summary["judged"] += 1
+                summary["correct"] += bool(rec["correct"])
+            acc = summary["correct"] / summary["judged"] if summary["judged"] else float("nan")
+            bar.set_postfix(acc=f"{acc:.3f}", strong_tok=f"{summary['strong_tokens'] / summary['decoded']:.1f}",
+                            errors=summary["errors"])
+            bar.update(1)
+
+        try:
+            decoder.run(todo, on_record=on_record)
+        finally:
+            bar.close()
+    n = max(1, summary["judged"])
+    summary["accuracy"] = summary["correct"] / n if summary["judged"] else None
+    summary["mean_strong_tokens"] = summary["strong_tokens"] / max(1, summary["decoded"])
+    summary["routing_ms_per_step"] = decoder.stats.routing_ms_per_step
+    return summary

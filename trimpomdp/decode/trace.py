@@ -1,0 +1,261 @@
+"""Decode traces (JSONL, one record per problem): a crash-safe writer and a validating reader.
+
+Every record is appended, flushed and fsynced as soon as its problem finishes, so a killed run loses
+at most the problems in flight; on ``resume`` a half-written last line is dropped (with a warning) and
+the ids already written are skipped by the caller. The schema is in ``TRACE_FORMAT``/``validate_record``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trimpomdp.errors import FormatError, TrimError
+
+TRACE_FORMAT = "trimpomdp.trace"
+HEADER_FORMAT = "trimpomdp.trace_header"
+TRACE_VERSION = 1
+
+FINISH = ("answer", "max_steps", "eos", "error")
+ACTIONS = ("keep", "regenerate")
+STEP_MODELS = ("weak", "strong")
+
+
+class TraceWarning(UserWarning):
+    """A recoverable problem in a trace file (e.g. a truncated last line from a killed run)."""
+
+
+# ----------------------------------------------------------------------------------------------- checks
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check(cond: bool, msg: str, path, line):
+    if not cond:
+        raise FormatError(msg, path, line)
+
+
+def _check_belief(b, name, path, line):
+    _check(isinstance(b, list) and len(b) == 3 and all(_is_num(v) for v in b),
+           f"{name} must be a list of 3 numbers [C, E, D], got {b!r}", path, line)
+    _check(all(-1e-6 <= v <= 1 + 1e-6 for v in b) and abs(sum(b) - 1.0) <= 1e-4,
+           f"{name} must be a probability vector (entries in [0,1] summing to 1), got {b!r}", path, line)
+
+
+def validate_step(step, k: int, path=None, line=None) -> None:
+    """Check one entry of ``steps`` (``k`` is its 0-based position); raise FormatError if wrong."""
+    p = f"steps[{k}]"
+    _check(isinstance(step, dict), f"{p} must be an object", path, line)
+    _check(_is_int(step.get("index")), f"{p}.index must be an integer", path, line)
+    _check(isinstance(step.get("text"), str), f"{p}.text must be a string", path, line)
+    _check(step.get("model") in STEP_MODELS, f"{p}.model must be 'weak' or 'strong', got {step.get('model')!r}",
+           path, line)
+    _check(step.get("weak_text") is None or isinstance(step.get("weak_text"), str),
+           f"{p}.weak_text must be a string or null", path, line)
+    for key in ("weak_tokens", "strong_tokens"):
+        _check(_is_int(step.get(key, 0)) and step.get(key, 0) >= 0,
+               f"{p}.{key} must be a non-negative integer", path, line)
+    score = step.get("prm_score")
+    _check(score is None or _is_num(score), f"{p}.prm_score must be a number or null", path, line)
+    obs = step.get("observation")
+    _check(obs is None or (isinstance(obs, list) and len(obs) == 2 and all(_is_num(v) for v in obs)),
+           f"{p}.observation must be [min_earlier_score, prm_score]", path, line)
+    _check(step.get("obs_bin") is None or _is_int(step.get("obs_bin")), f"{p}.obs_bin must be an integer",
+           path, line)
+    for key in ("belief_before", "belief_after"):
+        if step.get(key) is not None:
+            _check_belief(step[key], f"{p}.{key}", path, line)
+    _check(step.get("action") in ACTIONS, f"{p}.action must be 'keep' or 'regenerate', got "
+           f"{step.get('action')!r}", path, line)
+    for key in ("q_keep", "q_regenerate"):
+        _check(step.get(key) is None or _is_num(step.get(key)), f"{p}.{key} must be a number or null", path, line)
+
+
+def validate_record(rec, path=None, line=None) -> None:
+    """Check a trace record against the version-1 schema; raise FormatError naming the field."""
+    _check(isinstance(rec, dict), "a trace line must be a JSON object", path, line)
+    _check(rec.get("format") == TRACE_FORMAT, f"format must be {TRACE_FORMAT!r}, got {rec.get('format')!r}",
+           path, line)
+    _check(rec.get("version") == TRACE_VERSION, f"unsupported trace version {rec.get('version')!r} "
+           f"(expected {TRACE_VERSION})", path, line)
+    _check(isinstance(rec.get("id"), str) and rec["id"] != "", "id must be a non-empty string", path, line)
+    for key in ("question", "policy", "solution"):
+        _check(isinstance(rec.get(key), str), f"{key} must be a string", path, line)
+    for key in ("reference", "answer", "error"):
+        _check(rec.get(key) is None or isinstance(rec.get(key), str), f"{key} must be a string or null",
+               path, line)
+    _check(rec.get("correct") in (True, False, None), "correct must be true, false or null", path, line)
+    tokens = rec.get("tokens")
+    _check(isinstance(tokens, dict), "tokens must be an object {weak_kept, weak_discarded, strong}", path, line)
+    for key in ("weak_kept", "weak_discarded", "strong"):
+        _check(_is_int(tokens.get(key)) and tokens[key] >= 0, f"tokens.{key} must be a non-negative integer",
+               path, line)
+    _check(rec.get("finish") in FINISH, f"finish must be one of {', '.join(FINISH)}, got {rec.get('finish')!r}",
+           path, line)
+    _check(_is_num(rec.get("seconds", 0.0)) and math.isfinite(rec.get("seconds", 0.0)),
+           "seconds must be a number", path, line)
+    _check(rec.get("models") is None or isinstance(rec.get("models"), dict), "models must be an object", path, line)
+    steps = rec.get("steps")
+    _check(isinstance(steps, list), "steps must be a list", path, line)
+    for k, step in enumerate(steps):
+        validate_step(step, k, path, line)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+@dataclass
+class TraceRun:
+    """One trace file: its optional header settings and its records in file order."""
+
+    path: str
+    header: dict | None = None
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def policy(self) -> str | None:
+        """The run's policy spec (the first record's ``policy``), used to find weak/strong-only runs."""
+        return self.records[0]["policy"] if self.records else None
+
+
+def _scan(path: Path):
+    """Yield (lineno, text, is_last, complete) for the non-blank lines of a file."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    complete_last = data.endswith(b"\n")
+    nonblank = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
+    for j, (lineno, raw) in enumerate(nonblank):
+        is_last = j == len(nonblank) - 1
+        yield lineno, raw.decode("utf-8", errors="replace"), is_last, (complete_last or not is_last)
+
+
+def read_run(path, validate: bool = True) -> TraceRun:
+    """Read one trace file. A truncated (unterminated, unparsable) last line is dropped with a warning;
+    any other bad line is a FormatError with its line number."""
+    p = Path(path)
+    if not p.is_file():
+        raise TrimError(f"trace file not found: {p}")
+    run = TraceRun(path=str(p))
+    ids: dict[str, int] = {}
+    for lineno, text, is_last, complete in _scan(p):
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if is_last and not complete:
+                warnings.warn(f"{p}:{lineno}: dropping a truncated last line (interrupted run?)", TraceWarning,
+                              stacklevel=2)
+                continue
+            raise FormatError(f"invalid JSON ({exc.msg} at column {exc.colno})", str(p), lineno) from None
+        if isinstance(rec, dict) and rec.get("format") == HEADER_FORMAT:
+            if run.header is None and not run.records:
+                run.header = rec
+            continue
+        if validate:
+            validate_record(rec, str(p), lineno)
+        if rec.get("id") in ids:
+            raise FormatError(f"duplicate id {rec['id']!r} (first on line {ids[rec['id']]})", str(p), lineno)
+        ids[rec.get("id")] = lineno
+        run.records.append(rec)
+    return run
+
+
+def read_traces(paths, validate: bool = True) -> list[dict]:
+    """All records of one or more trace files, in order (headers skipped, each record validated)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[dict] = []
+    for path in paths:
+        out.extend(read_run(path, validate=validate).records)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- writing
+class TraceWriter:
+    """Append-only writer: one record per line, flushed and fsynced so finished problems survive a kill.
+
+    ``resume=False`` starts a fresh file (an existing one is replaced); ``resume=True`` keeps the
+    finished records, cuts off a half-written last line, and ``done_ids()`` tells the caller what to
+    skip. Use as a context manager or call ``close()``.
+    """
+
+    def __init__(self, path, resume: bool = False, header: dict | None = None, validate: bool = True):
+        self.path = Path(path)
+        self.validate = validate
+        self._done: set[str] = set()
+        self.header: dict | None = None
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.exists():
+            self._recover()
+            self._fh = open(self.path, "a", encoding="utf-8")
+        else:
+            self._fh = open(self.path, "w", encoding="utf-8")
+        if header is not None and self.header is None and not self._done:
+            self.write_header(header)
+
+    def _recover(self) -> None:
+        data = self.path.read_bytes()
+        keep = len(data)
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            tail = data[cut:]
+            try:
+                json.loads(tail)
+                # a complete record that only lacks its newline: keep it, add the newline
+                with open(self.path, "ab") as fh:
+                    fh.write(b"\n")
+            except json.JSONDecodeError:
+                warnings.warn(f"{self.path}: dropping a truncated last line of {len(tail)} bytes "
+                              "(interrupted run?)", TraceWarning, stacklevel=3)
+                keep = cut
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(keep)
+        run = read_run(self.path, validate=False)
+        self.header = run.header
+        self._done = {str(r.get("id")) for r in run.records}
+
+    def done_ids(self) -> set[str]:
+        """Ids of the problems already in the file (to skip on resume)."""
+        return set(self._done)
+
+    def _write_line(self, obj: dict) -> None:
+        line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+        self._fh.write(line + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def write_header(self, settings: dict) -> None:
+        """Write the optional header line (only as the file's first line)."""
+        if self._done or self.header is not None:
+            raise TrimError(f"{self.path}: a trace header must be the first line")
+        self.header = {"format": HEADER_FORMAT, "version": TRACE_VERSION, "settings": settings}
+        self._write_line(self.header)
+
+    def write(self, record: dict) -> None:
+        """Append one finished problem's record (fills format/version if missing)."""
+        rec = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **record}
+        if self.validate:
+            validate_record(rec, str(self.path))
+        if rec["id"] in self._done:
+            raise TrimError(f"{self.path}: problem {rec['id']!r} is already in the trace")
+        try:
+            self._write_line(rec)
+        except ValueError as exc:  # NaN/inf: not JSON
+            raise TrimError(f"{self.path}: record {rec['id']!r} is not valid JSON: {exc}") from None
+        self._done.add(rec["id"])
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -1,0 +1,230 @@
+"""Reflected Gaussian KDE per hidden state on the unit box [0, 1]^d (d = 1 or 2), scikit-learn style.
+
+PRM scores live in [0, 1] and pile up at the edges, where a plain KDE loses up to half its mass outside
+the box. Every training point x is therefore mirrored across every edge: in 1-D the copies x, -x, 2 - x,
+in 2-D the 9 products of {-x_j, x_j, 2 - x_j} over the coordinates; a mirrored copy also carries the
+mirrored kernel (covariance D H D, D = diag(+-1)), so that the density's normal derivative vanishes at
+the edges. Three (nine) copies are not the full infinite reflection group, so the copies' kernels
+still put a little mass outside the box (copies of points near 0 leak past 1 and the reverse). We do not
+ignore that: the density is
+
+    f(z) = sum_copies N(z; c, D_c H D_c) / Z,   Z = sum_copies P_{N(c, D_c H D_c)}([0, 1]^d),
+
+with Z computed exactly from normal CDFs, so that f integrates to exactly 1 on the box (not just
+approximately, as the plain 1/n normalisation would for a bandwidth that is not small against 1).
+Copies farther than 9 kernel standard deviations from the box (mass < 1e-19) are dropped.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trimpomdp.errors import ModelError
+from trimpomdp.observation_models import _kde_kernels as K
+from trimpomdp.observation_models import bandwidth as bw
+from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
+from trimpomdp.observation_models.discretize import bin_centers, bin_probabilities
+
+_REFLECT = ((0.0, 1.0), (0.0, -1.0), (2.0, -1.0))  # (offset, sign): x, -x, 2 - x
+
+
+def check_obs(X, d: int | None = None, what: str = "observations") -> np.ndarray:
+    """(n, d) float array in [0, 1]^d, d in {1, 2}; a 1-D input is n points of a 1-D model when d == 1."""
+    try:
+        a = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ModelError(f"{what} must be numeric") from None
+    if a.ndim == 1:
+        a = a[:, None] if (d in (None, 1)) else a[None, :]
+    if a.ndim != 2:
+        raise ModelError(f"{what} must be a 2-D array (n, d), got {a.ndim} dimensions")
+    if a.shape[1] not in (1, 2):
+        raise ModelError(f"{what} have {a.shape[1]} coordinates; only 1-D or 2-D observations are supported")
+    if d is not None and a.shape[1] != d:
+        raise ModelError(f"{what} have {a.shape[1]} coordinates, the model has {d}")
+    if np.isnan(a).any():
+        i = int(np.argwhere(np.isnan(a))[0, 0])
+        raise ModelError(f"{what} row {i} is NaN")
+    bad = np.flatnonzero(((a < 0) | (a > 1)).any(axis=1))
+    if bad.size:
+        raise ModelError(f"{what} row {bad[0]} = {a[bad[0]].tolist()} lies outside [0, 1]")
+    return a
+
+
+def reflect(X: np.ndarray, H: np.ndarray | None = None):
+    """Mirrored copies (k, d), their kernel-correlation signs (k,) and owning point (k,).
+
+    With H given, copies farther than ``K.FAR`` kernel sds outside the box in some coordinate are dropped."""
+    n, d = X.shape
+    Cs, signs, owners = [], [], []
+    for combo in np.ndindex(*([3] * d)):
+        off = np.array([_REFLECT[c][0] for c in combo])
+        sg = np.array([_REFLECT[c][1] for c in combo])
+        Cs.append(off + sg * X)
+        signs.append(np.full(n, np.prod(sg)))
+        owners.append(np.arange(n))
+    C, csign, owner = np.concatenate(Cs), np.concatenate(signs), np.concatenate(owners)
+    if H is not None:
+        sd = np.sqrt(np.diag(H))
+        out = np.maximum(np.maximum(-C, C - 1.0), 0.0) / sd
+        keep = np.all(out < K.FAR, axis=1)
+        C, csign, owner = C[keep], csign[keep], owner[keep]
+    return np.ascontiguousarray(C), csign.astype(np.float64), owner.astype(np.int64)
+
+
+class _StateDensity:
+    """One state's fitted reflected KDE (points, kernel covariance, copies, normaliser)."""
+
+    def __init__(self, X: np.ndarray, H: np.ndarray):
+        self.X, self.H = X, H
+        self.C, self.csign, self.owner = reflect(X, H)
+        self.sd, self.rho, self.Hinv, self.log_norm = bw.kernel_params(H)
+        self.Z = float(K.box_masses(self.C, self.csign, self.sd, self.rho).sum())
+        if not self.Z > 0:
+            raise ModelError("the kernels put no mass on the unit box")
+
+    def density(self, Z: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        out = np.empty(Z.shape[0])
+        for s in range(0, Z.shape[0], chunk):
+            z = np.ascontiguousarray(Z[s:s + chunk])
+            out[s:s + chunk] = K.kernel_sums(z, self.C, self.csign, self.owner, self.Hinv, False)
+        return out * math.exp(self.log_norm) / self.Z
+
+
+class ReflectedKDE:
+    """Per-state reflected Gaussian KDE on [0, 1]^d.
+
+    ``bandwidth``: "cv" (default, likelihood cross-validation), "scott", "silverman", a float (kernel sd),
+    a length-d vector (per-coordinate sds) or a (d, d) kernel covariance; a dict state -> any of these
+    sets it per state. ``covariance``: "full" or "diag" data covariance for the rules. ``states``: state
+    order (default: the TRIM states present, then the rest sorted)."""
+
+    def __init__(self, bandwidth="cv", covariance: str = "full", states=None):
+        self.bandwidth = bandwidth
+        self.covariance = covariance
+        self.states = states
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y) -> "ReflectedKDE":
+        if self.covariance not in ("full", "diag"):
+            raise ModelError(f"covariance must be 'full' or 'diag', not {self.covariance!r}")
+        X = check_obs(X, what="training points")
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ModelError(f"X has {X.shape[0]} rows but y has {y.size} labels")
+        y = y.astype(str)
+        present = list(dict.fromkeys(y.tolist()))
+        if self.states is None:
+            states = [s for s in TRIM_STATES if s in present] + sorted(s for s in present if s not in TRIM_STATES)
+        else:
+            states = [str(s) for s in self.states]
+            extra = sorted(set(present) - set(states))
+            if extra:
+                raise ModelError(f"label {extra[0]!r} is not one of the states {states}")
+        if not states:
+            raise ModelError("no training points")
+        self.states_ = tuple(states)
+        self.n_dims_ = X.shape[1]
+        self.counts_, self.bandwidths_, self.cv_scales_, self.cv_loglik_ = {}, {}, {}, {}
+        self._dens = {}
+        for s in self.states_:
+            Xs = X[y == s]
+            if Xs.shape[0] == 0:
+                raise ModelError(f"state {s!r} has no points")
+            H = self._select(Xs, s)
+            self._dens[s] = _StateDensity(Xs, H)
+            self.counts_[s] = int(Xs.shape[0])
+            self.bandwidths_[s] = H
+        return self
+
+    def _select(self, Xs: np.ndarray, state: str) -> np.ndarray:
+        rule = self.bandwidth.get(state, "cv") if isinstance(self.bandwidth, dict) else self.bandwidth
+        n, d = Xs.shape
+        if isinstance(rule, str):
+            if rule not in bw.RULES:
+                raise ModelError(f"bandwidth must be one of {bw.RULES} or a number, not {rule!r}")
+            cov = bw.data_covariance(Xs, self.covariance, state)
+            if rule == "silverman":
+                return bw.silverman_factor(n, d) ** 2 * cov
+            H0 = bw.scott_factor(n, d) ** 2 * cov
+            if rule == "scott":
+                return H0
+            C, csign, owner = reflect(Xs, bw.CV_SCALE_BOUNDS[1] ** 2 * H0)
+            s, ll = bw.cv_scale(Xs, C, csign, owner, H0)
+            self.cv_scales_[state], self.cv_loglik_[state] = s, ll
+            return s * s * H0
+        return bw.explicit_bandwidth(rule, d)
+
+    @classmethod
+    def from_fitted(cls, states, points: dict, bandwidths: dict, bandwidth="explicit",
+                    covariance: str = "full") -> "ReflectedKDE":
+        """Rebuild a fitted model from its points and kernel covariances (used by ``io.load_model``)."""
+        self = cls(bandwidth=bandwidth, covariance=covariance, states=tuple(states))
+        self.states_ = tuple(states)
+        self.n_dims_ = int(np.asarray(points[states[0]]).shape[1])
+        self.counts_, self.bandwidths_, self.cv_scales_, self.cv_loglik_, self._dens = {}, {}, {}, {}, {}
+        for s in self.states_:
+            Xs = check_obs(points[s], self.n_dims_, what=f"points of state {s!r}")
+            H = bw.explicit_bandwidth(bandwidths[s], self.n_dims_)
+            self._dens[s] = _StateDensity(Xs, H)
+            self.counts_[s], self.bandwidths_[s] = int(Xs.shape[0]), H
+        return self
+
+    # ------------------------------------------------------------------ queries
+    def _check_fitted(self):
+        if not hasattr(self, "_dens"):
+            raise ModelError("the model is not fitted yet")
+
+    def _state(self, state) -> str:
+        s = str(state)
+        if s not in self._dens:
+            raise ModelError(f"unknown state {state!r}; the model has {list(self.states_)}")
+        return s
+
+    def score_samples(self, X, state) -> np.ndarray:
+        """log f(x | state) for each row of X."""
+        self._check_fitted()
+        Z = check_obs(X, self.n_dims_)
+        with np.errstate(divide="ignore"):
+            return np.log(self._dens[self._state(state)].density(Z))
+
+    def density(self, X, state) -> np.ndarray:
+        self._check_fitted()
+        return self._dens[self._state(state)].density(check_obs(X, self.n_dims_))
+
+    def likelihood(self, obs) -> np.ndarray:
+        """Densities f(obs | state) for all states: (n, n_states), or (n_states,) for one observation."""
+        self._check_fitted()
+        a = np.asarray(obs, dtype=np.float64)
+        single = a.ndim == 0 or (a.ndim == 1 and self.n_dims_ == 2)
+        Z = check_obs(a.reshape(-1, self.n_dims_) if a.ndim <= 1 else a, self.n_dims_)
+        L = np.stack([self._dens[s].density(Z) for s in self.states_], axis=1)
+        return L[0] if single else L
+
+    def posterior(self, obs, prior=None) -> np.ndarray:
+        """P(state | obs) under ``prior`` (default uniform); rows where every density is 0 stay at the prior."""
+        L = np.atleast_2d(self.likelihood(obs))
+        single = L.shape[0] == 1 and np.asarray(obs).ndim <= (0 if self.n_dims_ == 1 else 1)
+        p = np.full(len(self.states_), 1.0 / len(self.states_)) if prior is None else np.asarray(prior, float)
+        if p.shape != (len(self.states_),) or np.any(p < 0) or not np.isclose(p.sum(), 1.0):
+            raise ModelError(f"prior must be {len(self.states_)} non-negative numbers summing to 1")
+        J = L * p
+        tot = J.sum(axis=1, keepdims=True)
+        post = np.where(tot > 0, J / np.where(tot > 0, tot, 1.0), p)
+        return post[0] if single else post
+
+    def discretize(self, bin_size: float = 0.05) -> BinnedObservationModel:
+        """Exact P(bin | state) on a regular grid (row-major, last coordinate fastest)."""
+        self._check_fitted()
+        probs = np.stack([bin_probabilities(self._dens[s].C, self._dens[s].csign, self._dens[s].H, bin_size)
+                          for s in self.states_])
+        return BinnedObservationModel(self.states_, bin_centers(bin_size, self.n_dims_), probs, float(bin_size))
+
+    def bin_index(self, obs, bin_size: float = 0.05):
+        """Bin of each observation on the grid of ``discretize(bin_size)`` (delegates to the binned model)."""
+        self._check_fitted()
+        m = BinnedObservationModel(self.states_[:1], bin_centers(bin_size, self.n_dims_),
+                                   np.full((1, round(1 / bin_size) ** self.n_dims_),
+                                           1.0 / round(1 / bin_size) ** self.n_dims_), float(bin_size))
+        return m.bin_index(obs)

@@ -1,0 +1,434 @@
+"""SARSOP's factored ``.pomdpx`` XML format, flattened to the tabular POMDP.
+
+Joint states are the product of the state variables in declaration order (the first variable varies
+slowest); joint observations the product of the observation variables, followed by the fully observed
+state variables (a MOMDP's visible part becomes part of what the agent observes). Rewards of all reward
+functions are summed, and rewards that depend on next-state variables are folded by expectation over T.
+
+The XML is read with expat directly, which keeps each element's line for error messages; documents that
+declare a DOCTYPE or entities are refused outright (entity expansion is the classic XML attack and
+defusedxml is not a dependency).
+"""
+from __future__ import annotations
+
+import re
+import xml.parsers.expat
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from trimpomdp.errors import FormatError
+from trimpomdp.pomdp.cassandra import normalize_rows, normalize_vector
+from trimpomdp.pomdp.model import POMDP, ROW_SUM_TOL
+
+_UNSAFE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+@dataclass
+class _Node:
+    tag: str
+    attrib: dict
+    line: int
+    children: list = field(default_factory=list)
+    parts: list = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def find(self, tag: str):
+        return next((c for c in self.children if c.tag == tag), None)
+
+    def findall(self, tag: str):
+        return [c for c in self.children if c.tag == tag]
+
+
+def _parse_xml(data: bytes, path: str) -> _Node:
+    m = _UNSAFE.search(data)
+    if m:
+        line = data[: m.start()].count(b"\n") + 1
+        raise FormatError("DOCTYPE/ENTITY declarations are not allowed in .pomdpx files (unsafe XML)", path, line)
+    p = xml.parsers.expat.ParserCreate()
+    stack: list[_Node] = []
+    root: list[_Node] = []
+
+    def refuse(*_):
+        raise FormatError("DOCTYPE/ENTITY declarations are not allowed in .pomdpx files (unsafe XML)",
+                          path, p.CurrentLineNumber)
+
+    def start(tag, attrs):
+        node = _Node(tag, attrs, p.CurrentLineNumber)
+        (stack[-1].children if stack else root).append(node)
+        stack.append(node)
+
+    def end(tag):
+        stack.pop()
+
+    def chars(text):
+        if stack:
+            stack[-1].parts.append(text)
+
+    p.StartElementHandler, p.EndElementHandler, p.CharacterDataHandler = start, end, chars
+    p.StartDoctypeDeclHandler = refuse
+    p.EntityDeclHandler = refuse
+    p.ExternalEntityRefHandler = refuse
+    try:
+        p.Parse(data, True)
+    except xml.parsers.expat.ExpatError as exc:
+        raise FormatError(f"malformed XML: {xml.parsers.expat.ErrorString(exc.code)}", path, exc.lineno) from None
+    if not root or root[0].tag != "pomdpx":
+        raise FormatError("root element must be <pomdpx>", path, 1)
+    return root[0]
+
+
+@dataclass
+class _Var:
+    name: str
+    kind: str  # 'prev' | 'curr' | 'obs' | 'action'
+    index: int  # position among state / observation variables
+    values: list[str]
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+
+class _Reader:
+    def __init__(self, root: _Node, path: str):
+        self.root, self.path = root, path
+        self.vars: dict[str, _Var] = {}
+        self.state_vars: list[tuple[_Var, _Var, bool]] = []  # (prev, curr, fully observed)
+        self.obs_vars: list[_Var] = []
+        self.action: _Var | None = None
+        self.reward_vars: set[str] = set()
+
+    def fail(self, msg: str, node: _Node | None):
+        raise FormatError(msg, self.path, node.line if node is not None else None)
+
+    def child(self, node: _Node, tag: str) -> _Node:
+        c = node.find(tag)
+        if c is None:
+            self.fail(f"<{node.tag}> needs a <{tag}> element", node)
+        return c
+
+    # ------------------------------------------------------------------ variables
+    def values_of(self, node: _Node, prefix: str) -> list[str]:
+        enum, num = node.find("ValueEnum"), node.find("NumValues")
+        if enum is not None:
+            vals = enum.text.split()
+            if not vals or len(set(vals)) != len(vals):
+                self.fail("<ValueEnum> needs distinct value names", enum)
+            return vals
+        if num is not None:
+            try:
+                k = int(num.text.strip())
+            except ValueError:
+                k = 0
+            if k <= 0:
+                self.fail(f"<NumValues> must be a positive integer, got {num.text.strip()!r}", num)
+            return [f"{prefix}{j}" for j in range(k)]
+        self.fail(f"<{node.tag}> needs <ValueEnum> or <NumValues>", node)
+
+    def read_variables(self):
+        var = self.child(self.root, "Variable")
+        for node in var.children:
+            if node.tag == "StateVar":
+                prev, curr = node.attrib.get("vnamePrev"), node.attrib.get("vnameCurr")
+                if not prev or not curr:
+                    self.fail("<StateVar> needs vnamePrev and vnameCurr", node)
+                vals = self.values_of(node, "s")
+                k = len(self.state_vars)
+                pv, cv = _Var(prev, "prev", k, vals), _Var(curr, "curr", k, vals)
+                fo = node.attrib.get("fullyObs", "false").strip().lower() == "true"
+                self.state_vars.append((pv, cv, fo))
+                self.add(pv, node)
+                self.add(cv, node)
+            elif node.tag == "ObsVar":
+                v = _Var(self.vname(node), "obs", len(self.obs_vars), self.values_of(node, "o"))
+                self.obs_vars.append(v)
+                self.add(v, node)
+            elif node.tag == "ActionVar":
+                if self.action is not None:
+                    self.fail("only one <ActionVar> is supported", node)
+                self.action = _Var(self.vname(node), "action", 0, self.values_of(node, "a"))
+                self.add(self.action, node)
+            elif node.tag == "RewardVar":
+                self.reward_vars.add(self.vname(node))
+        if not self.state_vars:
+            self.fail("<Variable> declares no <StateVar>", var)
+        if self.action is None:
+            self.fail("<Variable> declares no <ActionVar>", var)
+
+    def vname(self, node: _Node) -> str:
+        v = node.attrib.get("vname")
+        if not v:
+            self.fail(f"<{node.tag}> needs a vname attribute", node)
+        return v
+
+    def add(self, v: _Var, node: _Node):
+        if v.name in self.vars:
+            self.fail(f"variable {v.name!r} is declared twice", node)
+        self.vars[v.name] = v
+
+    # ------------------------------------------------------------------ tables
+    def table(self, node: _Node, section: str, prob: bool) -> tuple[list[_Var], list[_Var], np.ndarray]:
+        """Dense table over (parents..., vars...) of one <CondProb> or <Func>; later entries win."""
+        var_node = self.child(node, "Var")
+        names = var_node.text.split()
+        parent_node = node.find("Parent")
+        pnames = parent_node.text.split() if parent_node is not None else []
+        if pnames == ["null"]:
+            pnames = []
+        for nm, where in [(x, var_node) for x in names] + [(x, parent_node) for x in pnames]:
+            if nm not in self.vars and not (not prob and nm in self.reward_vars):
+                self.fail(f"{section}: unknown variable {nm!r}", where)
+        parents = [self.vars[x] for x in pnames]
+        children = [self.vars[x] for x in names] if prob else []
+        dims = parents + children
+        shape = tuple(v.size for v in dims)
+        tab = np.zeros(shape)
+        param = self.child(node, "Parameter")
+        if param.attrib.get("type", "TBL").strip() != "TBL":
+            self.fail(f"{section}: only Parameter type 'TBL' is supported, got {param.attrib.get('type')!r}",
+                      param)
+        tag = "ProbTable" if prob else "ValueTable"
+        for entry in param.findall("Entry"):
+            inst_node, val_node = self.child(entry, "Instance"), self.child(entry, tag)
+            inst = inst_node.text.split()
+            if len(inst) != len(dims):
+                self.fail(f"{section}: <Instance> needs {len(dims)} values "
+                          f"({' '.join(v.name for v in dims)}), got {len(inst)}", inst_node)
+            idx, free = [], []
+            for tok, v in zip(inst, dims):
+                if tok in ("*", "-"):
+                    idx.append(slice(None))
+                    free.append(v.size if tok == "-" else 1)
+                else:
+                    idx.append(self.value_index(v, tok, section, inst_node))
+            want = int(np.prod([f for f in free])) if free else 1
+            words = val_node.text.split()
+            target_shape = tuple(free)
+            if words == ["identity"]:
+                dash = [k for k, t in enumerate(inst) if t == "-"]
+                if len(dash) != 2 or dims[dash[0]].size != dims[dash[1]].size:
+                    self.fail(f"{section}: 'identity' needs exactly two '-' variables of equal size", val_node)
+                tab[tuple(idx)] = np.eye(dims[dash[0]].size).reshape(target_shape)
+                continue
+            if words == ["uniform"]:
+                n_child = int(np.prod([v.size for v in children])) if children else 1
+                tab[tuple(idx)] = 1.0 / n_child
+                continue
+            try:
+                vals = np.array(words, dtype=np.float64)
+            except ValueError:
+                bad = next(w for w in words if not _is_float(w))
+                self.fail(f"{section}: bad number {bad!r} in <{tag}>", val_node)
+            if vals.size not in (want, 1):
+                self.fail(f"{section}: <{tag}> needs {want} values for instance {' '.join(inst)!r}, "
+                          f"got {vals.size}", val_node)
+            if not np.all(np.isfinite(vals)) or (prob and (vals.min() < 0 or vals.max() > 1 + 1e-9)):
+                self.fail(f"{section}: <{tag}> values must be " + ("probabilities in [0, 1]" if prob else "finite"),
+                          val_node)
+            tab[tuple(idx)] = vals.reshape(target_shape) if vals.size == want else vals[0]
+        return parents, children, tab
+
+    def value_index(self, v: _Var, tok: str, section: str, node: _Node) -> int:
+        try:
+            return v.values.index(tok)
+        except ValueError:
+            pass
+        if tok.isdigit() and int(tok) < v.size:
+            return int(tok)
+        self.fail(f"{section}: unknown value {tok!r} of variable {v.name!r}", node)
+
+    # ------------------------------------------------------------------ flattening
+    def read(self, name: str) -> POMDP:
+        self.read_variables()
+        disc_node = self.root.find("Discount")
+        discount = 1.0
+        if disc_node is not None:
+            try:
+                discount = float(disc_node.text)
+            except ValueError:
+                self.fail(f"<Discount> must be a number, got {disc_node.text.strip()!r}", disc_node)
+        sizes = [pv.size for pv, _, _ in self.state_vars]
+        S = int(np.prod(sizes))
+        # joint state s -> value of each state variable (first variable slowest)
+        svals = np.array(list(np.ndindex(*sizes)), dtype=np.int64).reshape(S, len(sizes))
+        A = self.action.size
+        b0 = self.initial_belief(S, svals)
+        T = self.transitions(S, A, svals)
+        O, obs_names = self.observations(S, A, svals)
+        R = self.rewards(S, A, svals, T)
+        states = self.joint_names([pv.values for pv, _, _ in self.state_vars])
+        model = POMDP.from_arrays(T, O, R, discount, b0, states, self.action.values, obs_names, name=name,
+                                  validate=False)
+        problems = model.validation_problems(ROW_SUM_TOL)
+        if problems:
+            extra = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise FormatError(problems[0] + extra, self.path)
+        return POMDP.from_arrays([normalize_rows(m) for m in T], [normalize_rows(m) for m in O], R, discount,
+                                 normalize_vector(b0), states, self.action.values, obs_names, name=name)
+
+    @staticmethod
+    def joint_names(value_lists) -> list[str]:
+        if len(value_lists) == 1:
+            return list(value_lists[0])
+        return ["_".join(t) for t in product(*value_lists)]
+
+    def gather(self, parents: list[_Var], tab: np.ndarray, svals_prev, svals_curr, a: int | None):
+        """Index ``tab`` by the parent values of many joint rows: returns (n, *child dims)."""
+        n = len(svals_prev if svals_prev is not None else svals_curr)
+        idx = []
+        for v in parents:
+            if v.kind == "action":
+                idx.append(np.full(n, a))
+            elif v.kind == "prev":
+                idx.append(svals_prev[:, v.index])
+            elif v.kind == "curr":
+                if svals_curr is None:
+                    raise KeyError(v.name)
+                idx.append(svals_curr[:, v.index])
+            else:
+                raise KeyError(v.name)
+        return tab[tuple(idx)] if idx else np.broadcast_to(tab, (n,) + tab.shape)
+
+    def cond_probs(self, section: str):
+        sec = self.root.find(section)
+        if sec is None:
+            self.fail(f"missing <{section}>", self.root)
+        return sec, [self.table(c, section, True) + (c,) for c in sec.findall("CondProb")]
+
+    def initial_belief(self, S: int, svals) -> np.ndarray:
+        sec = self.root.find("InitialStateBelief")
+        if sec is None:
+            return np.full(S, 1.0 / S)
+        b = np.ones(S)
+        covered = set()
+        for c in sec.findall("CondProb"):
+            parents, children, tab, = self.table(c, "InitialStateBelief", True)
+            if parents or any(v.kind not in ("prev", "curr") for v in children):
+                self.fail("InitialStateBelief: <CondProb> must be over state variables with Parent null", c)
+            b *= tab[tuple(svals[:, v.index] for v in children)]
+            covered.update(v.index for v in children)
+        if len(covered) != len(self.state_vars):
+            # unspecified variables start uniformly
+            for k, (pv, _, _) in enumerate(self.state_vars):
+                if k not in covered:
+                    b /= pv.size
+        return b
+
+    def transitions(self, S: int, A: int, svals) -> list[sp.csr_matrix]:
+        sec, cps = self.cond_probs("StateTransitionFunction")
+        by_var = {}
+        for parents, children, tab, node in cps:
+            if len(children) != 1 or children[0].kind != "curr":
+                self.fail("StateTransitionFunction: each <CondProb> needs one next-state variable as <Var>", node)
+            by_var[children[0].index] = (parents, tab, node)
+        for k, (_, cv, _) in enumerate(self.state_vars):
+            if k not in by_var:
+                self.fail(f"StateTransitionFunction: no <CondProb> for {cv.name!r}", sec)
+        mats = []
+        sizes = [pv.size for pv, _, _ in self.state_vars]
+        for a in range(A):
+            rows = np.arange(S)
+            nxt = np.zeros((S, 0), dtype=np.int64)  # values of the next-state variables expanded so far
+            prob = np.ones(S)
+            for k in range(len(self.state_vars)):
+                parents, tab, node = by_var[k]
+                try:
+                    p = self.gather(parents, tab, svals[rows], nxt, a)  # (n, size_k)
+                except (KeyError, IndexError) as exc:
+                    self.fail(f"StateTransitionFunction: parent {exc} of {self.state_vars[k][1].name!r} must be "
+                              "the action, a previous-state or an earlier next-state variable", node)
+                r, v = np.nonzero(p * prob[:, None])
+                prob = prob[r] * p[r, v]
+                rows = rows[r]
+                nxt = np.column_stack([nxt[r], v])
+            cols = np.ravel_multi_index(tuple(nxt.T), sizes) if nxt.size else np.zeros(0, dtype=np.int64)
+            mats.append(sp.csr_matrix((prob, (rows, cols)), shape=(S, S)))
+        return mats
+
+    def observations(self, S: int, A: int, svals):
+        sec, cps = self.cond_probs("ObsFunction") if self.obs_vars else (None, [])
+        by_var = {}
+        for parents, children, tab, node in cps:
+            if len(children) != 1 or children[0].kind != "obs":
+                self.fail("ObsFunction: each <CondProb> needs one observation variable as <Var>", node)
+            by_var[children[0].index] = (parents, tab, node)
+        for v in self.obs_vars:
+            if v.index not in by_var:
+                self.fail(f"ObsFunction: no <CondProb> for {v.name!r}", sec)
+        visible = [k for k, (_, _, fo) in enumerate(self.state_vars) if fo]
+        osizes = [v.size for v in self.obs_vars] + [self.state_vars[k][0].size for k in visible]
+        names = self.joint_names([v.values for v in self.obs_vars] + [self.state_vars[k][1].values for k in visible]) \
+            if osizes else ["none"]
+        Z = int(np.prod(osizes)) if osizes else 1
+        mats = []
+        for a in range(A):
+            rows = np.arange(S)
+            got = np.zeros((S, 0), dtype=np.int64)
+            prob = np.ones(S)
+            for v in self.obs_vars:
+                parents, tab, node = by_var[v.index]
+                if any(p.kind == "prev" for p in parents):
+                    self.fail("ObsFunction: observations may depend on the action and next-state variables only",
+                              node)
+                try:
+                    p = self.gather(parents, tab, None, svals[rows], a)
+                except KeyError as exc:
+                    self.fail(f"ObsFunction: unsupported parent {exc}", node)
+                r, o = np.nonzero(p * prob[:, None])
+                prob, rows, got = prob[r] * p[r, o], rows[r], np.column_stack([got[r], o])
+            if visible:
+                got = np.column_stack([got, svals[rows][:, visible]])
+            cols = np.ravel_multi_index(tuple(got.T), osizes) if osizes else np.zeros(rows.size, dtype=np.int64)
+            mats.append(sp.csr_matrix((prob, (rows, cols)), shape=(S, Z)))
+        return mats, names
+
+    def rewards(self, S: int, A: int, svals, T) -> np.ndarray:
+        R = np.zeros((S, A))
+        sec = self.root.find("RewardFunction")
+        if sec is None:
+            return R
+        for f in sec.findall("Func"):
+            parents, _, tab = self.table(f, "RewardFunction", False)
+            if any(p.kind == "obs" for p in parents):
+                self.fail("RewardFunction: rewards depending on observations are not supported", f)
+            uses_next = any(p.kind == "curr" for p in parents)
+            for a in range(A):
+                if not uses_next:
+                    R[:, a] += self.gather(parents, tab, svals, None, a)
+                else:
+                    coo = T[a].tocoo()
+                    vals = self.gather(parents, tab, svals[coo.row], svals[coo.col], a)
+                    R[:, a] += np.bincount(coo.row, weights=coo.data * vals, minlength=S)
+        return R
+
+
+def _is_float(w: str) -> bool:
+    try:
+        float(w)
+        return True
+    except ValueError:
+        return False
+
+
+def parse_pomdpx(data: bytes | str, path: str = "<string>", name: str = "") -> POMDP:
+    """Parse the bytes (or text) of a ``.pomdpx`` document into a validated tabular POMDP."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return _Reader(_parse_xml(data, path), path).read(name)
+
+
+def read_pomdpx(path) -> POMDP:
+    """Read a SARSOP ``.pomdpx`` file; unsafe XML (DOCTYPE/ENTITY) is refused with a ``FormatError``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"cannot read file: {exc.strerror or exc}", str(path)) from None
+    return parse_pomdpx(data, str(path), name=path.stem)

@@ -1,0 +1,77 @@
+"""The recursive Bayes filter over (correct, fresh_error, derailed) used at decode time and in simulation.
+
+Unlike the reference (which recomputes the belief from the current observation with a uniform prior), the
+belief is carried over steps: prior = T(action)^T posterior_prev, posterior ~ P(bin(o) | s') * prior.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trimpomdp.errors import BeliefError
+
+#: an observation whose probability under the prior is below this is treated as impossible
+ZERO_PROB = 1e-300
+
+
+class BeliefFilter:
+    """Filter for one ``TrimModel``; stateless (every method takes and returns beliefs as (3,) arrays)."""
+
+    def __init__(self, trim_model):
+        self.model = trim_model
+        self._T = {a: trim_model.transition(a) for a in ("keep", "regenerate")}
+
+    def start(self) -> np.ndarray:
+        """All mass on C before step 1: step 1's prior is ``predict(start(), 'keep')``."""
+        return np.array([1.0, 0.0, 0.0])
+
+    def predict(self, belief, action) -> np.ndarray:
+        """T(action)^T b (action 'keep'/'regenerate' or 0/1)."""
+        a = {0: "keep", 1: "regenerate"}.get(action, action)
+        if a not in self._T:
+            raise BeliefError(f"unknown action {action!r}; expected 'keep' or 'regenerate'")
+        b = _check(belief)
+        out = self._T[a].T @ b
+        return out / out.sum()
+
+    def likelihood(self, obs_pair) -> np.ndarray:
+        """P(bin(obs) | state) for the pair (min earlier PRM score or 1.0, current PRM score)."""
+        o = np.asarray(obs_pair, dtype=np.float64)
+        if o.shape != (2,):
+            raise BeliefError(f"an observation is a pair (min earlier score, current score), got shape {o.shape}")
+        if np.any(~np.isfinite(o)) or np.any(o < 0) or np.any(o > 1):
+            raise BeliefError(f"observation {tuple(o)} lies outside [0, 1]^2")
+        return self.model.obs.probs[:, self.model.obs.bin_index(o)]
+
+    def correct(self, prior, obs_pair) -> np.ndarray:
+        """Posterior given the observation; raises BeliefError when it is impossible under the prior."""
+        post = self.likelihood(obs_pair) * _check(prior)
+        z = post.sum()
+        if not np.isfinite(z) or z <= ZERO_PROB:
+            raise BeliefError(f"observation {tuple(np.round(obs_pair, 6))} has probability zero under prior "
+                              f"{np.round(prior, 6).tolist()}")
+        post = np.clip(post / z, 0.0, None)
+        return post / post.sum()
+
+    def step(self, b_prev, a_prev, obs_pair) -> tuple[np.ndarray, np.ndarray]:
+        """(prior, posterior) for the next step; pass ``b_prev=None`` for step 1 (prior from start())."""
+        if b_prev is None:
+            prior = self.predict(self.start(), "keep")
+        else:
+            prior = self.predict(b_prev, a_prev)
+        return prior, self.correct(prior, obs_pair)
+
+    def correct_batch(self, priors: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """Vectorised posterior for (N, 3) priors and N observation bin indices (impossible rows raise)."""
+        post = priors * self.model.obs.probs[:, bins].T
+        z = post.sum(axis=1)
+        bad = np.flatnonzero(~(z > ZERO_PROB))
+        if bad.size:
+            raise BeliefError(f"row {bad[0]}: observation bin {bins[bad[0]]} has probability zero under its prior")
+        return post / z[:, None]
+
+
+def _check(belief) -> np.ndarray:
+    b = np.asarray(belief, dtype=np.float64)
+    if b.shape != (3,) or np.any(~np.isfinite(b)) or np.any(b < -1e-12) or abs(b.sum() - 1.0) > 1e-6:
+        raise BeliefError(f"a belief is 3 non-negative numbers summing to 1, got {np.asarray(belief).tolist()}")
+    return np.clip(b, 0.0, None)

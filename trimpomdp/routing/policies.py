@@ -1,0 +1,273 @@
+"""Routing policies: the POMDP policy (per-step alpha sets), the PRM-threshold policy, weak-only, strong-only.
+
+Every policy answers ``decide(belief, step, n_tokens, score)`` with a ``Decision`` and, for the simulator,
+``decide_many`` over arrays. ``load_policy`` turns "pomdp:PATH", "pomdp:lambda=0.1", "threshold:0.5",
+"weak" or "strong" into a policy. Policies with a hard cap track the budget used by a question between
+``reset()`` calls (or take ``remaining=`` explicitly).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trimpomdp.artifacts import load_npz, save_npz
+from trimpomdp.errors import FormatError, TrimError
+from trimpomdp.routing import kernels as K
+from trimpomdp.routing.budgets import Cap
+
+POLICY_FORMAT = "trimpomdp.trim_policy"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``q_regenerate`` includes the price of this step's tokens; Q values are None for non-POMDP policies."""
+
+    action: str  # "keep" | "regenerate"
+    q_keep: float | None = None
+    q_regenerate: float | None = None
+
+    @property
+    def regenerate(self) -> bool:
+        return self.action == "regenerate"
+
+
+class RoutingPolicy:
+    """Base: ``name``, ``decide``, ``decide_many``; ``needs_belief`` tells callers to run the filter."""
+
+    name = "policy"
+    needs_belief = False
+    cap: Cap | None = None
+
+    def reset(self) -> None:
+        """Start a new question (clears the budget used under a cap)."""
+
+    def decide(self, belief, step: int, n_tokens: float, score: float | None = None, remaining=None) -> Decision:
+        raise NotImplementedError
+
+    def decide_many(self, beliefs, step: int, costs, scores, levels=None) -> np.ndarray:
+        """Boolean 'regenerate' per row (vectorised; ``costs`` in strong tokens)."""
+        raise NotImplementedError
+
+
+class WeakPolicy(RoutingPolicy):
+    name = "weak"
+
+    def decide(self, belief, step, n_tokens, score=None, remaining=None) -> Decision:
+        return Decision("keep")
+
+    def decide_many(self, beliefs, step, costs, scores, levels=None):
+        return np.zeros(len(costs), dtype=bool)
+
+
+class StrongPolicy(RoutingPolicy):
+    name = "strong"
+
+    def decide(self, belief, step, n_tokens, score=None, remaining=None) -> Decision:
+        return Decision("regenerate")
+
+    def decide_many(self, beliefs, step, costs, scores, levels=None):
+        return np.ones(len(costs), dtype=bool)
+
+
+class ThresholdPolicy(RoutingPolicy):
+    """Regenerate iff the current step's PRM score is below ``k`` (the TRIM-Thr baseline)."""
+
+    def __init__(self, k: float):
+        if not (0.0 <= k <= 1.0):
+            raise TrimError(f"threshold must lie in [0, 1], got {k!r}")
+        self.k = float(k)
+        self.name = f"threshold:{k:g}"
+
+    def decide(self, belief, step, n_tokens, score=None, remaining=None) -> Decision:
+        if score is None:
+            raise TrimError("the threshold policy needs the current step's PRM score")
+        return Decision("regenerate" if score < self.k else "keep")
+
+    def decide_many(self, beliefs, step, costs, scores, levels=None):
+        return np.asarray(scores) < self.k
+
+
+class PomdpPolicy(RoutingPolicy):
+    """Per step t, the envelope of U_{t+1} (lines = alpha vectors of length 3) per budget level.
+
+    ``steps[t] = (slopes, intercepts, breakpoints, level_offsets)``; ``A[t] = h(t) R``,
+    ``B[t] = (1 - h(t)) gamma``. The policy file embeds the spec and the observation table, so
+    ``.trim_model`` is available after ``load``.
+    """
+
+    needs_belief = True
+
+    def __init__(self, trim_model, lam, steps, A, B, cap: Cap | None = None, predicted=None, meta=None):
+        self.trim_model = trim_model
+        self.lam = float(lam)
+        self.steps = steps
+        self.A = np.asarray(A, dtype=np.float64)
+        self.B = np.asarray(B, dtype=np.float64)
+        self.cap = cap
+        self.predicted = dict(predicted or {})
+        self.meta = dict(meta or {})
+        self.name = f"pomdp:{self.meta.get('budget', f'lambda={self.lam:g}')}"
+        self._level = self.n_levels - 1
+
+    @property
+    def n_levels(self) -> int:
+        return 1 if self.cap is None else self.cap.levels
+
+    @property
+    def max_steps(self) -> int:
+        return len(self.steps)
+
+    def reset(self) -> None:
+        self._level = self.n_levels - 1
+
+    def _t(self, step) -> int:
+        step = int(step)
+        if step < 1:
+            raise TrimError(f"steps are numbered from 1, got {step}")
+        return min(step, self.max_steps) - 1
+
+    def _level_of(self, remaining) -> int:
+        if self.cap is None:
+            return 0
+        if remaining is None:
+            return self._level
+        if self.cap.kind == "regen":
+            lv = int(remaining)
+        else:
+            lv = int(np.floor(float(remaining) / self.cap.unit + 1e-9))
+        return int(np.clip(lv, 0, self.n_levels - 1))
+
+    def decide(self, belief, step, n_tokens, score=None, remaining=None) -> Decision:
+        b = np.asarray(belief, dtype=np.float64).reshape(1, 3)
+        if np.any(~np.isfinite(b)) or np.any(b < -1e-9) or abs(b.sum() - 1) > 1e-6:
+            raise TrimError(f"belief must be 3 non-negative numbers summing to 1, got {b.ravel().tolist()}")
+        t = self._t(step)
+        cost = float(self.trim_model.step_cost_tokens(n_tokens))
+        level = self._level_of(remaining)
+        cu = 0 if self.cap is None else int(self.cap.units(cost))
+        qk, qr = K.decide_batch(b, np.array([level]), np.array([cost]), np.array([cu]), self.A[t], self.B[t],
+                                float(self.trim_model.p_strong), self.lam, *self.steps[t])
+        regen = bool(qr[0] > qk[0])
+        if regen and self.cap is not None and remaining is None:
+            self._level = max(0, self._level - cu)
+        return Decision("regenerate" if regen else "keep", float(qk[0]),
+                        None if not np.isfinite(qr[0]) else float(qr[0]))
+
+    def decide_many(self, beliefs, step, costs, scores=None, levels=None):
+        b = np.ascontiguousarray(beliefs, dtype=np.float64)
+        costs = np.asarray(costs, dtype=np.float64)
+        t = self._t(step)
+        if self.cap is None:
+            lv = np.zeros(len(costs), dtype=np.int64)
+            cu = np.zeros(len(costs), dtype=np.int64)
+        else:
+            lv = np.asarray(levels, dtype=np.int64)
+            cu = self.cap.units(costs)
+        qk, qr = K.decide_batch(b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong),
+                                self.lam, *self.steps[t])
+        return qr > qk
+
+    def q_values(self, beliefs, step, costs, levels=None):
+        """(Q_keep, Q_regenerate) arrays, the latter with the price of ``costs`` subtracted."""
+        b = np.ascontiguousarray(np.atleast_2d(beliefs), dtype=np.float64)
+        costs = np.broadcast_to(np.asarray(costs, dtype=np.float64), (b.shape[0],)).copy()
+        lv = np.zeros(b.shape[0], dtype=np.int64) if self.cap is None else np.asarray(levels, dtype=np.int64)
+        cu = np.zeros(b.shape[0], dtype=np.int64) if self.cap is None else self.cap.units(costs)
+        t = self._t(step)
+        return K.decide_batch(b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong), self.lam,
+                              *self.steps[t])
+
+    def alpha_sets(self, step, level: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Alpha vectors (K, 3) and actions (0 keep / 1 regenerate, before this step's cost) at ``step``."""
+        t = self._t(step)
+        ls, lc, lb, lo, _ = self.steps[t]
+        r = self.n_levels - 1 if level is None else int(level)
+        s, c = ls[lo[r]:lo[r + 1]], lc[lo[r]:lo[r + 1]]
+        A, B, ps = self.A[t], self.B[t], self.trim_model.p_strong
+        keep = np.stack([A + B * (c + s), B * c, B * c], axis=1)
+        rg = np.stack([A * ps + B * (c + s * ps), A * ps + B * (c + s * ps), B * c], axis=1)
+        return np.vstack([keep, rg]), np.concatenate([np.zeros(len(s), int), np.ones(len(s), int)])
+
+    # ------------------------------------------------------------------ files
+    def save(self, path) -> Path:
+        tm = self.trim_model
+        T = self.max_steps
+        off = [0]
+        for st in self.steps:
+            off.append(off[-1] + st[0].size)
+        arrays = {
+            "line_slopes": np.concatenate([st[0] for st in self.steps]),
+            "line_intercepts": np.concatenate([st[1] for st in self.steps]),
+            "line_breaks": np.concatenate([st[2] for st in self.steps]),
+            "level_offsets": np.stack([st[3] + off[t] for t, st in enumerate(self.steps)]),
+            "step_offsets": np.array(off, dtype=np.int64),
+            "A": self.A, "B": self.B,
+            "obs_probs": tm.obs.probs, "obs_centers": tm.obs.centers,
+        }
+        cap = None if self.cap is None else {"kind": self.cap.kind, "limit": self.cap.limit, "unit": self.cap.unit}
+        meta = dict(self.meta, spec=tm.embedded_dict(), lam=self.lam, cap=cap, predicted=self.predicted,
+                    max_steps=T, model_fingerprint=tm.fingerprint())
+        return save_npz(path, arrays, meta, POLICY_FORMAT)
+
+    @classmethod
+    def load(cls, path) -> "PomdpPolicy":
+        from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
+        from trimpomdp.routing.solver import with_lookup
+        from trimpomdp.routing.spec import TrimModel
+
+        arrays, meta = load_npz(path, POLICY_FORMAT)
+        need = ("line_slopes", "line_intercepts", "line_breaks", "level_offsets", "step_offsets", "A", "B",
+                "obs_probs", "obs_centers")
+        missing = [k for k in need if k not in arrays]
+        if missing or "spec" not in meta:
+            raise FormatError(f"policy file lacks {missing or ['spec metadata']}", str(path))
+        spec = meta["spec"]
+        obs = BinnedObservationModel(TRIM_STATES, arrays["obs_centers"], arrays["obs_probs"],
+                                     float(spec.get("obs_bin_size", 0.05)))
+        tm = TrimModel.from_dict(spec, obs=obs, source=str(path))
+        so = arrays["step_offsets"]
+        steps = []
+        for t in range(len(so) - 1):
+            a, b = so[t], so[t + 1]
+            steps.append(with_lookup(arrays["line_slopes"][a:b].copy(), arrays["line_intercepts"][a:b].copy(),
+                                     arrays["line_breaks"][a:b].copy(), arrays["level_offsets"][t] - a))
+        cap = meta.get("cap")
+        cap = None if not cap else Cap(cap["kind"], cap["limit"], cap["unit"])
+        extra = {k: v for k, v in meta.items() if k not in ("spec", "lam", "cap", "predicted", "format", "version")}
+        return cls(tm, meta["lam"], steps, arrays["A"], arrays["B"], cap=cap, predicted=meta.get("predicted"),
+                   meta=extra)
+
+
+#: the name used in the task brief for the POMDP policy class
+RoutingPolicyPOMDP = PomdpPolicy
+
+
+def load_policy(spec_str: str, trim_model=None) -> RoutingPolicy:
+    """'pomdp:PATH' | 'pomdp:lambda=0.1' (solved on ``trim_model``) | 'threshold:0.5' | 'weak' | 'strong'."""
+    s = spec_str.strip()
+    kind, _, arg = s.partition(":")
+    kind = kind.lower()
+    if kind == "weak" and not arg:
+        return WeakPolicy()
+    if kind == "strong" and not arg:
+        return StrongPolicy()
+    if kind in ("threshold", "thr"):
+        try:
+            return ThresholdPolicy(float(arg))
+        except ValueError:
+            raise TrimError(f"policy {spec_str!r}: expected threshold:<score in [0, 1]>") from None
+    if kind == "pomdp" and arg:
+        if Path(arg).exists() or arg.endswith(".npz"):
+            pol = PomdpPolicy.load(arg)
+            if trim_model is not None and pol.trim_model.fingerprint() != trim_model.fingerprint():
+                pol.meta["model_mismatch"] = True
+            return pol
+        if "=" in arg:
+            if trim_model is None:
+                raise TrimError(f"policy {spec_str!r}: solving a budget needs a TRIM model")
+            from trimpomdp.routing.budgets import parse_budget, solve_budget
+
+            return solve_budget(trim_model, parse_budget(arg))
+    raise TrimError(f"unknown policy {spec_str!r}; expected pomdp:PATH, pomdp:lambda=X, threshold:K, weak or strong")

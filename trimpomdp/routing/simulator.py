@@ -1,0 +1,125 @@
+"""Routing simulator: hidden states follow the model, PRM observations are resampled from REAL labelled points.
+
+Each step's observation pair is drawn independently, given the current hidden state, from the shared
+ProcessBench points of that state (``prm_obs_processbench_math.npz``) -- the same conditional-independence
+assumption the reference's observation model makes; the min-earlier-score coordinate is therefore not
+forced to be coherent along an episode. Solution lengths come from the spec's length distribution and
+the strong tokens of a regeneration from its token distribution (a step's regeneration cost is the strong
+tokens drawn for it; the policy sees that same cost). Vectorised over episodes and seeded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trimpomdp.errors import FormatError
+from trimpomdp.observation_models.binned import TRIM_STATES
+
+
+@dataclass
+class SimResult:
+    """Per-episode outcomes of one policy."""
+
+    name: str
+    correct: np.ndarray  # bool (N,)
+    strong_tokens: np.ndarray  # float (N,)
+    regenerations: np.ndarray  # int (N,)
+    steps: np.ndarray  # int (N,)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+    @property
+    def mean_tokens(self) -> float:
+        return float(self.strong_tokens.mean())
+
+    def summary(self) -> dict:
+        n = self.correct.size
+        return {"policy": self.name, "episodes": int(n), "accuracy": self.accuracy,
+                "accuracy_se": float(np.sqrt(self.accuracy * (1 - self.accuracy) / max(n, 1))),
+                "strong_tokens": self.mean_tokens, "max_strong_tokens": float(self.strong_tokens.max(initial=0)),
+                "regenerations": float(self.regenerations.mean()),
+                "max_regenerations": int(self.regenerations.max(initial=0)), "mean_steps": float(self.steps.mean())}
+
+
+def load_observation_points(path) -> dict[str, np.ndarray]:
+    """The labelled PRM observation points per state: {'correct': (n, 2), ...}."""
+    path = Path(path)
+    if not path.exists():
+        raise FormatError("file not found", str(path))
+    with np.load(path, allow_pickle=False) as z:
+        missing = [s for s in TRIM_STATES if s not in z.files]
+        if missing:
+            raise FormatError(f"expected arrays {list(TRIM_STATES)} of (n, 2) points, missing {missing}", str(path))
+        data = {s: np.asarray(z[s], dtype=np.float64) for s in TRIM_STATES}
+    for s, a in data.items():
+        if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] == 0:
+            raise FormatError(f"array {s!r} must have shape (n, 2) with n > 0, got {a.shape}", str(path))
+    return data
+
+
+def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: int = 0) -> SimResult:
+    """Run ``episodes`` questions under ``policy``; the same seed gives the same hidden paths for every policy."""
+    tm = trim_model
+    rng = np.random.default_rng(seed)
+    N = int(episodes)
+    T = tm.max_steps
+    pw, ps = tm.p_weak, tm.p_strong
+    L = rng.choice(np.arange(1, T + 1), p=tm.length_pmf, size=N)
+    # pre-draw all randomness per step so that every policy sees the same draws for the same seed
+    state = np.where(rng.random(N) < pw, 0, 1).astype(np.int8)
+    prior = np.tile(np.array([pw, 1 - pw, 0.0]), (N, 1))
+    tokens = np.zeros(N)
+    regens = np.zeros(N, dtype=np.int64)
+    correct = np.zeros(N, dtype=bool)
+    cap = getattr(policy, "cap", None)
+    levels = np.full(N, cap.levels - 1 if cap is not None else 0, dtype=np.int64)
+    probs = tm.obs.probs
+    arrays = [points[s] for s in TRIM_STATES]
+    policy.reset()
+    for t in range(1, T + 1):
+        u_obs = rng.random(N)
+        k_tok = rng.choice(tm.token_values.size, p=tm.token_probs, size=N)
+        u_end = rng.random(N)
+        u_w = rng.random(N)
+        alive = np.flatnonzero(L >= t)
+        if alive.size == 0:
+            break
+        st = state[alive]
+        obs = np.empty((alive.size, 2))
+        for s in range(3):
+            m = st == s
+            if m.any():
+                arr = arrays[s]
+                obs[m] = arr[np.minimum((u_obs[alive][m] * len(arr)).astype(np.int64), len(arr) - 1)]
+        costs = tm.token_values[k_tok[alive]]
+        post = prior[alive]
+        if getattr(policy, "needs_belief", False):
+            lik = probs[:, tm.obs.bin_index(obs)].T
+            w = post * lik
+            z = w.sum(axis=1)
+            ok = z > 1e-300
+            post = np.where(ok[:, None], w / np.where(ok, z, 1.0)[:, None], post)
+        regen = np.asarray(policy.decide_many(post, t, costs, obs[:, 1], levels[alive]), dtype=bool)
+        if cap is not None:
+            regen &= levels[alive] - cap.units(costs) >= 0
+            levels[alive] -= np.where(regen, cap.units(costs), 0)
+        tokens[alive] += np.where(regen, costs, 0.0)
+        regens[alive] += regen
+        # outcome of this step's action on the hidden state (before the next weak step)
+        strong_ok = u_end[alive] < ps
+        ok_now = np.where(regen, (st <= 1) & strong_ok, st == 0)
+        ending = L[alive] == t
+        correct[alive[ending]] = ok_now[ending]
+        # next hidden state: the weak model writes step t+1 from a correct or a wrong prefix
+        nxt = np.where(ok_now, np.where(u_w[alive] < pw, 0, 1), 2).astype(np.int8)
+        state[alive] = nxt
+        # filter prediction for the next step
+        pC = post[:, 0]
+        mCE = post[:, 0] + post[:, 1]
+        x = np.where(regen, ps * mCE, pC)
+        prior[alive] = np.stack([pw * x, (1 - pw) * x, 1 - x], axis=1)
+    return SimResult(getattr(policy, "name", "policy"), correct, tokens, regens, np.minimum(L, T))

@@ -1,0 +1,364 @@
+"""The TRIM routing model spec: a small versioned JSON file plus the observation table it names.
+
+``TrimModel`` holds every number the routing POMDP needs (accuracies, solution-length distribution,
+strong-token distribution, reward, observation model) so that solver, filter, simulator and decode loop
+all read one validated object. Paths inside a spec are relative to the spec file.
+
+Token-cost assumption (documented because the shared data carry no token lengths): a regeneration of the
+*current* step costs ``tokens_per_weak_token * n`` strong tokens, ``n`` being the weak candidate's token
+count (the reference uses ``n`` itself); regenerations of *future* steps cost a draw from
+``strong_step_tokens``. The default is a lognormal whose mean is the strong-only run's tokens per step on
+MATH-500 (494.84 tokens / 8.018 steps = 61.7) with log-sd 0.8, cut into equal-probability bins; replace it
+with real data (``{"samples": [...]}`` or ``{"values": [...], "probs": [...]}``) when you have it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from trimpomdp.errors import FormatError, TrimError
+from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
+
+FORMAT = "trimpomdp.trim_model"
+VERSION = 1
+ACTIONS = ("keep", "regenerate")
+#: mean strong tokens per step of the strong-only anchor run (494.84 tokens over 8.018 calls per question)
+DEFAULT_STEP_TOKENS = 494.84 / 8.018
+DEFAULT_TOKEN_SIGMA = 0.8
+DEFAULT_TOKEN_BINS = 16
+
+
+def _err(field_name: str, msg: str, path=None) -> TrimError:
+    where = f"{path}: " if path else ""
+    return TrimError(f"{where}field {field_name!r}: {msg}")
+
+
+def lognormal_bins(mean: float, sigma: float, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-probability bins of a lognormal with the given mean; each value is its bin's conditional mean."""
+    from scipy.stats import lognorm
+
+    mu = math.log(mean) - sigma**2 / 2
+    edges = lognorm.ppf(np.linspace(0, 1, bins + 1), s=sigma, scale=math.exp(mu))
+    # conditional mean of a lognormal on [a, b]: E[X] * (Phi(z_b - sigma) - Phi(z_a - sigma)) / P
+    from scipy.stats import norm
+
+    z = (np.log(np.maximum(edges, 1e-300)) - mu) / sigma
+    z[0], z[-1] = -np.inf, np.inf
+    part = norm.cdf(z[1:] - sigma) - norm.cdf(z[:-1] - sigma)
+    values = mean * part * bins
+    return values, np.full(bins, 1.0 / bins)
+
+
+def histogram_tokens(samples, bins: int = DEFAULT_TOKEN_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Compress observed token counts into (at most) ``bins`` quantile bins valued at their means."""
+    x = np.sort(np.asarray(samples, dtype=np.float64))
+    if x.size == 0 or np.any(~np.isfinite(x)) or np.any(x < 0):
+        raise _err("strong_step_tokens.samples", "needs at least one finite non-negative token count")
+    parts = [p for p in np.array_split(x, min(bins, x.size)) if p.size]
+    values = np.array([p.mean() for p in parts])
+    probs = np.array([p.size for p in parts], dtype=np.float64) / x.size
+    return values, probs
+
+
+def hazard_from_pmf(pmf: np.ndarray) -> np.ndarray:
+    """h(t) = P(L = t | L >= t): the probability that the solution ends after step t (h(T) = 1)."""
+    surv = np.cumsum(pmf[::-1])[::-1]
+    h = np.divide(pmf, surv, out=np.ones_like(pmf), where=surv > 1e-300)
+    h[-1] = 1.0
+    return np.clip(h, 0.0, 1.0)
+
+
+def pmf_from_hazard(h: np.ndarray) -> np.ndarray:
+    h = np.asarray(h, dtype=np.float64).copy()
+    h[-1] = 1.0
+    surv = np.concatenate([[1.0], np.cumprod(1.0 - h)[:-1]])
+    return surv * h
+
+
+@dataclass
+class TrimModel:
+    """The routing POMDP's parameters; ``obs`` is P(observation bin | correct, fresh_error, derailed)."""
+
+    obs: BinnedObservationModel
+    p_weak: float
+    p_strong: float
+    length_pmf: np.ndarray  # P(solution has t steps), t = 1..max_steps
+    token_values: np.ndarray  # strong tokens of a regenerated (future) step
+    token_probs: np.ndarray
+    reward: float = 100.0
+    discount: float = 1.0 - 1e-6
+    tokens_per_weak_token: float = 1.0
+    obs_path: str | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.length_pmf = np.asarray(self.length_pmf, dtype=np.float64).ravel()
+        self.token_values = np.asarray(self.token_values, dtype=np.float64).ravel()
+        self.token_probs = np.asarray(self.token_probs, dtype=np.float64).ravel()
+        self.validate()
+        order = np.argsort(self.token_values, kind="stable")
+        self.token_values, self.token_probs = self.token_values[order], self.token_probs[order] / self.token_probs.sum()
+        self.length_pmf = self.length_pmf / self.length_pmf.sum()
+
+    # ------------------------------------------------------------------ checks and derived values
+    def validate(self) -> None:
+        for name in ("p_weak", "p_strong"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.floating)) and 0.0 < float(v) < 1.0):
+                raise _err(name, f"must be an accuracy strictly between 0 and 1, got {v!r}")
+        if not (np.isfinite(self.reward) and self.reward > 0):
+            raise _err("reward", f"must be a positive number, got {self.reward!r}")
+        if not (0.0 < self.discount <= 1.0):
+            raise _err("discount", f"must lie in (0, 1], got {self.discount!r}")
+        if not (np.isfinite(self.tokens_per_weak_token) and self.tokens_per_weak_token >= 0):
+            raise _err("tokens_per_weak_token", "must be a non-negative number")
+        pmf = self.length_pmf
+        if pmf.size == 0:
+            raise _err("length_distribution", "is empty; give a pmf over steps 1..max_steps")
+        if np.any(~np.isfinite(pmf)) or np.any(pmf < 0) or pmf.sum() <= 0:
+            raise _err("length_distribution", "must be finite, non-negative and not all zero")
+        v, p = self.token_values, self.token_probs
+        if v.size == 0 or v.size != p.size:
+            raise _err("strong_step_tokens", f"needs matching non-empty values and probs ({v.size} vs {p.size})")
+        if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(p < 0) or not np.isfinite(p.sum()) or p.sum() <= 0:
+            raise _err("strong_step_tokens", "values must be >= 0 and probs non-negative with a positive sum")
+        if tuple(self.obs.states) != TRIM_STATES:
+            raise _err("observation_model", f"must have states {list(TRIM_STATES)}, found {list(self.obs.states)}",
+                       self.obs_path)
+        if self.obs.dims != 2:
+            raise _err("observation_model", f"must be 2-D (min earlier score, current score), found {self.obs.dims}-D",
+                       self.obs_path)
+
+    @property
+    def max_steps(self) -> int:
+        return int(self.length_pmf.size)
+
+    @property
+    def hazard(self) -> np.ndarray:
+        return hazard_from_pmf(self.length_pmf)
+
+    @property
+    def mean_steps(self) -> float:
+        return float(np.arange(1, self.max_steps + 1) @ self.length_pmf)
+
+    @property
+    def mean_step_tokens(self) -> float:
+        return float(self.token_values @ self.token_probs)
+
+    def transition(self, action) -> np.ndarray:
+        """T[s, s'] for 'keep' / 'regenerate' (rows C, E, D) as in the formulation's table."""
+        pw, ps = self.p_weak, self.p_strong
+        if action in (0, "keep"):
+            return np.array([[pw, 1 - pw, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+        if action in (1, "regenerate"):
+            row = [ps * pw, ps * (1 - pw), 1 - ps]
+            return np.array([row, row, [0.0, 0.0, 1.0]])
+        raise TrimError(f"unknown action {action!r}; expected 'keep' or 'regenerate'")
+
+    def step_cost_tokens(self, n_tokens) -> np.ndarray | float:
+        """Strong tokens a regeneration of the current step is expected to cost, given its weak token count."""
+        return self.tokens_per_weak_token * np.asarray(n_tokens, dtype=np.float64)
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for arr in (self.obs.probs, self.length_pmf, self.token_values, self.token_probs,
+                    np.array([self.p_weak, self.p_strong, self.reward, self.discount, self.tokens_per_weak_token])):
+            h.update(np.round(np.asarray(arr, dtype=np.float64), 12).tobytes())
+        return h.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self, obs_ref: str | None = None) -> dict:
+        d = {
+            "format": FORMAT, "version": VERSION,
+            "observation_model": obs_ref if obs_ref is not None else self.obs_path,
+            "p_weak": float(self.p_weak), "p_strong": float(self.p_strong),
+            "reward": float(self.reward), "discount": float(self.discount), "max_steps": self.max_steps,
+            "length_distribution": {"pmf": [float(x) for x in self.length_pmf]},
+            "strong_step_tokens": {"values": [float(x) for x in self.token_values],
+                                   "probs": [float(x) for x in self.token_probs]},
+            "tokens_per_weak_token": float(self.tokens_per_weak_token),
+        }
+        if self.info:
+            d["info"] = self.info
+        return d
+
+    def embedded_dict(self) -> dict:
+        """Everything but the observation table (which callers store as an array), for policy files."""
+        d = self.to_dict(obs_ref=None)
+        d["observation_model"] = None
+        d["obs_bin_size"] = float(self.obs.bin_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, base_dir=None, obs: BinnedObservationModel | None = None, source=None) -> "TrimModel":
+        if not isinstance(d, dict):
+            raise _err("<root>", "a TRIM spec must be a JSON object", source)
+        if d.get("format") != FORMAT:
+            raise _err("format", f"expected {FORMAT!r}, found {d.get('format')!r}", source)
+        if not isinstance(d.get("version"), int) or d["version"] > VERSION or d["version"] < 1:
+            raise _err("version", f"expected an integer 1..{VERSION}, found {d.get('version')!r}", source)
+        for key in ("p_weak", "p_strong", "length_distribution", "strong_step_tokens"):
+            if key not in d:
+                raise _err(key, "is missing", source)
+        if obs is None:
+            ref = d.get("observation_model")
+            if not isinstance(ref, str) or not ref:
+                raise _err("observation_model", "must be the path of a bins table (.npz)", source)
+            p = Path(ref)
+            if not p.is_absolute() and base_dir is not None:
+                p = Path(base_dir) / p
+            obs = load_observation_model(p)
+            obs_path = ref
+        else:
+            obs_path = d.get("observation_model")
+        T = d.get("max_steps")
+        ld = d["length_distribution"]
+        if not isinstance(ld, dict):
+            raise _err("length_distribution", "must be an object with 'pmf' or 'hazard'", source)
+        try:
+            if "pmf" in ld:
+                pmf = np.asarray(ld["pmf"], dtype=np.float64).ravel()
+            elif "hazard" in ld:
+                hz = np.asarray(ld["hazard"], dtype=np.float64).ravel()
+                if hz.size == 0:
+                    raise _err("length_distribution.hazard", "is empty", source)
+                if np.any(~np.isfinite(hz)) or np.any(hz < 0) or np.any(hz > 1):
+                    raise _err("length_distribution.hazard", "values must lie in [0, 1]", source)
+                pmf = pmf_from_hazard(hz)
+            else:
+                raise _err("length_distribution", "needs a 'pmf' or a 'hazard' list", source)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, TrimError):
+                raise
+            raise _err("length_distribution", f"must be a list of numbers ({exc})", source) from None
+        if T is not None:
+            if not isinstance(T, int) or T < 1:
+                raise _err("max_steps", f"must be a positive integer, got {T!r}", source)
+            if pmf.size != T:
+                raise _err("length_distribution", f"has {pmf.size} entries but max_steps is {T}", source)
+        st = d["strong_step_tokens"]
+        if not isinstance(st, dict):
+            raise _err("strong_step_tokens", "must be an object with 'values'+'probs' or 'samples'", source)
+        try:
+            if "samples" in st:
+                values, probs = histogram_tokens(st["samples"], int(st.get("bins", DEFAULT_TOKEN_BINS)))
+            elif "lognormal" in st:
+                ln = st["lognormal"]
+                values, probs = lognormal_bins(float(ln["mean"]), float(ln.get("sigma", DEFAULT_TOKEN_SIGMA)),
+                                               int(ln.get("bins", DEFAULT_TOKEN_BINS)))
+            else:
+                values = np.asarray(st.get("values", []), dtype=np.float64)
+                probs = np.asarray(st.get("probs", np.ones(values.size)), dtype=np.float64)
+        except (TypeError, ValueError, KeyError) as exc:
+            if isinstance(exc, TrimError):
+                raise
+            raise _err("strong_step_tokens", f"must hold numbers ({exc})", source) from None
+        try:
+            return cls(
+                obs=obs, p_weak=_num(d, "p_weak", source), p_strong=_num(d, "p_strong", source),
+                length_pmf=pmf, token_values=values, token_probs=probs,
+                reward=_num(d, "reward", source, 100.0), discount=_num(d, "discount", source, 1.0 - 1e-6),
+                tokens_per_weak_token=_num(d, "tokens_per_weak_token", source, 1.0),
+                obs_path=obs_path, info=dict(d.get("info", {})),
+            )
+        except TrimError as exc:
+            if source and not str(exc).startswith(str(source)):
+                raise TrimError(f"{source}: {exc}") from None
+            raise
+
+    @classmethod
+    def load(cls, path) -> "TrimModel":
+        path = Path(path)
+        if not path.exists():
+            raise FormatError("file not found", str(path))
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"not valid JSON: {exc.msg}", str(path), exc.lineno) from None
+        return cls.from_dict(d, base_dir=path.parent, source=str(path))
+
+    def save(self, path, obs_ref: str | None = None) -> Path:
+        """Write the spec; the observation table is referenced (relative to the spec) and written if new."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ref = obs_ref or self.obs_path
+        if ref is None:
+            ref = path.stem + "_obs.npz"
+        target = Path(ref) if Path(ref).is_absolute() else path.parent / ref
+        if not target.exists():
+            self.obs.save(target)
+        path.write_text(json.dumps(self.to_dict(obs_ref=str(ref)), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def from_step_stats(cls, npz, weak: str, strong: str, obs_path, *, reward: float = 100.0, max_steps: int = 30,
+                        p_weak: float | None = None, p_strong: float | None = None,
+                        mean_step_tokens: float = DEFAULT_STEP_TOKENS, token_sigma: float = DEFAULT_TOKEN_SIGMA,
+                        token_bins: int = DEFAULT_TOKEN_BINS, discount: float = 1.0 - 1e-6) -> "TrimModel":
+        """Estimate p_w, p_s (``next_step_accuracy``) and the length pmf from step statistics.
+
+        The length distribution is the *empirical* pmf of the weak model's correct-solution step counts
+        clipped to [1, max_steps] (the reference smooths counts clipped to [2, 30] with a KDE instead).
+        """
+        npz = Path(npz)
+        if not npz.exists():
+            raise FormatError("file not found", str(npz))
+        with np.load(npz, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        models = sorted({k.split("__")[0] for k in data})
+
+        def get(model, key):
+            k = f"{model}__{key}"
+            if k not in data:
+                raise FormatError(f"no array {k!r} (models in file: {', '.join(models)})", str(npz))
+            return data[k]
+
+        pw = float(get(weak, "next_step_accuracy")) if p_weak is None else float(p_weak)
+        ps = float(get(strong, "next_step_accuracy")) if p_strong is None else float(p_strong)
+        steps = np.clip(np.asarray(get(weak, "correct_solution_steps"), dtype=np.int64), 1, max_steps)
+        if steps.size == 0:
+            raise _err("length_distribution", f"{weak}__correct_solution_steps is empty", npz)
+        pmf = np.bincount(steps, minlength=max_steps + 1)[1:].astype(np.float64)
+        values, probs = lognormal_bins(mean_step_tokens, token_sigma, token_bins)
+        obs = load_observation_model(obs_path)
+        info = {"weak": weak, "strong": strong, "step_stats": npz.name,
+                "length_source": "empirical pmf of weak correct_solution_steps clipped to [1, max_steps]",
+                "token_source": f"lognormal mean {mean_step_tokens:.4g} sigma {token_sigma} in {token_bins} bins"}
+        return cls(obs=obs, p_weak=pw, p_strong=ps, length_pmf=pmf, token_values=values, token_probs=probs,
+                   reward=reward, discount=discount, obs_path=str(obs_path), info=info)
+
+
+def _num(d, key, source, default=None) -> float:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _err(key, f"must be a number, got {v!r}", source)
+    return float(v)
+
+
+def load_observation_model(path) -> BinnedObservationModel:
+    """Task C's ``load_binned`` (fitted models and bins tables) when present, else the bins-table reader."""
+    path = Path(path)
+    if not path.exists():
+        raise _err("observation_model", "file not found", path)
+    try:
+        from trimpomdp.observation_models.io import load_binned  # type: ignore
+    except ImportError:
+        load_binned = None
+    if load_binned is not None:
+        try:
+            obs = load_binned(path)
+        except TrimError:
+            raise
+        except Exception:  # fall back to the plain reader on anything unexpected
+            obs = BinnedObservationModel.load(path)
+    else:
+        obs = BinnedObservationModel.load(path)
+    if tuple(obs.states) != TRIM_STATES:
+        raise _err("observation_model", f"must have states {list(TRIM_STATES)}, found {list(obs.states)}", path)
+    return obs

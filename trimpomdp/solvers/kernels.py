@@ -1,0 +1,255 @@
+"""Numba kernels of the point-based solvers: belief expansion, lower/upper bound evaluation, backups.
+
+Beliefs are sparse (sorted state indices + probabilities) because the large benchmarks keep small
+supports; everything here works on flat arrays (see ``sparse.py``) so that the Python orchestration in
+``sarsop.py`` only moves indices around. All kernels are ``cache=True`` so a second process skips the JIT.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NEG_INF = -1e300
+
+
+@njit(cache=True)
+def _grow_i(a, n):
+    if n <= a.shape[0]:
+        return a
+    b = np.empty(max(n, 2 * a.shape[0]), np.int64)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def _grow_f(a, n):
+    if n <= a.shape[0]:
+        return a
+    b = np.empty(max(n, 2 * a.shape[0]), np.float64)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def successors(bi, bv, Tp, Ti, Tv, Op, Oi, Ov, R, Z, min_prob, pred, touched, pz, cnt):
+    """Every child b^{a,o} of belief (bi, bv) with P(o | b, a) > min_prob, grouped by action.
+
+    Returns (act_ptr (A+1), obs, prob, child_ptr, child_idx, child_val, reward (A)); children of action a
+    are act_ptr[a]..act_ptr[a+1]. ``pred``/``touched``/``pz``/``cnt`` are zeroed scratch arrays (S, S, Z, Z)
+    and are left zeroed on return.
+    """
+    A = Tp.shape[0]
+    n_b = bi.shape[0]
+    act_ptr = np.zeros(A + 1, np.int64)
+    obs = np.empty(16, np.int64)
+    prob = np.empty(16, np.float64)
+    cptr = np.zeros(17, np.int64)
+    cidx = np.empty(64, np.int64)
+    cval = np.empty(64, np.float64)
+    rew = np.zeros(A)
+    nc = 0
+    ne = 0
+    for a in range(A):
+        r = 0.0
+        nt = 0
+        for k in range(n_b):
+            s = bi[k]
+            w = bv[k]
+            r += R[s, a] * w
+            for j in range(Tp[a, s], Tp[a, s + 1]):
+                sp = Ti[j]
+                if pred[sp] == 0.0:
+                    touched[nt] = sp
+                    nt += 1
+                pred[sp] += w * Tv[j]
+        rew[a] = r
+        tl = np.sort(touched[:nt])
+        for k in range(nt):
+            sp = tl[k]
+            p = pred[sp]
+            for j in range(Op[a, sp], Op[a, sp + 1]):
+                o = Oi[j]
+                pz[o] += p * Ov[j]
+                cnt[o] += 1
+        # lay out the children of this action
+        for o in range(Z):
+            if pz[o] > min_prob:
+                obs = _grow_i(obs, nc + 1)
+                prob = _grow_f(prob, nc + 1)
+                cptr = _grow_i(cptr, nc + 2)
+                obs[nc] = o
+                prob[nc] = pz[o]
+                cptr[nc + 1] = cptr[nc] + cnt[o]
+                cnt[o] = nc  # reuse as the child slot of o
+                nc += 1
+            else:
+                cnt[o] = -1
+        total = cptr[nc]
+        cidx = _grow_i(cidx, total)
+        cval = _grow_f(cval, total)
+        # fill position per child (cursor), kept in a small local array
+        start = act_ptr[a]
+        fill = np.empty(nc - start, np.int64)
+        for c in range(start, nc):
+            fill[c - start] = cptr[c]
+        for k in range(nt):
+            sp = tl[k]
+            p = pred[sp]
+            for j in range(Op[a, sp], Op[a, sp + 1]):
+                c = cnt[Oi[j]]
+                if c >= 0:
+                    q = fill[c - start]
+                    cidx[q] = sp
+                    cval[q] = p * Ov[j] / prob[c]
+                    fill[c - start] = q + 1
+        # children may hold explicit zeros (pred underflow); renormalise each child exactly
+        for c in range(start, nc):
+            z = 0.0
+            for q in range(cptr[c], cptr[c + 1]):
+                z += cval[q]
+            for q in range(cptr[c], cptr[c + 1]):
+                cval[q] /= z
+        for k in range(nt):
+            pred[touched[k]] = 0.0
+        for o in range(Z):
+            pz[o] = 0.0
+            cnt[o] = 0
+        act_ptr[a + 1] = nc
+        ne = cptr[nc]
+    return act_ptr, obs[:nc].copy(), prob[:nc].copy(), cptr[: nc + 1].copy(), cidx[:ne].copy(), cval[:ne].copy(), rew
+
+
+@njit(cache=True)
+def lower_value(bi, bv, alphas, n_alpha, alive):
+    """max_k alphas[k] . b over live vectors, and the maximising k."""
+    best = NEG_INF
+    kb = -1
+    for k in range(n_alpha):
+        if not alive[k]:
+            continue
+        v = 0.0
+        for t in range(bi.shape[0]):
+            v += alphas[k, bi[t]] * bv[t]
+        if v > best:
+            best = v
+            kb = k
+    return best, kb
+
+
+@njit(cache=True)
+def upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense):
+    """Sawtooth interpolation: corner . b + min_i phi_i(b) * (v_i - corner . b_i).
+
+    Points are bucketed by the first state of their support (``head``/``nxt`` linked lists): a point can
+    only contribute when its whole support lies inside supp(b), so only the buckets of supp(b) are read.
+    ``dense`` is a zeroed (S,) scratch array, left zeroed.
+    """
+    v0 = 0.0
+    for t in range(bi.shape[0]):
+        v0 += corner[bi[t]] * bv[t]
+        dense[bi[t]] = bv[t]
+    best = 0.0
+    for t in range(bi.shape[0]):
+        i = head[bi[t]]
+        while i >= 0:
+            g = p_gap[i]
+            if p_alive[i] and g < best:
+                phi = 1e300
+                for j in range(p_ptr[i], p_ptr[i + 1]):
+                    r = dense[p_idx[j]] / p_val[j]
+                    if r < phi:
+                        phi = r
+                        if g * phi >= best:
+                            break
+                if g * phi < best:
+                    best = g * phi
+            i = nxt[i]
+    for t in range(bi.shape[0]):
+        dense[bi[t]] = 0.0
+    return v0 + best
+
+
+@njit(cache=True)
+def backup_node(n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew,
+                node_lb, node_ub, node_qlb, node_qub,
+                alphas, n_alpha, alpha_alive, alpha_used, stamp,
+                corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense,
+                Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha):
+    """Bellman backup of both bounds at node n from its children (already expanded).
+
+    Refreshes the children's bound values, stores Q bounds per action, writes the point-based lower-bound
+    backup vector of the best lower action into ``new_alpha`` and returns
+    (best lower action, its value at b, max upper Q, current lower value at b, current sawtooth at b).
+    """
+    A = aptr.shape[1] - 1
+    S = h.shape[0]
+    b0 = node_bs[n]
+    bl = node_bl[n]
+    bi = pool_idx[b0:b0 + bl]
+    bv = pool_val[b0:b0 + bl]
+    lb_here, k_here = lower_value(bi, bv, alphas, n_alpha, alpha_alive)
+    ub_here = upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense)
+    if k_here >= 0:
+        alpha_used[k_here] = stamp
+    best_ql = NEG_INF
+    best_qu = NEG_INF
+    a_best = 0
+    for a in range(A):
+        ql = node_rew[n, a]
+        qu = ql
+        for e in range(aptr[n, a], aptr[n, a + 1]):
+            c = e_child[e]
+            cs = node_bs[c]
+            cl = node_bl[c]
+            ci = pool_idx[cs:cs + cl]
+            cv = pool_val[cs:cs + cl]
+            lv, k = lower_value(ci, cv, alphas, n_alpha, alpha_alive)
+            uv = upper_value(ci, cv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense)
+            if uv > node_ub[c]:
+                uv = node_ub[c]
+            if uv < lv:
+                uv = lv
+            node_ub[c] = uv
+            node_lb[c] = lv
+            p = e_prob[e]
+            ql += gamma * p * lv
+            qu += gamma * p * uv
+        node_qlb[n, a] = ql
+        node_qub[n, a] = qu
+        if ql > best_ql:
+            best_ql = ql
+            a_best = a
+        if qu > best_qu:
+            best_qu = qu
+    # the backed-up vector: observations impossible from b keep the vector best at b itself
+    for o in range(Z):
+        kobs[o] = k_here
+    for e in range(aptr[n, a_best], aptr[n, a_best + 1]):
+        c = e_child[e]
+        cs = node_bs[c]
+        cl = node_bl[c]
+        lv, k = lower_value(pool_idx[cs:cs + cl], pool_val[cs:cs + cl], alphas, n_alpha, alpha_alive)
+        kobs[e_obs[e]] = k
+        alpha_used[k] = stamp
+    for s in range(S):
+        acc = 0.0
+        for j in range(Op[a_best, s], Op[a_best, s + 1]):
+            acc += Ov[j] * alphas[kobs[Oi[j]], s]
+        h[s] = acc
+    for s in range(S):
+        acc = 0.0
+        for j in range(Tp[a_best, s], Tp[a_best, s + 1]):
+            acc += Tv[j] * h[Ti[j]]
+        new_alpha[s] = R[s, a_best] + gamma * acc
+    return a_best, best_ql, best_qu, lb_here, ub_here
+
+
+@njit(cache=True)
+def mark_used_at(node_ids, node_bs, node_bl, pool_idx, pool_val, alphas, n_alpha, alive, used, stamp):
+    """Stamp the vector that is best at each of the given nodes (witnesses kept by pruning)."""
+    for t in range(node_ids.shape[0]):
+        n = node_ids[t]
+        s0 = node_bs[n]
+        v, k = lower_value(pool_idx[s0:s0 + node_bl[n]], pool_val[s0:s0 + node_bl[n]], alphas, n_alpha, alive)
+        if k >= 0:
+            used[k] = stamp

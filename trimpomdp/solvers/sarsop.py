@@ -1,0 +1,491 @@
+"""SARSOP-style point-based POMDP solver (Kurniawati, Hsu & Lee, RSS 2008): plain-Python orchestration.
+
+A belief tree rooted at b0 is grown by trials that follow the upper bound's best action and the
+observation with the largest weighted excess gap, with SARSOP's selective-deep-sampling targets (L, U);
+the sampled path is then backed up bottom-up: a point-based alpha-vector backup for the lower bound and a
+sawtooth belief-value point for the upper bound. All arithmetic runs in ``kernels.py`` (numba); this module
+only keeps the growable arrays, the trial loop, pruning, progress and stopping rules.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from trimpomdp.errors import ModelError
+from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.pomdp.model import POMDP
+from trimpomdp.solvers import kernels as K
+from trimpomdp.solvers.bounds import blind_alphas, fib_alphas, qmdp_alphas
+from trimpomdp.solvers.result import SolveResult
+from trimpomdp.solvers.sparse import SparseModel, to_sparse
+
+#: children with P(o | b, a) at or below this are dropped from the tree
+MIN_OBS_PROB = 1e-12
+#: trial-gap factor: a trial aims to shrink gaps below this fraction of the current root gap
+TRIAL_KAPPA = 0.5
+_JIT_DONE = False
+
+
+def warm_up() -> float:
+    """Compile (or load from numba's cache) every kernel on a 2-state model; returns the seconds spent."""
+    global _JIT_DONE
+    if _JIT_DONE:
+        return 0.0
+    t0 = time.process_time()
+    T = np.array([[[0.9, 0.1], [0.1, 0.9]], [[0.5, 0.5], [0.5, 0.5]]])
+    O = np.array([[[0.8, 0.2], [0.3, 0.7]], [[0.5, 0.5], [0.5, 0.5]]])
+    R = np.array([[1.0, 0.0], [0.0, 0.5]])
+    tiny = POMDP.from_arrays(T, O, R, 0.9, name="warmup")
+    _Run(to_sparse(tiny), tiny, precision=1e-2, timeout=None, max_iterations=5, verbose=False,
+         report_every=1e9, callback=None, seed=0).run()
+    _JIT_DONE = True
+    return time.process_time() - t0
+
+
+class _Run:
+    """State of one solve: tree arrays, alpha set, sawtooth points; grown by doubling."""
+
+    def __init__(self, sm: SparseModel, model: POMDP, precision, timeout, max_iterations, verbose,
+                 report_every, callback, seed, max_depth=None, prune_delay=2000):
+        self.sm, self.model = sm, model
+        self.precision = float(precision)
+        self.timeout = timeout
+        self.max_iterations = max_iterations
+        self.verbose = verbose
+        self.report_every = report_every
+        self.callback = callback
+        self.rng = np.random.default_rng(seed)
+        self.prune_delay = prune_delay
+        S, A, Z = sm.S, sm.A, sm.Z
+        g = sm.discount
+        rng_r = float(sm.R.max() - min(sm.R.min(), 0.0)) + 1e-12
+        if max_depth is None:
+            if g < 1.0:
+                max_depth = int(math.ceil(math.log(max(self.precision, 1e-9) * (1 - g) / rng_r) / math.log(g))) + 1
+                max_depth = max(10, min(max_depth, 2000))
+            else:
+                max_depth = 500
+        self.max_depth = max_depth
+        # scratch for the kernels
+        self.pred = np.zeros(S)
+        self.touched = np.zeros(S, np.int64)
+        self.pz = np.zeros(Z)
+        self.cnt = np.zeros(Z, np.int64)
+        self.dense = np.zeros(S)
+        self.kobs = np.zeros(Z, np.int64)
+        self.h = np.zeros(S)
+        self.new_alpha = np.zeros(S)
+        # belief pool and nodes
+        self.pool_idx = np.zeros(1024, np.int64)
+        self.pool_val = np.zeros(1024)
+        self.pool_n = 0
+        cap = 256
+        self.node_bs = np.zeros(cap, np.int64)
+        self.node_bl = np.zeros(cap, np.int64)
+        self.node_lb = np.full(cap, -np.inf)
+        self.node_ub = np.full(cap, np.inf)
+        self.node_rew = np.zeros((cap, A))
+        self.node_qlb = np.zeros((cap, A))
+        self.node_qub = np.zeros((cap, A))
+        self.aptr = np.zeros((cap, A + 1), np.int64)
+        self.expanded = np.zeros(cap, bool)
+        self.n_nodes = 0
+        self.index: dict[bytes, int] = {}
+        self.e_child = np.zeros(1024, np.int64)
+        self.e_prob = np.zeros(1024)
+        self.e_obs = np.zeros(1024, np.int64)
+        self.n_edges = 0
+        self.stamp = 0
+        # lower bound: alpha vectors (blind policies)
+        blind = blind_alphas(model)
+        self.alphas = np.zeros((max(64, 2 * A), S))
+        self.alpha_act = np.zeros(self.alphas.shape[0], np.int64)
+        self.alive = np.zeros(self.alphas.shape[0], bool)
+        self.used = np.zeros(self.alphas.shape[0], np.int64)
+        self.n_alpha = 0
+        for a in range(A):
+            self._add_alpha(blind[a], a)
+        # upper bound: FIB corners plus sawtooth points
+        try:
+            corner = fib_alphas(model).max(axis=0) if S * A * A * Z <= 5e8 else qmdp_alphas(model).max(axis=0)
+        except ArithmeticError as exc:
+            raise ModelError(f"cannot bound the value of {model.name or 'the model'}: {exc}") from None
+        self.corner = np.ascontiguousarray(corner)
+        self.p_ptr = np.zeros(257, np.int64)
+        self.p_idx = np.zeros(1024, np.int64)
+        self.p_val = np.zeros(1024)
+        self.p_gap = np.zeros(256)
+        self.p_alive = np.zeros(256, bool)
+        self.nxt = np.full(256, -1, np.int64)
+        self.head = np.full(S, -1, np.int64)
+        self.node_point = np.full(cap, -1, np.int64)
+        self.n_pts = 0
+        self.stamp = 0
+        self.backups = 0
+        self.trials = 0
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ storage
+    def _add_alpha(self, vec, a):
+        if self.n_alpha == self.alphas.shape[0]:
+            live = np.flatnonzero(self.alive[: self.n_alpha])
+            if live.size < self.n_alpha // 2:  # compact instead of growing
+                self.alphas[: live.size] = self.alphas[live]
+                self.alpha_act[: live.size] = self.alpha_act[live]
+                self.used[: live.size] = self.used[live]
+                self.alive[:] = False
+                self.alive[: live.size] = True
+                self.n_alpha = live.size
+            else:
+                n = 2 * self.alphas.shape[0]
+                self.alphas = np.concatenate([self.alphas, np.zeros_like(self.alphas)])
+                self.alpha_act = np.resize(self.alpha_act, n)
+                self.alive = np.concatenate([self.alive, np.zeros(n // 2, bool)])
+                self.used = np.resize(self.used, n)
+        k = self.n_alpha
+        self.alphas[k] = vec
+        self.alpha_act[k] = a
+        self.alive[k] = True
+        self.used[k] = self.stamp
+        self.n_alpha += 1
+        return k
+
+    def _grow_nodes(self, need):
+        cap = self.node_bs.shape[0]
+        if need <= cap:
+            return
+        n = max(need, 2 * cap)
+
+        def g(arr, fill):
+            out = np.full((n,) + arr.shape[1:], fill, dtype=arr.dtype)
+            out[:cap] = arr
+            return out
+
+        self.node_bs, self.node_bl = g(self.node_bs, 0), g(self.node_bl, 0)
+        self.node_lb, self.node_ub = g(self.node_lb, -np.inf), g(self.node_ub, np.inf)
+        self.node_rew, self.node_qlb, self.node_qub = g(self.node_rew, 0), g(self.node_qlb, 0), g(self.node_qub, 0)
+        self.aptr, self.expanded = g(self.aptr, 0), g(self.expanded, False)
+        self.node_point = g(self.node_point, -1)
+
+    @staticmethod
+    def _ensure(arr, need):
+        if need <= arr.shape[0]:
+            return arr
+        out = np.zeros(max(need, 2 * arr.shape[0]), arr.dtype)
+        out[: arr.shape[0]] = arr
+        return out
+
+    def _new_node(self, bi, bv, key):
+        n = self.n_nodes
+        self._grow_nodes(n + 1)
+        m = bi.shape[0]
+        self.pool_idx = self._ensure(self.pool_idx, self.pool_n + m)
+        self.pool_val = self._ensure(self.pool_val, self.pool_n + m)
+        self.pool_idx[self.pool_n: self.pool_n + m] = bi
+        self.pool_val[self.pool_n: self.pool_n + m] = bv
+        self.node_bs[n] = self.pool_n
+        self.node_bl[n] = m
+        self.pool_n += m
+        self.n_nodes += 1
+        self.index[key] = n
+        return n
+
+    @staticmethod
+    def _key(bi, bv):
+        return bi.tobytes() + np.round(bv, 11).tobytes()
+
+    def _belief(self, n):
+        s = self.node_bs[n]
+        return self.pool_idx[s: s + self.node_bl[n]], self.pool_val[s: s + self.node_bl[n]]
+
+    def _add_point(self, n, value):
+        """Record (b_n, value) for the sawtooth upper bound, replacing n's previous point."""
+        bi, bv = self._belief(n)
+        old = self.node_point[n]
+        if old >= 0:
+            self.p_alive[old] = False
+        if bi.shape[0] == 1:  # a corner: tighten the corner value itself
+            s = bi[0]
+            if value < self.corner[s]:
+                self.corner[s] = value
+            return
+        i = self.n_pts
+        if i + 1 >= self.p_gap.shape[0]:
+            n2 = 2 * self.p_gap.shape[0]
+            self.p_gap = self._ensure(self.p_gap, n2)
+            self.p_alive = self._ensure(self.p_alive, n2)
+            nx = np.full(n2, -1, np.int64)
+            nx[: self.nxt.shape[0]] = self.nxt
+            self.nxt = nx
+            self.p_ptr = self._ensure(self.p_ptr, n2 + 1)
+        m = bi.shape[0]
+        st = self.p_ptr[i]
+        self.p_idx = self._ensure(self.p_idx, st + m)
+        self.p_val = self._ensure(self.p_val, st + m)
+        self.p_idx[st: st + m] = bi
+        self.p_val[st: st + m] = bv
+        self.p_ptr[i + 1] = st + m
+        self.p_gap[i] = value - float(self.corner[bi] @ bv)
+        self.p_alive[i] = True
+        s0 = bi[0]
+        self.nxt[i] = self.head[s0]
+        self.head[s0] = i
+        self.node_point[n] = i
+        self.n_pts += 1
+
+    # ------------------------------------------------------------------ tree operations
+    def expand(self, n):
+        sm = self.sm
+        bi, bv = self._belief(n)
+        act_ptr, obs, prob, cptr, cidx, cval, rew = K.successors(
+            bi, bv, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.Z, MIN_OBS_PROB,
+            self.pred, self.touched, self.pz, self.cnt)
+        m = obs.shape[0]
+        ids = np.empty(m, np.int64)
+        index = self.index
+        for j in range(m):
+            ci = cidx[cptr[j]: cptr[j + 1]]
+            cv = cval[cptr[j]: cptr[j + 1]]
+            key = ci.tobytes() + np.round(cv, 11).tobytes()
+            c = index.get(key)
+            if c is None:
+                c = self._new_node(ci, cv, key)
+            ids[j] = c
+        e0 = self.n_edges
+        self.e_child = self._ensure(self.e_child, e0 + m)
+        self.e_prob = self._ensure(self.e_prob, e0 + m)
+        self.e_obs = self._ensure(self.e_obs, e0 + m)
+        self.e_child[e0: e0 + m] = ids
+        self.e_prob[e0: e0 + m] = prob
+        self.e_obs[e0: e0 + m] = obs
+        self.n_edges += m
+        self.aptr[n] = act_ptr + e0
+        self.node_rew[n] = rew
+        self.expanded[n] = True
+
+    def backup(self, n):
+        sm = self.sm
+        self.stamp += 1
+        a, ql, qu, lb_here, ub_here = K.backup_node(
+            n, self.node_bs, self.node_bl, self.pool_idx, self.pool_val, self.aptr, self.e_child, self.e_prob,
+            self.e_obs, self.node_rew, self.node_lb, self.node_ub, self.node_qlb, self.node_qub,
+            self.alphas, self.n_alpha, self.alive, self.used, self.stamp,
+            self.corner, self.p_ptr, self.p_idx, self.p_val, self.p_gap, self.p_alive, self.head, self.nxt,
+            self.dense, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.discount, sm.Z, self.kobs, self.h,
+            self.new_alpha)
+        self.backups += 1
+        if ql > lb_here + 1e-10 * max(1.0, abs(lb_here)):
+            self._add_alpha(self.new_alpha, a)
+            lb_here = ql
+        ub = min(qu, ub_here, self.node_ub[n])
+        if ub < lb_here:
+            ub = lb_here
+        if ub < ub_here - 1e-12:
+            self._add_point(n, ub)
+        self.node_lb[n] = lb_here
+        self.node_ub[n] = ub
+
+    def visit(self, n):
+        if not self.expanded[n]:
+            self.expand(n)
+            self.backup(n)
+
+    def trial(self):
+        """One SARSOP sampling descent from the root, then backups along the path (bottom-up)."""
+        g = self.sm.discount
+        root = 0
+        gap_root = self.node_ub[root] - self.node_lb[root]
+        eps = max(TRIAL_KAPPA * gap_root, self.precision * 0.5)
+        L = self.node_lb[root]
+        U = L + eps
+        path = []
+        n = root
+        t = 0
+        ginv = 1.0
+        while True:
+            self.visit(n)
+            lb, ub = self.node_lb[n], self.node_ub[n]
+            thr = eps * ginv
+            if ub - lb <= thr or (ub <= L and ub <= max(U, lb + thr)) or t >= self.max_depth:
+                break
+            qub = self.node_qub[n]
+            a = int(np.argmax(qub))
+            e0, e1 = self.aptr[n, a], self.aptr[n, a + 1]
+            if e1 == e0:
+                break
+            ch = self.e_child[e0:e1]
+            p = self.e_prob[e0:e1]
+            clb, cub = self.node_lb[ch], self.node_ub[ch]
+            ginv_next = ginv / g if g < 1.0 else 1.0
+            score = p * (cub - clb - eps * ginv_next)
+            j = int(np.argmax(score))
+            if score[j] <= 0 and t > 0:
+                path.append(n)
+                break
+            Lp = max(L, self.node_qlb[n].max())
+            Up = max(U, Lp + eps * ginv)
+            rba = self.node_rew[n, a]
+            pj = p[j]
+            Lsum = float(p @ clb) - pj * clb[j]
+            Usum = float(p @ cub) - pj * cub[j]
+            if g > 0:
+                L = ((Lp - rba) / g - Lsum) / pj
+                U = ((Up - rba) / g - Usum) / pj
+            path.append(n)
+            n = int(ch[j])
+            t += 1
+            ginv = ginv_next
+        if self.expanded[n] and (not path or path[-1] != n):
+            path.append(n)
+        for m in reversed(path):
+            self.backup(m)
+        self.trials += 1
+        return t
+
+    def prune_alphas(self):
+        """Drop vectors that were nobody's maximiser for ``prune_delay`` backups (root's best kept)."""
+        bi, bv = self._belief(0)
+        K.mark_used_at(np.array([0], np.int64), self.node_bs, self.node_bl, self.pool_idx, self.pool_val,
+                       self.alphas, self.n_alpha, self.alive, self.used, self.stamp)
+        stale = self.alive[: self.n_alpha] & (self.used[: self.n_alpha] < self.stamp - self.prune_delay)
+        self.alive[: self.n_alpha][stale] = False
+
+    # ------------------------------------------------------------------ main loop
+    def root_bounds(self):
+        bi, bv = self._belief(0)
+        lb, _ = K.lower_value(bi, bv, self.alphas, self.n_alpha, self.alive)
+        return lb, self.node_ub[0]
+
+    def record(self, t_cpu, t_wall, force=False):
+        lb, ub = self.root_bounds()
+        if self.history:
+            last = self.history[-1]
+            lb = max(lb, last["lower"])
+            ub = min(ub, last["upper"])
+        entry = {"time": t_cpu, "wall": t_wall, "trials": self.trials, "backups": self.backups,
+                 "lower": float(lb), "upper": float(ub), "alphas": int(self.alive[: self.n_alpha].sum()),
+                 "beliefs": int(self.n_nodes)}
+        if force or not self.history or entry["lower"] != self.history[-1]["lower"] \
+                or entry["upper"] != self.history[-1]["upper"]:
+            self.history.append(entry)
+        return entry
+
+    def run(self):
+        sm = self.sm
+        t0, w0 = time.process_time(), time.perf_counter()
+        bi = np.flatnonzero(sm.b0 > 0).astype(np.int64)
+        bv = sm.b0[bi].copy()
+        bv /= bv.sum()
+        self._new_node(bi, bv, self._key(bi, bv))
+        self.expand(0)
+        self.backup(0)
+        self.converged = False
+        last_report = -1e9
+        alive_after_prune = self.alive[: self.n_alpha].sum()
+        if self.verbose:
+            print("-" * 96, file=sys.stderr)
+            print(f"{'Time':>8} | {'#Trial':>7} | {'#Backup':>8} | {'LBound':>11} | {'UBound':>11} | "
+                  f"{'Precision':>10} | {'#Alphas':>7} | {'#Beliefs':>8}", file=sys.stderr)
+            print("-" * 96, file=sys.stderr)
+        it = 0
+        while True:
+            tc, tw = time.process_time() - t0, time.perf_counter() - w0
+            entry = self.record(tc, tw)
+            gap = entry["upper"] - entry["lower"]
+            if gap <= self.precision:
+                self.converged = True
+                break
+            if self.timeout is not None and (tc >= self.timeout or tw >= self.timeout * 4 + 5):
+                break
+            if self.max_iterations is not None and it >= self.max_iterations:
+                break
+            if tc - last_report >= self.report_every:
+                last_report = tc
+                if self.verbose:
+                    self._print_row(entry)
+                if self.callback is not None:
+                    self.callback(entry)
+            self.trial()
+            it += 1
+            n_alive = self.alive[: self.n_alpha].sum()
+            if n_alive > 1.5 * alive_after_prune + 20:
+                self.prune_alphas()
+                alive_after_prune = self.alive[: self.n_alpha].sum()
+        self.iterations = it
+        self.cpu = time.process_time() - t0
+        self.wall = time.perf_counter() - w0
+        final = self.record(self.cpu, self.wall, force=True)
+        if self.verbose:
+            self._print_row(final)
+            print("-" * 96, file=sys.stderr)
+            state = "converged" if self.converged else "stopped"
+            print(f"SARSOP {state}: lower {final['lower']:.6g}, upper {final['upper']:.6g}, "
+                  f"{self.cpu:.2f} s CPU, {final['alphas']} alphas, {final['beliefs']} beliefs",
+                  file=sys.stderr)
+        return final
+
+    def _print_row(self, e):
+        print(f"{e['time']:8.2f} | {e['trials']:7d} | {e['backups']:8d} | {e['lower']:11.6g} | "
+              f"{e['upper']:11.6g} | {e['upper'] - e['lower']:10.4g} | {e['alphas']:7d} | {e['beliefs']:8d}",
+              file=sys.stderr)
+
+    def policy(self):
+        live = np.flatnonzero(self.alive[: self.n_alpha])
+        return self.alphas[live].copy(), self.alpha_act[live].copy()
+
+
+class SARSOPSolver:
+    """Point-based solver with SARSOP sampling; ``solve(model)`` returns a ``SolveResult``.
+
+    ``timeout`` is in CPU seconds (like pomdpsol); ``precision`` is the target gap at b0.
+    """
+
+    def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,
+                 report_every=1.0, callback=None, max_depth=None):
+        if precision <= 0:
+            raise ModelError(f"precision must be positive, got {precision}")
+        if timeout is not None and timeout <= 0:
+            raise ModelError(f"timeout must be positive, got {timeout}")
+        if max_iterations is not None and max_iterations < 0:
+            raise ModelError(f"max_iterations must be >= 0, got {max_iterations}")
+        self.precision = precision
+        self.timeout = timeout
+        self.max_iterations = max_iterations
+        self.seed = seed
+        self.verbose = verbose
+        self.report_every = report_every
+        self.callback = callback
+        self.max_depth = max_depth
+
+    def settings(self) -> dict:
+        return {"precision": self.precision, "timeout": self.timeout, "max_iterations": self.max_iterations,
+                "seed": self.seed, "max_depth": self.max_depth}
+
+    def solve(self, model: POMDP) -> SolveResult:
+        jit = warm_up()
+        t0 = time.process_time()
+        sm = to_sparse(model)
+        run = _Run(sm, model, self.precision, self.timeout, self.max_iterations, self.verbose, self.report_every,
+                   self.callback, self.seed, self.max_depth)
+        init_seconds = time.process_time() - t0
+        final = run.run()
+        solve_seconds = time.process_time() - t0
+        for h in run.history:  # times measured from the start of the solve, bounds included
+            h["time"] += init_seconds
+        alphas, acts = run.policy()
+        meta = {"model_fingerprint": model.fingerprint(), "solver": "sarsop", "settings": self.settings(),
+                "lower": final["lower"], "upper": final["upper"], "solve_seconds": solve_seconds,
+                "wall_seconds": run.wall + init_seconds, "jit_seconds": jit, "init_seconds": init_seconds,
+                "trials": run.trials, "backups": run.backups, "beliefs": run.n_nodes,
+                "converged": run.converged, "model": model.name}
+        return SolveResult(AlphaVectorPolicy(alphas, acts, meta), final["lower"], final["upper"], solve_seconds,
+                           jit, int(alphas.shape[0]), int(run.n_nodes), run.iterations, run.converged,
+                           run.history)
+
+
+def solve(model: POMDP, **kw) -> SolveResult:
+    """Convenience: ``SARSOPSolver(**kw).solve(model)``."""
+    return SARSOPSolver(**kw).solve(model)

@@ -1,0 +1,74 @@
+"""Flat sparse arrays of a POMDP for the numba kernels (shared by every point-based solver).
+
+Numba cannot take scipy matrices, so each per-action CSR matrix is flattened into one ``indptr`` row per
+action (absolute offsets into shared ``indices``/``data`` arrays). Terminal states are made absorbing with
+zero reward here, once, so that no kernel needs to know about them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from trimpomdp.pomdp.model import POMDP
+
+
+@dataclass(frozen=True)
+class SparseModel:
+    """``Tp[a, s]..Tp[a, s+1]`` index the successors ``Ti`` (s') with probabilities ``Tv`` of (s, a);
+    ``Op[a, s']..Op[a, s'+1]`` index the observations ``Oi`` with probabilities ``Ov`` of (a, s')."""
+
+    S: int
+    A: int
+    Z: int
+    discount: float
+    Tp: np.ndarray
+    Ti: np.ndarray
+    Tv: np.ndarray
+    Op: np.ndarray
+    Oi: np.ndarray
+    Ov: np.ndarray
+    R: np.ndarray  # (S, A), C-contiguous
+    b0: np.ndarray
+    terminal: np.ndarray  # (S,) bool, all False when the model has none
+    T: tuple  # per-action scipy CSR with terminal rows made absorbing (for the bound computations)
+    O: tuple
+
+
+def _flatten(mats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ptrs, idx, val, off = [], [], [], 0
+    for m in mats:
+        ptrs.append(m.indptr.astype(np.int64) + off)
+        idx.append(m.indices.astype(np.int64))
+        val.append(m.data.astype(np.float64))
+        off += m.nnz
+    return np.ascontiguousarray(np.stack(ptrs)), np.concatenate(idx), np.concatenate(val)
+
+
+def to_sparse(model: POMDP) -> SparseModel:
+    """Convert (and cache on the model) the flat arrays the kernels read."""
+    cached = model._cache.get("sparse_model")
+    if cached is not None:
+        return cached
+    S, A = model.n_states, model.n_actions
+    term = np.zeros(S, dtype=bool) if model.terminal is None else np.asarray(model.terminal, dtype=bool)
+    T = list(model.T)
+    R = np.array(model.R, dtype=np.float64, order="C")
+    if term.any():
+        keep = sp.diags((~term).astype(np.float64))
+        loop = sp.diags(term.astype(np.float64))
+        T = [sp.csr_matrix(keep @ m + loop) for m in T]
+        for m in T:
+            m.eliminate_zeros()
+            m.sort_indices()
+        R[term, :] = 0.0
+    O = [sp.csr_matrix(m) for m in model.O]
+    Tp, Ti, Tv = _flatten(T)
+    Op, Oi, Ov = _flatten(O)
+    b0 = np.asarray(model.initial_belief, dtype=np.float64)
+    b0 = b0 / b0.sum()
+    sm = SparseModel(S, A, model.n_observations, float(model.discount), Tp, Ti, Tv, Op, Oi, Ov, R, b0, term,
+                     tuple(T), tuple(O))
+    model._cache["sparse_model"] = sm
+    return sm
