@@ -120,11 +120,11 @@ _text = st.text(alphabet="abc xyz019+-=()[]$.\\^_", max_size=12).filter(lambda t
 
 @st.composite
 def _balanced(draw, depth=0):
-    parts = draw(st.lists(st.one_of(st.lists(st.sampled_from(["a", "1", "+", "-", "^", "x", " ", "\\frac", "\\{", "\\}", "\\pi "]),
-                                             max_size=4).map("".join),
-                                    st.just("{}") if depth >= 3 else st.deferred(lambda: _balanced(depth + 1)
-                                                                                 .map(lambda s: "{" + s + "}"))),
-                          max_size=4))
+    atoms = st.lists(st.sampled_from(["a", "1", "+", "-", "^", "x", " ", "\\frac", "\\{", "\\}", "\\pi "]),
+                     max_size=4).map("".join)
+    nested = (st.just("{}") if depth >= 3
+              else st.deferred(lambda: _balanced(depth + 1).map(lambda s: "{" + s + "}")))
+    parts = draw(st.lists(st.one_of(atoms, nested), max_size=4))
     return "".join(parts)
 
 

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from trimpomdp.decode.backends import StepOut
-from trimpomdp.decode.http import (HTTPJudgePRM, HTTPScorePRM, OpenAICompatibleBackend, api_base, judge_prompt,
-                                   yes_probability)
+from trimpomdp.decode.http import (HTTPJudgePRM, HTTPScorePRM, OpenAICompatibleBackend, api_base,
+                                   judge_prompt, yes_probability)
 from trimpomdp.errors import TrimError
 
 SCRIPT = "First, 2 + 2 = 4.\n\nThen 4 * 3 = 12.\n\nSo the answer is \\boxed{12}.\n\nExtra text."
@@ -36,7 +36,8 @@ class FakeServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
-                    server.calls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                    server.calls.append({"path": self.path, "body": body,
+                                         "auth": self.headers.get("Authorization")})
                     server.inflight += 1
                     server.max_inflight = max(server.max_inflight, server.inflight)
                 try:
@@ -83,7 +84,8 @@ class FakeServer:
             time.sleep(0.25)
         if body.get("logprobs"):
             if "Latest step (step 1): good" in prompt:
-                top = {"Yes": math.log(0.6), " yes": math.log(0.2), "No": math.log(0.1), "Maybe": math.log(0.05)}
+                top = {"Yes": math.log(0.6), " yes": math.log(0.2), "No": math.log(0.1),
+                       "Maybe": math.log(0.05)}
             elif "Latest step (step 1): weird" in prompt:
                 top = {"Hmm": math.log(0.9)}
             else:

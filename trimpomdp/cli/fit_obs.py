@@ -99,8 +99,8 @@ def fit_obs(data, labels, dims, pre_error_as_correct, bandwidth, covariance, bin
     auc_note = f"{folds}-fold held-out" if folds >= 2 else "in-sample"
     click.echo(f"fit-obs: {ld.X.shape[0]} points, {model.n_dims_}-D, bandwidth {bandwidth} ({covariance}), "
                f"{binned.n_bins} bins of {bin_size:g}; fit + discretise {fit_s:.2f} s")
-    head = f"{'state':<13}{'n':>6}  {'bandwidth H (entries)':<32}{'cv scale':>9}{'loglik':>9}{'AUC':>7}"
-    head += f"{'TV ref':>9}" if reference is not None else ""
+    head = f"{'state':<13}{'n':>6}  {'H00 H01 H11' if model.n_dims_ == 2 else 'H (sd^2)':<32}{'cv scale':>9}{'loglik':>9}{'AUC':>7}"
+    head += f"{'TV ref':>10}" if reference is not None else ""
     click.echo(head)
     for s in states:
         r = rows[s]
@@ -108,7 +108,7 @@ def fit_obs(data, labels, dims, pre_error_as_correct, bandwidth, covariance, bin
         hs = " ".join(f"{v:.3g}" for v in (H.ravel() if H.size == 1 else [H[0, 0], H[0, 1], H[1, 1]]))
         line = (f"{s:<13}{r['n']:>6}  {hs:<32}{r.get('cv_scale', float('nan')):>9.3f}"
                 f"{r.get('heldout_loglik', float('nan')):>9.3f}{r['auc']:>7.3f}")
-        line += f"{r['tv_to_reference']:>9.4f}" if reference is not None else ""
+        line += f"{r['tv_to_reference']:>10.2e}" if reference is not None else ""
         click.echo(line)
     click.echo(f"(loglik: mean held-out log-density per point over {folds} folds; AUC: one-vs-rest of "
                f"P(state|obs), uniform prior, {auc_note})")

@@ -23,7 +23,8 @@ def format_table(headers: list[str], rows: list[list], align: str | None = None)
     cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in r] for r in rows]
     widths = [max(len(r[k]) for r in cells) for k in range(len(headers))]
     if align is None:
-        align = "".join("r" if rows and isinstance(rows[0][k], (int, float)) else "l" for k in range(len(headers)))
+        align = "".join("r" if rows and isinstance(rows[0][k], (int, float)) else "l"
+                        for k in range(len(headers)))
     lines = []
     for i, r in enumerate(cells):
         parts = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align)]
@@ -63,11 +64,12 @@ def step_table(rec: dict, width: int = 48) -> str:
     rows = []
     for r in step_rows(rec):
         text = " ".join(r["text"].split())
+        short = text[:width] + ("..." if len(text) > width else "")
         rows.append([r["step"], r["model"], _fmt(r["prm_score"]), _belief(r["belief_before"]),
-                     _belief(r["belief_after"]), r["action"], _fmt(r["q_keep"], 2), _fmt(r["q_regenerate"], 2),
-                     r["weak_tokens"], r["strong_tokens"], text[:width] + ("..." if len(text) > width else "")])
-    return format_table(["step", "model", "prm", "b_before C E D", "b_after C E D", "action", "Q_keep", "Q_regen",
-                         "weak_tok", "strong_tok", "text"], rows, align="rlrllllrrrl")
+                     _belief(r["belief_after"]), r["action"], _fmt(r["q_keep"], 2),
+                     _fmt(r["q_regenerate"], 2), r["weak_tokens"], r["strong_tokens"], short])
+    return format_table(["step", "model", "prm", "b_before C E D", "b_after C E D", "action", "Q_keep",
+                         "Q_regen", "weak_tok", "strong_tok", "text"], rows, align="rlrllllrrrl")
 
 
 def problem_summary(rec: dict) -> dict:
@@ -85,6 +87,7 @@ def plot_trajectories(records: list[dict], path, title: str | None = None) -> Pa
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     n = len(records)
     if n == 0:
@@ -111,6 +114,7 @@ def plot_trajectories(records: list[dict], path, title: str | None = None) -> Pa
         mark = {True: "correct", False: "wrong", None: "unchecked"}[rec.get("correct")]
         ax.set_title(f"{rec['id'][:28]} ({mark})", fontsize=9)
         ax.set_ylim(-0.03, 1.03)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
@@ -129,7 +133,8 @@ def plot_trajectories(records: list[dict], path, title: str | None = None) -> Pa
 
 @click.command("inspect")
 @click.argument("trace", type=click.Path(dir_okay=False))
-@click.option("--problem", "problems", multiple=True, metavar="ID", help="Show only this problem (repeatable).")
+@click.option("--problem", "problems", multiple=True, metavar="ID",
+              help="Show only this problem (repeatable).")
 @click.option("--max-problems", default=10, show_default=True, type=click.IntRange(min=1),
               help="Step tables/panels shown when no --problem is given.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
@@ -159,7 +164,8 @@ def inspect_cmd(trace, problems, max_problems, plot_path, as_json):
                 head += " (" + ", ".join(f"{k}={v}" for k, v in models.items()) + ")"
         click.echo(head)
         summ = [problem_summary(r) for r in (chosen if problems else run.records)]
-        click.echo(format_table(["id", "finish", "steps", "regen", "strong_tok", "answer", "reference", "correct"],
+        click.echo(format_table(["id", "finish", "steps", "regen", "strong_tok", "answer", "reference",
+                                 "correct"],
                                 [[s["id"], s["finish"], s["steps"], s["regenerated"], s["strong_tokens"],
                                   s["answer"], s["reference"], s["correct"]] for s in summ],
                                 align="llrrrllll"))
@@ -168,7 +174,8 @@ def inspect_cmd(trace, problems, max_problems, plot_path, as_json):
                        + (f" error={rec['error']}" if rec.get("error") else ""))
             click.echo(step_table(rec) if rec["steps"] else "(no steps)")
         if not problems and len(run.records) > len(chosen):
-            click.echo(f"\n... {len(run.records) - len(chosen)} more problems (use --problem ID or --max-problems)")
+            click.echo(f"\n... {len(run.records) - len(chosen)} more problems "
+                       "(use --problem ID or --max-problems)")
     if plot_path:
         out = plot_trajectories(chosen, plot_path, title=f"{Path(trace).name}: {run.policy or ''}")
         click.echo(f"wrote {out}", err=as_json)

@@ -140,8 +140,9 @@ class OpenAICompatibleBackend:
     """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
-                 retries: int = 3, concurrency: int = 8, prompt_style: str = "chatml", temperature: float = 0.0,
-                 backoff: float = 0.5, name: str | None = None, extra: dict | None = None):
+                 retries: int = 3, concurrency: int = 8, prompt_style: str = "chatml",
+                 temperature: float = 0.0, backoff: float = 0.5, name: str | None = None,
+                 extra: dict | None = None):
         self.base = api_base(base_url)
         self.url = self.base + "/completions"
         self.model = model
@@ -149,8 +150,8 @@ class OpenAICompatibleBackend:
         self.prompt_style = prompt_style
         self.temperature = float(temperature)
         self.extra = dict(extra or {})
-        self.client = JsonHTTPClient(timeout=timeout, retries=retries, concurrency=concurrency, backoff=backoff,
-                                     api_key=api_key)
+        self.client = JsonHTTPClient(timeout=timeout, retries=retries, concurrency=concurrency,
+                                     backoff=backoff, api_key=api_key)
 
     def complete(self, prompt: str, max_tokens: int, stop: Sequence[str] | None = None,
                  logprobs: int | None = None) -> dict:
@@ -169,7 +170,8 @@ class OpenAICompatibleBackend:
         choice["usage"] = out.get("usage") or {}
         return choice
 
-    def generate_steps(self, prompts: Sequence[str], max_new_tokens: int, keys: Sequence[str] | None = None, *,
+    def generate_steps(self, prompts: Sequence[str], max_new_tokens: int,
+                       keys: Sequence[str] | None = None, *,
                        stop: Sequence[str] | None = (STEP_SEPARATOR,)) -> list[StepOut]:
         """The next step for every prompt (concurrently), stopping at ``stop`` (a blank line)."""
         def one(prompt: str) -> StepOut:
@@ -208,8 +210,8 @@ class HTTPScorePRM:
             raise TrimError(f"PRM URL must look like http://host:port/path, got {url!r}")
         self.url = url
         self.name = name or f"http-prm:{url}"
-        self.client = JsonHTTPClient(timeout=timeout, retries=retries, concurrency=concurrency, backoff=backoff,
-                                     api_key=api_key)
+        self.client = JsonHTTPClient(timeout=timeout, retries=retries, concurrency=concurrency,
+                                     backoff=backoff, api_key=api_key)
 
     def step_scores(self, question: str, steps: Sequence[str]) -> list[float]:
         """Scores of every step of one solution."""
@@ -217,7 +219,8 @@ class HTTPScorePRM:
         scores = out.get("scores") if isinstance(out, dict) else None
         if (not isinstance(scores, list) or len(scores) != len(steps)
                 or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores)):
-            raise TrimError(f"{self.url}: expected {{\"scores\": [{len(steps)} numbers]}}, got {str(out)[:120]}")
+            raise TrimError(f"{self.url}: expected {{\"scores\": [{len(steps)} numbers]}}, "
+                            f"got {str(out)[:120]}")
         return [float(s) for s in scores]
 
     def score(self, question, steps_list) -> list[float]:
@@ -235,8 +238,8 @@ def judge_prompt(question: str, steps: Sequence[str], prompt_style: str = "chatm
     body = (f"Problem: {question.strip()}\n\n" + (f"Earlier steps:\n{earlier}\n" if earlier else "")
             + f"Latest step (step {len(steps)}): {latest}\n\n{JUDGE_QUESTION}")
     if prompt_style == "chatml":
-        return (f"<|im_start|>system\nYou check math solutions.<|im_end|>\n<|im_start|>user\n{body}<|im_end|>\n"
-                "<|im_start|>assistant\n")
+        return ("<|im_start|>system\nYou check math solutions.<|im_end|>\n"
+                f"<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n")
     return body + "\nAnswer:"
 
 
@@ -268,8 +271,8 @@ class HTTPJudgePRM:
     P(Yes) / (P(Yes) + P(No)) from its top alternatives. When neither word is among them the judge is
     uninformative and the score is ``missing`` (0.5 by default; NaN makes the loop record an error)."""
 
-    def __init__(self, backend: OpenAICompatibleBackend, prompt_style: str | None = None, top_logprobs: int = 20,
-                 missing: float = 0.5, name: str | None = None):
+    def __init__(self, backend: OpenAICompatibleBackend, prompt_style: str | None = None,
+                 top_logprobs: int = 20, missing: float = 0.5, name: str | None = None):
         self.backend = backend
         self.prompt_style = prompt_style or backend.prompt_style
         self.top_logprobs = int(top_logprobs)

@@ -55,8 +55,8 @@ def validate_step(step, k: int, path=None, line=None) -> None:
     _check(isinstance(step, dict), f"{p} must be an object", path, line)
     _check(_is_int(step.get("index")), f"{p}.index must be an integer", path, line)
     _check(isinstance(step.get("text"), str), f"{p}.text must be a string", path, line)
-    _check(step.get("model") in STEP_MODELS, f"{p}.model must be 'weak' or 'strong', got {step.get('model')!r}",
-           path, line)
+    _check(step.get("model") in STEP_MODELS,
+           f"{p}.model must be 'weak' or 'strong', got {step.get('model')!r}", path, line)
     _check(step.get("weak_text") is None or isinstance(step.get("weak_text"), str),
            f"{p}.weak_text must be a string or null", path, line)
     for key in ("weak_tokens", "strong_tokens"):
@@ -75,7 +75,8 @@ def validate_step(step, k: int, path=None, line=None) -> None:
     _check(step.get("action") in ACTIONS, f"{p}.action must be 'keep' or 'regenerate', got "
            f"{step.get('action')!r}", path, line)
     for key in ("q_keep", "q_regenerate"):
-        _check(step.get(key) is None or _is_num(step.get(key)), f"{p}.{key} must be a number or null", path, line)
+        _check(step.get(key) is None or _is_num(step.get(key)), f"{p}.{key} must be a number or null",
+               path, line)
 
 
 def validate_record(rec, path=None, line=None) -> None:
@@ -93,15 +94,17 @@ def validate_record(rec, path=None, line=None) -> None:
                path, line)
     _check(rec.get("correct") in (True, False, None), "correct must be true, false or null", path, line)
     tokens = rec.get("tokens")
-    _check(isinstance(tokens, dict), "tokens must be an object {weak_kept, weak_discarded, strong}", path, line)
+    _check(isinstance(tokens, dict), "tokens must be an object {weak_kept, weak_discarded, strong}",
+           path, line)
     for key in ("weak_kept", "weak_discarded", "strong"):
         _check(_is_int(tokens.get(key)) and tokens[key] >= 0, f"tokens.{key} must be a non-negative integer",
                path, line)
-    _check(rec.get("finish") in FINISH, f"finish must be one of {', '.join(FINISH)}, got {rec.get('finish')!r}",
-           path, line)
+    _check(rec.get("finish") in FINISH,
+           f"finish must be one of {', '.join(FINISH)}, got {rec.get('finish')!r}", path, line)
     _check(_is_num(rec.get("seconds", 0.0)) and math.isfinite(rec.get("seconds", 0.0)),
            "seconds must be a number", path, line)
-    _check(rec.get("models") is None or isinstance(rec.get("models"), dict), "models must be an object", path, line)
+    _check(rec.get("models") is None or isinstance(rec.get("models"), dict), "models must be an object",
+           path, line)
     steps = rec.get("steps")
     _check(isinstance(steps, list), "steps must be a list", path, line)
     for k, step in enumerate(steps):
@@ -147,8 +150,8 @@ def read_run(path, validate: bool = True) -> TraceRun:
             rec = json.loads(text)
         except json.JSONDecodeError as exc:
             if is_last and not complete:
-                warnings.warn(f"{p}:{lineno}: dropping a truncated last line (interrupted run?)", TraceWarning,
-                              stacklevel=2)
+                warnings.warn(f"{p}:{lineno}: dropping a truncated last line (interrupted run?)",
+                              TraceWarning, stacklevel=2)
                 continue
             raise FormatError(f"invalid JSON ({exc.msg} at column {exc.colno})", str(p), lineno) from None
         if isinstance(rec, dict) and rec.get("format") == HEADER_FORMAT:

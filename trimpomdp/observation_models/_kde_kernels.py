@@ -128,19 +128,30 @@ def kernel_sums(Z, C, csign, owner, Hinv, exclude_owner):
     m, d = Z.shape
     k = C.shape[0]
     out = np.zeros(m)
+    a00 = -0.5 * Hinv[0, 0]
+    if d == 1:
+        for i in range(m):
+            acc = 0.0
+            z = Z[i, 0]
+            for j in range(k):
+                u = z - C[j, 0]
+                e = a00 * u * u
+                if e > -700.0 and not (exclude_owner and owner[j] == i):
+                    acc += math.exp(e)
+            out[i] = acc
+        return out
+    a01 = -Hinv[0, 1]
+    a11 = -0.5 * Hinv[1, 1]
     for i in range(m):
         acc = 0.0
+        z0 = Z[i, 0]
+        z1 = Z[i, 1]
         for j in range(k):
-            if exclude_owner and owner[j] == i:
-                continue
-            u = Z[i, 0] - C[j, 0]
-            if d == 1:
-                q = Hinv[0, 0] * u * u
-            else:
-                v = Z[i, 1] - C[j, 1]
-                q = Hinv[0, 0] * u * u + 2.0 * csign[j] * Hinv[0, 1] * u * v + Hinv[1, 1] * v * v
-            if q < 1400.0:
-                acc += math.exp(-0.5 * q)
+            u = z0 - C[j, 0]
+            v = z1 - C[j, 1]
+            e = a00 * u * u + csign[j] * a01 * u * v + a11 * v * v
+            if e > -700.0 and not (exclude_owner and owner[j] == i):
+                acc += math.exp(e)
         out[i] = acc
     return out
 

@@ -13,6 +13,12 @@ Rules, each giving the kernel covariance matrix H of one state's KDE:
 - an explicit value: a float h is an isotropic kernel standard deviation (H = h^2 I), a length-d vector
   gives per-coordinate standard deviations (diagonal H), a (d, d) matrix is H itself.
 
+On the shared MATH data CV picks about 0.35 x Scott for every state and raises the 5-fold held-out
+log-likelihood of every state (e.g. correct 4.14 -> 4.90 nats/point) at the same AUC. Caveat: PRM scores
+are quantised (bf16), so exact ties are common (233 of the 1,233 ``correct`` points are (1, 1)); ties
+pull leave-one-out CV towards small bandwidths, which is why the scale is searched only down to 0.05 x
+Scott. In 2-D Silverman's factor equals Scott's ((n (d+2)/4) = n for d = 2).
+
 ``covariance="diag"`` drops the off-diagonal entries of Cov(X) before applying a data-based rule.
 """
 from __future__ import annotations

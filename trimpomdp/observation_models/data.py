@@ -255,11 +255,8 @@ def processbench_prefixes(items, scores, dims: int = 2, pre_error_correct: bool 
         raise ModelError(f"dims must be 1 or 2, not {dims}")
     if isinstance(scores, dict):
         scores = [(None, k, v) for k, v in scores.items()]
-    by_id = {}
-    for i, it in enumerate(items):
-        by_id[str(i)] = i
-        if "id" in it:
-            by_id[str(it["id"])] = i
+    by_id = {str(i): i for i in range(len(items))}
+    by_id.update({str(it["id"]): i for i, it in enumerate(items) if "id" in it})  # an id field wins
     X, y, seen = [], [], set()
     for ln, key, sc in scores:
         if str(key) not in by_id:

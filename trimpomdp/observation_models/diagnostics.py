@@ -43,7 +43,8 @@ def cross_validate(X, y, make_model, folds: int = 5, seed: int = 0, progress: bo
         m.states = states
         m.fit(X[train], y[train])
         L = m.likelihood(X[test])
-        post[test] = m.posterior(X[test])
+        tot = L.sum(axis=1, keepdims=True)  # uniform prior
+        post[test] = np.where(tot > 0, L / np.where(tot > 0, tot, 1.0), 1.0 / len(states))
         for i, s in enumerate(states):
             sel = y[test] == s
             with np.errstate(divide="ignore"):
@@ -76,7 +77,7 @@ def tv_distance(a: BinnedObservationModel, b: BinnedObservationModel) -> dict:
     return {s: float(0.5 * np.abs(a.probs[i] - b.probs[b.states.index(s)]).sum()) for i, s in enumerate(a.states)}
 
 
-def plot_model(model, X, y, path, grid: int = 101) -> None:
+def plot_model(model, X, y, path, grid: int = 61) -> None:
     """Per-state density picture with the training points, written as PNG."""
     import matplotlib
 

@@ -5,11 +5,11 @@ from trimpomdp.pomdp.io import load_model, save_model
 from trimpomdp.pomdp.model import POMDP
 
 
-def read_pomdpx(path) -> POMDP:
+def read_pomdpx(path, validate: bool = True) -> POMDP:
     """Read a SARSOP ``.pomdpx`` file (imported lazily: XML parsing is not needed by most users)."""
     from trimpomdp.pomdp.pomdpx import read_pomdpx as _read
 
-    return _read(path)
+    return _read(path, validate)
 
 
 __all__ = ["POMDP", "update", "update_batch", "load_model", "save_model", "read_pomdp", "write_pomdp",

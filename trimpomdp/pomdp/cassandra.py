@@ -459,7 +459,7 @@ class _Parser:
         self.rules.append((self.seq, a, s, s2, o, v, line))
 
     # ------------------------------------------------------------------ building
-    def build(self, name: str) -> POMDP:
+    def build(self, name: str, validate: bool = True) -> POMDP:
         self.need_header("the end of the file")
         S, A, Z = len(self.states), len(self.actions), len(self.observations)
         if self.discount is None:  # pomdp-solve's default (ejs4.POMDP relies on it)
@@ -467,21 +467,23 @@ class _Parser:
         b0 = self.start if self.start is not None else np.full(S, 1.0 / S)
         T = [self.build_matrix(self.T, a, S, S, b0) for a in range(A)]
         O = [self.build_matrix(self.O, a, S, Z, b0) for a in range(A)]
-        self.check_rows(self.T, T, "T", "state")
-        self.check_rows(self.O, O, "O", "observation")
-        model = POMDP.from_arrays(T, O, np.zeros((S, A)), self.discount, b0, self.states, self.actions,
-                                  self.observations, name=name, validate=False)
-        problems = model.validation_problems()
-        if problems:
-            extra = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
-            raise FormatError(problems[0] + extra, self.path)
-        T = [normalize_rows(m) for m in model.T]
-        O = [normalize_rows(m) for m in model.O]
+        if validate:
+            self.check_rows(self.T, T, "T")
+            self.check_rows(self.O, O, "O")
+            model = POMDP.from_arrays(T, O, np.zeros((S, A)), self.discount, b0, self.states, self.actions,
+                                      self.observations, name=name, validate=False)
+            problems = model.validation_problems()
+            if problems:
+                extra = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
+                raise FormatError(problems[0] + extra, self.path)
+            T = [normalize_rows(m) for m in T]
+            O = [normalize_rows(m) for m in O]
+            b0 = normalize_vector(b0)
         R = fold_rewards(self.rules, T, O, S, A, Z, self.flat_rewards)
         if self.cost:
             R = -R
-        return POMDP.from_arrays(T, O, R, model.discount, normalize_vector(b0), model.states,
-                                 model.actions, model.observations, name=name)
+        return POMDP.from_arrays(T, O, R, self.discount, b0, self.states, self.actions, self.observations,
+                                 name=name, validate=validate)
 
     def build_matrix(self, ops: _Ops, a: int, S: int, C: int, b0: np.ndarray) -> sp.csr_matrix:
         blocks = [b for b in ops.blocks if b.a == _ALL or b.a == a]
@@ -545,7 +547,7 @@ class _Parser:
         nz = v != 0
         return sp.csr_matrix((v[nz], (r[nz], c[nz])), shape=(S, C))
 
-    def check_rows(self, ops: _Ops, mats, key: str, col_kind: str):
+    def check_rows(self, ops: _Ops, mats, key: str):
         for a, m in enumerate(mats):
             sums = np.asarray(m.sum(axis=1)).ravel()
             bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOL)
@@ -715,26 +717,28 @@ def fold_rewards(rules, T, O, S: int, A: int, Z: int, flat_bulk=()) -> np.ndarra
 
 
 # ---------------------------------------------------------------------------- public API
-def parse_pomdp(text: str, path: str = "<string>", name: str = "", bulk: bool = True) -> POMDP:
+def parse_pomdp(text: str, path: str = "<string>", name: str = "", bulk: bool = True,
+                validate: bool = True) -> POMDP:
     """Parse the text of a ``.pomdp`` file; errors are ``FormatError`` naming ``path`` and the line.
 
-    ``bulk=False`` parses every entry one by one (slower; the reference the fast path is tested against).
+    ``validate=False`` returns the model as written (no row checks, no renormalisation) so that
+    ``trimpomdp info`` can list its problems; ``bulk=False`` parses every entry one by one (slower; the reference the fast path is tested against).
     """
     p = _Parser(text, path, bulk)
     if p.n == 0:
         raise FormatError("empty file: expected 'discount:', 'states:', 'actions:' and 'observations:'", path)
     p.parse()
-    return p.build(name)
+    return p.build(name, validate)
 
 
-def read_pomdp(path) -> POMDP:
+def read_pomdp(path, validate: bool = True) -> POMDP:
     """Read a Cassandra ``.pomdp`` file into a validated POMDP with exactly stochastic rows."""
     path = Path(path)
     try:
         text = path.read_text(encoding="latin-1")
     except OSError as exc:
         raise FormatError(f"cannot read file: {exc.strerror or exc}", str(path)) from None
-    return parse_pomdp(text, str(path), name=path.stem)
+    return parse_pomdp(text, str(path), name=path.stem, validate=validate)
 
 
 def _check_names(names, kind: str):

@@ -18,8 +18,12 @@ def _format_of(path: Path) -> str:
     return fmt
 
 
-def load_model(path) -> POMDP:
-    """Read a ``.pomdp`` (Cassandra) or ``.pomdpx`` (SARSOP XML) file into a validated POMDP."""
+def load_model(path, validate: bool = True) -> POMDP:
+    """Read a ``.pomdp`` (Cassandra) or ``.pomdpx`` (SARSOP XML) file into a validated POMDP.
+
+    Rows of T and O are renormalised exactly after passing validation (files print rounded numbers);
+    ``validate=False`` returns the model as written, for tools that report problems instead of failing.
+    """
     path = Path(path)
     fmt = _format_of(path)
     if not path.is_file():
@@ -27,10 +31,10 @@ def load_model(path) -> POMDP:
     if fmt == "cassandra":
         from trimpomdp.pomdp.cassandra import read_pomdp
 
-        return read_pomdp(path)
+        return read_pomdp(path, validate)
     from trimpomdp.pomdp.pomdpx import read_pomdpx
 
-    return read_pomdpx(path)
+    return read_pomdpx(path, validate)
 
 
 def save_model(model: POMDP, path) -> Path:

@@ -245,7 +245,7 @@ class _Reader:
         self.fail(f"{section}: unknown value {tok!r} of variable {v.name!r}", node)
 
     # ------------------------------------------------------------------ flattening
-    def read(self, name: str) -> POMDP:
+    def read(self, name: str, validate: bool = True) -> POMDP:
         self.read_variables()
         disc_node = self.root.find("Discount")
         discount = 1.0
@@ -266,6 +266,8 @@ class _Reader:
         states = self.joint_names([pv.values for pv, _, _ in self.state_vars])
         model = POMDP.from_arrays(T, O, R, discount, b0, states, self.action.values, obs_names, name=name,
                                   validate=False)
+        if not validate:
+            return model
         problems = model.validation_problems(ROW_SUM_TOL)
         if problems:
             extra = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
@@ -417,18 +419,18 @@ def _is_float(w: str) -> bool:
         return False
 
 
-def parse_pomdpx(data: bytes | str, path: str = "<string>", name: str = "") -> POMDP:
-    """Parse the bytes (or text) of a ``.pomdpx`` document into a validated tabular POMDP."""
+def parse_pomdpx(data: bytes | str, path: str = "<string>", name: str = "", validate: bool = True) -> POMDP:
+    """Parse the bytes (or text) of a ``.pomdpx`` document into a tabular POMDP (validated unless told)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    return _Reader(_parse_xml(data, path), path).read(name)
+    return _Reader(_parse_xml(data, path), path).read(name, validate)
 
 
-def read_pomdpx(path) -> POMDP:
+def read_pomdpx(path, validate: bool = True) -> POMDP:
     """Read a SARSOP ``.pomdpx`` file; unsafe XML (DOCTYPE/ENTITY) is refused with a ``FormatError``."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise FormatError(f"cannot read file: {exc.strerror or exc}", str(path)) from None
-    return parse_pomdpx(data, str(path), name=path.stem)
+    return parse_pomdpx(data, str(path), name=path.stem, validate=validate)

@@ -200,55 +200,69 @@ def upper_envelope(s, c, tol):
 
 
 @njit(cache=True)
-def _deposit(mass, r, x, amount, G):
+def _deposit(mass, r, h, x, amount, G):
     pos = x * (G - 1)
     if pos <= 0.0:
-        mass[r, 0] += amount
+        mass[r, h, 0] += amount
         return
     if pos >= G - 1:
-        mass[r, G - 1] += amount
+        mass[r, h, G - 1] += amount
         return
     i0 = int(pos)
     w = pos - i0
-    mass[r, i0] += amount * (1.0 - w)
-    mass[r, i0 + 1] += amount * w
+    mass[r, h, i0] += amount * (1.0 - w)
+    mass[r, h, i0 + 1] += amount * w
 
 
 @njit(cache=True)
-def forward_step(mass, O, pw, ps, A, B, h, lam, tv, cp, cpv, gstart, gcu, ls, lc, lb, lo, lk, out):
-    """Propagate the distribution of (prior belief x on a grid, budget level) through one step.
+def forward_step(mass, O, Ot, pw, ps, A, B, h, lam, tv, cp, cpv, gstart, gcu, ls, lc, lb, lo, lk, out):
+    """Propagate the joint distribution of (budget level, hidden state, prior belief x on a grid) one step.
 
-    Since the filter is exact inside the model, P(hidden | history) is the belief itself, so the mass over
-    beliefs determines everything. ``out`` accumulates [accuracy, strong tokens, regenerations].
-    Returns the next step's mass (beliefs deposited on the grid by linear splitting).
+    ``O`` is the filter's likelihood (what the policy believes), ``Ot`` the distribution observations are
+    really drawn from (the same table, or a histogram of real labelled points). Beliefs land between grid
+    nodes and are split linearly. ``out`` accumulates [accuracy, strong tokens, regenerations].
     """
-    nlev, G = mass.shape
+    nlev = mass.shape[0]
+    G = mass.shape[2]
     M = O.shape[1]
     ng = gcu.shape[0]
     nxt = np.zeros_like(mass)
+    preg = np.zeros(ng)
+    pvt = np.zeros(ng)
     for r in range(nlev):
         for i in range(G):
-            mi = mass[r, i]
-            if mi <= 1e-16:
+            m0 = mass[r, 0, i]
+            m1 = mass[r, 1, i]
+            m2 = mass[r, 2, i]
+            if m0 + m1 + m2 <= 1e-16:
                 continue
             x = i / (G - 1.0)
             y0 = pw * x
             y1 = (1.0 - pw) * x
             y2 = 1.0 - x
             for o in range(M):
-                w0 = y0 * O[0, o]
-                w1 = y1 * O[1, o]
-                w2 = y2 * O[2, o]
-                Z = w0 + w1 + w2
-                if Z <= 1e-300:
+                wC = m0 * Ot[0, o]
+                wE = m1 * Ot[1, o]
+                wD = m2 * Ot[2, o]
+                wT = wC + wE + wD
+                if wT <= 1e-300:
                     continue
-                bC = w0 / Z
-                m = (w0 + w1) / Z
-                mz = mi * Z
+                f0 = y0 * O[0, o]
+                f1 = y1 * O[1, o]
+                f2 = y2 * O[2, o]
+                Z = f0 + f1 + f2
+                if Z <= 1e-300:  # impossible under the filter: keep the prior (as the simulator does)
+                    bC = y0
+                    m = y0 + y1
+                else:
+                    bC = f0 / Z
+                    m = (f0 + f1) / Z
                 vk, jk = env_eval(ls, lc, lb, lo, lk, r, bC)
                 qk = A * bC + B * vk
                 pkeep = 1.0
                 for gi in range(ng):
+                    preg[gi] = 0.0
+                    pvt[gi] = 0.0
                     rr = r - gcu[gi]
                     if rr < 0:
                         continue
@@ -259,18 +273,24 @@ def forward_step(mass, O, pw, ps, A, B, h, lam, tv, cp, cpv, gstart, gcu, ls, lc
                     cnt = _regen_prefix(tv, k0, k1, lam, qr0 - qk)
                     if cnt == 0:
                         continue
-                    preg = cp[k0 + cnt] - cp[k0]
-                    pvt = cpv[k0 + cnt] - cpv[k0]
-                    pkeep -= preg
-                    out[0] += mz * preg * h * ps * m
-                    out[1] += mz * pvt
-                    out[2] += mz * preg
+                    preg[gi] = cp[k0 + cnt] - cp[k0]
+                    pvt[gi] = cpv[k0 + cnt] - cpv[k0]
+                    pkeep -= preg[gi]
+                    out[1] += wT * pvt[gi]
+                    out[2] += wT * preg[gi]
+                    out[0] += (wC + wE) * preg[gi] * h * ps
                     if h < 1.0:
-                        _deposit(nxt, rr, ps * m, mz * preg * (1.0 - h), G)
+                        c = (wC + wE) * preg[gi] * (1.0 - h)
+                        _deposit(nxt, rr, 0, ps * m, c * ps * pw, G)
+                        _deposit(nxt, rr, 1, ps * m, c * ps * (1.0 - pw), G)
+                        _deposit(nxt, rr, 2, ps * m, c * (1.0 - ps) + wD * preg[gi] * (1.0 - h), G)
                 if pkeep > 1e-15:
-                    out[0] += mz * pkeep * h * bC
+                    out[0] += wC * pkeep * h
                     if h < 1.0:
-                        _deposit(nxt, r, bC, mz * pkeep * (1.0 - h), G)
+                        c = pkeep * (1.0 - h)
+                        _deposit(nxt, r, 0, bC, wC * c * pw, G)
+                        _deposit(nxt, r, 1, bC, wC * c * (1.0 - pw), G)
+                        _deposit(nxt, r, 2, bC, (wE + wD) * c, G)
     return nxt
 
 

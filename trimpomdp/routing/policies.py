@@ -206,6 +206,8 @@ class PomdpPolicy(RoutingPolicy):
             "A": self.A, "B": self.B,
             "obs_probs": tm.obs.probs, "obs_centers": tm.obs.centers,
         }
+        if tm.obs_truth is not None:
+            arrays["obs_truth"] = tm.obs_truth
         cap = None if self.cap is None else {"kind": self.cap.kind, "limit": self.cap.limit, "unit": self.cap.unit}
         meta = dict(self.meta, spec=tm.embedded_dict(), lam=self.lam, cap=cap, predicted=self.predicted,
                     max_steps=T, model_fingerprint=tm.fingerprint())
@@ -227,6 +229,7 @@ class PomdpPolicy(RoutingPolicy):
         obs = BinnedObservationModel(TRIM_STATES, arrays["obs_centers"], arrays["obs_probs"],
                                      float(spec.get("obs_bin_size", 0.05)))
         tm = TrimModel.from_dict(spec, obs=obs, source=str(path))
+        tm.obs_truth = arrays.get("obs_truth")
         so = arrays["step_offsets"]
         steps = []
         for t in range(len(so) - 1):

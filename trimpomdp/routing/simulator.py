@@ -123,3 +123,45 @@ def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: in
         x = np.where(regen, ps * mCE, pC)
         prior[alive] = np.stack([pw * x, (1 - pw) * x, 1 - x], axis=1)
     return SimResult(getattr(policy, "name", "policy"), correct, tokens, regens, np.minimum(L, T))
+
+
+def family_policies(trim_model, sweep: str) -> list:
+    """Policies of a sweep: 'pomdp:lambda=lo:hi:n' / 'pomdp:mean=a,b' / 'threshold:lo:hi:n' / 'threshold:a,b'."""
+    from trimpomdp.errors import TrimError
+    from trimpomdp.routing.budgets import parse_sweep, solve_budget
+    from trimpomdp.routing.policies import ThresholdPolicy
+
+    kind, _, arg = sweep.partition(":")
+    kind = kind.lower()
+    if kind == "pomdp":
+        return [solve_budget(trim_model, b) for b in parse_sweep(arg)]
+    if kind in ("threshold", "thr"):
+        try:
+            if arg.count(":") == 2:
+                lo, hi, n = arg.split(":")
+                ks = np.linspace(float(lo), float(hi), int(n))
+            else:
+                ks = [float(v) for v in arg.split(",") if v.strip()]
+        except ValueError:
+            raise TrimError(f"--sweep {sweep!r}: expected threshold:lo:hi:n or threshold:a,b,c") from None
+        return [ThresholdPolicy(float(k)) for k in ks]
+    raise TrimError(f"--sweep {sweep!r}: expected pomdp:lambda=..., pomdp:mean=... or threshold:...")
+
+
+def run_family(trim_model, sweep: str, points: dict, episodes: int, seed: int, progress: bool = False) -> list[dict]:
+    pols = family_policies(trim_model, sweep)
+    it = pols
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        it = tqdm(pols, desc=sweep, file=sys.stderr, leave=False)
+    out = []
+    for p in it:
+        r = simulate(trim_model, p, points, episodes, seed).summary()
+        if hasattr(p, "predicted"):
+            r["predicted_accuracy"] = p.predicted.get("accuracy")
+            r["predicted_strong_tokens"] = p.predicted.get("strong_tokens")
+        out.append(r)
+    return out

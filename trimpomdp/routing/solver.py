@@ -22,19 +22,31 @@ DEFAULT_GRID = 257
 EVAL_GRID = 513
 
 
-def compact_observations(probs: np.ndarray) -> np.ndarray:
-    """Merge observation bins with proportional likelihood vectors (they give the same posterior)."""
+def compact_observations(probs: np.ndarray, also=None):
+    """Merge observation bins with proportional likelihood vectors (they give the same posterior).
+
+    ``also``: another (S, n_bins) table (e.g. the true observation distribution) merged the same way;
+    then returns (merged probs, merged also).
+    """
     P = np.asarray(probs, dtype=np.float64)
     tot = P.sum(axis=0)
     nz = tot > 0
-    P = P[:, nz]
-    tot = tot[nz]
-    keys = np.round(P / tot, 12)
+    keys = np.round(P[:, nz] / tot[nz], 12)
     _, inv = np.unique(keys, axis=1, return_inverse=True)
     inv = np.asarray(inv).ravel()
-    out = np.zeros((P.shape[0], inv.max() + 1))
-    np.add.at(out.T, inv, P.T)
-    return out
+    full = np.full(P.shape[1], inv.max() + 1)
+    full[nz] = inv
+    n = inv.max() + 2  # last column collects bins the filter deems impossible
+
+    def merge(X):
+        out = np.zeros((X.shape[0], n))
+        np.add.at(out.T, full, np.asarray(X, dtype=np.float64).T)
+        return out
+
+    out = merge(P)
+    if also is None:
+        return out[:, :-1]
+    return out, merge(also)
 
 
 def token_groups(values: np.ndarray, cap: Cap | None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -130,10 +142,11 @@ def solve_lines(tm, lam: float, cap: Cap | None = None, grid: int = DEFAULT_GRID
 
 
 def evaluate_lines(tm, steps, A, B, lam, groups, O, eval_grid: int = EVAL_GRID, start_level: int | None = None):
-    """Exact-in-the-model forward evaluation: (accuracy, mean strong tokens, mean regenerations).
+    """Forward evaluation: (accuracy, mean strong tokens, mean regenerations) of the policy.
 
-    Beliefs are propagated on a fine x grid with linear mass splitting (the hidden state given the history
-    is distributed as the belief itself, so no joint state is needed).
+    Propagates the joint distribution of hidden state and belief (beliefs on a fine x grid with linear
+    mass splitting). Observations are drawn from ``tm.observation_truth()``: the histogram of the spec's
+    real labelled PRM points when it names them (what the simulator resamples), else the model's table.
     """
     gstart, gcu, nlev = groups
     pw, ps = float(tm.p_weak), float(tm.p_strong)
@@ -141,14 +154,17 @@ def evaluate_lines(tm, steps, A, B, lam, groups, O, eval_grid: int = EVAL_GRID, 
     cp = np.concatenate([[0.0], np.cumsum(tm.token_probs)])
     cpv = np.concatenate([[0.0], np.cumsum(tm.token_probs * tv)])
     h = tm.hazard
-    mass = np.zeros((nlev, eval_grid))
-    mass[nlev - 1 if start_level is None else start_level, eval_grid - 1] = 1.0
+    Of, Ot = compact_observations(tm.obs.probs, tm.observation_truth())
+    mass = np.zeros((nlev, 3, eval_grid))
+    lv = nlev - 1 if start_level is None else start_level
+    mass[lv, 0, eval_grid - 1] = pw
+    mass[lv, 1, eval_grid - 1] = 1 - pw
     out = np.zeros(3)
     for t in range(tm.max_steps):
         if mass.sum() <= 1e-14:
             break
-        mass = K.forward_step(mass, O, pw, ps, A[t], B[t], float(h[t]), float(lam), tv, cp, cpv, gstart, gcu,
-                              *steps[t], out)
+        mass = K.forward_step(mass, Of, Ot, pw, ps, A[t], B[t], float(h[t]), float(lam), tv, cp, cpv, gstart,
+                              gcu, *steps[t], out)
     return float(out[0]), float(out[1]), float(out[2])
 
 

@@ -94,8 +94,14 @@ class TrimModel:
     tokens_per_weak_token: float = 1.0
     obs_path: str | None = None
     info: dict = field(default_factory=dict)
+    #: optional (3, n_bins) distribution observations are really drawn from (histogram of labelled points);
+    #: used to *evaluate* policies (predicted accuracy / tokens), never to plan
+    obs_truth: np.ndarray | None = None
+    points_path: str | None = None
 
     def __post_init__(self):
+        if isinstance(self.obs_truth, dict):
+            self.obs_truth = self.points_histogram(self.obs_truth)
         self.length_pmf = np.asarray(self.length_pmf, dtype=np.float64).ravel()
         self.token_values = np.asarray(self.token_values, dtype=np.float64).ravel()
         self.token_probs = np.asarray(self.token_probs, dtype=np.float64).ravel()
@@ -132,6 +138,17 @@ class TrimModel:
         if self.obs.dims != 2:
             raise _err("observation_model", f"must be 2-D (min earlier score, current score), found {self.obs.dims}-D",
                        self.obs_path)
+
+    def observation_truth(self) -> np.ndarray:
+        return self.obs.probs if self.obs_truth is None else self.obs_truth
+
+    def points_histogram(self, points: dict) -> np.ndarray:
+        """P(bin | state) of real labelled points {'correct': (n, 2), ...} on the model's bins."""
+        H = np.zeros_like(self.obs.probs)
+        for i, s in enumerate(TRIM_STATES):
+            idx = np.atleast_1d(self.obs.bin_index(np.asarray(points[s], dtype=np.float64)))
+            H[i] = np.bincount(idx, minlength=self.obs.n_bins) / idx.size
+        return H
 
     @property
     def max_steps(self) -> int:
@@ -184,14 +201,17 @@ class TrimModel:
                                    "probs": [float(x) for x in self.token_probs]},
             "tokens_per_weak_token": float(self.tokens_per_weak_token),
         }
+        if self.points_path:
+            d["observation_points"] = self.points_path
         if self.info:
             d["info"] = self.info
         return d
 
     def embedded_dict(self) -> dict:
-        """Everything but the observation table (which callers store as an array), for policy files."""
+        """Everything but the observation tables (which callers store as arrays), for policy files."""
         d = self.to_dict(obs_ref=None)
         d["observation_model"] = None
+        d.pop("observation_points", None)
         d["obs_bin_size"] = float(self.obs.bin_size)
         return d
 
@@ -259,6 +279,17 @@ class TrimModel:
             if isinstance(exc, TrimError):
                 raise
             raise _err("strong_step_tokens", f"must hold numbers ({exc})", source) from None
+        obs_truth, points_path = None, d.get("observation_points")
+        if points_path is not None:
+            if not isinstance(points_path, str):
+                raise _err("observation_points", "must be the path of labelled PRM points (.npz)", source)
+            pp = Path(points_path)
+            if not pp.is_absolute() and base_dir is not None:
+                pp = Path(base_dir) / pp
+            if base_dir is not None or pp.exists():
+                from trimpomdp.routing.simulator import load_observation_points
+
+                obs_truth = load_observation_points(pp)
         try:
             return cls(
                 obs=obs, p_weak=_num(d, "p_weak", source), p_strong=_num(d, "p_strong", source),
@@ -266,6 +297,7 @@ class TrimModel:
                 reward=_num(d, "reward", source, 100.0), discount=_num(d, "discount", source, 1.0 - 1e-6),
                 tokens_per_weak_token=_num(d, "tokens_per_weak_token", source, 1.0),
                 obs_path=obs_path, info=dict(d.get("info", {})),
+                obs_truth=obs_truth, points_path=points_path,
             )
         except TrimError as exc:
             if source and not str(exc).startswith(str(source)):
@@ -282,6 +314,12 @@ class TrimModel:
         except json.JSONDecodeError as exc:
             raise FormatError(f"not valid JSON: {exc.msg}", str(path), exc.lineno) from None
         return cls.from_dict(d, base_dir=path.parent, source=str(path))
+
+    def absolute_points_path(self, spec_dir) -> Path | None:
+        if not self.points_path:
+            return None
+        p = Path(self.points_path)
+        return p if p.is_absolute() else Path(spec_dir) / p
 
     def save(self, path, obs_ref: str | None = None) -> Path:
         """Write the spec; the observation table is referenced (relative to the spec) and written if new."""

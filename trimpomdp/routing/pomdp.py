@@ -1,0 +1,113 @@
+"""The TRIM routing model flattened into a tabular ``POMDP`` for the general solvers (SARSOP, exact).
+
+The flat state is (hidden h, step t, token bin k) plus a ``start`` state (whose single move draws step 1,
+so that step 1's observation precedes the first decision) and an absorbing ``end``. Observations are
+(PRM bin, token bin) pairs, so the observed parts of the state are observed exactly. The value of the
+start belief is gamma * U_1 of the structured solver. Only sensible for small T, coarse bins: it exists
+to cross-check the structured solver and to let users run any general solver on the routing problem.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
+from trimpomdp.pomdp.model import POMDP
+
+_H = ("C", "E", "D")
+
+
+def flat_pomdp(tm, lam: float) -> POMDP:
+    """Build the flat POMDP of ``tm`` at price ``lam`` per strong token."""
+    T, K = tm.max_steps, tm.token_values.size
+    M = tm.obs.n_bins
+    O = tm.obs.probs
+    hz = tm.hazard
+    pw, ps, R = tm.p_weak, tm.p_strong, tm.reward
+    S = 2 + 3 * T * K
+    START, END = 0, S - 1
+
+    def idx(h, t, k):  # t is 1-based
+        return 1 + ((t - 1) * 3 + h) * K + k
+
+    nO = M * K + 1
+    NONE = nO - 1
+    Tm = np.zeros((2, S, S))
+    Om = np.zeros((2, S, nO))
+    Rm = np.zeros((S, 2))
+    y1 = np.array([pw, 1 - pw, 0.0])
+    for a in range(2):
+        for h in range(3):
+            for k in range(K):
+                Tm[a, START, idx(h, 1, k)] += y1[h] * tm.token_probs[k]
+        Tm[a, END, END] = 1.0
+        Om[a, START, NONE] = 1.0
+        Om[a, END, NONE] = 1.0
+        Ta = tm.transition(a)
+        for t in range(1, T + 1):
+            for h in range(3):
+                for k in range(K):
+                    s = idx(h, t, k)
+                    for o in range(M):
+                        Om[a, s, o * K + k] = O[h, o]
+                    Tm[a, s, END] += hz[t - 1]
+                    if t < T:
+                        for h2 in range(3):
+                            for k2 in range(K):
+                                Tm[a, s, idx(h2, t + 1, k2)] += (1 - hz[t - 1]) * Ta[h, h2] * tm.token_probs[k2]
+                    if a == 0:
+                        Rm[s, 0] = hz[t - 1] * R * (h == 0)
+                    else:
+                        Rm[s, 1] = hz[t - 1] * ps * R * (h <= 1) - lam * tm.token_values[k]
+    names = ["start"] + [None] * (S - 2) + ["end"]
+    for t in range(1, T + 1):
+        for h in range(3):
+            for k in range(K):
+                names[idx(h, t, k)] = f"{_H[h]}_t{t}_k{k}"
+    obs_names = [f"o{o}_k{k}" for o in range(M) for k in range(K)] + ["none"]
+    b0 = np.zeros(S)
+    b0[START] = 1.0
+    term = np.zeros(S, dtype=bool)
+    term[END] = True
+    return POMDP.from_arrays(Tm, Om, Rm, tm.discount, b0, names, ("keep", "regenerate"), obs_names,
+                             terminal=term, name=f"trim-flat(T={T},K={K},M={M},lambda={lam:g})")
+
+
+def coarsen(obs: BinnedObservationModel, factor: int) -> BinnedObservationModel:
+    """Merge ``factor`` x ``factor`` blocks of a 2-D bins table (e.g. 20x20 -> 2x2 with factor 10)."""
+    per = int(round(1.0 / obs.bin_size))
+    if per % factor:
+        raise ValueError(f"factor {factor} does not divide {per} bins per axis")
+    n = per // factor
+    P = obs.probs.reshape(len(obs.states), n, factor, n, factor).sum(axis=(2, 4)).reshape(len(obs.states), n * n)
+    size = obs.bin_size * factor
+    c = (np.arange(n) + 0.5) * size
+    centers = np.stack(np.meshgrid(c, c, indexing="ij"), axis=-1).reshape(-1, 2)
+    return BinnedObservationModel(TRIM_STATES, centers, P, size)
+
+
+def exact_start_value(tm, lam: float) -> float:
+    """U_1(1) by full enumeration of observation/action trees (an oracle for tiny T and coarse bins)."""
+    O = tm.obs.probs
+    hz = tm.hazard
+    pw, ps, R, g = tm.p_weak, tm.p_strong, tm.reward, tm.discount
+    T = tm.max_steps
+    tv, tp = tm.token_values, tm.token_probs
+
+    def U(t, x):
+        if t > T:
+            return 0.0
+        A, B = hz[t - 1] * R, (1 - hz[t - 1]) * g
+        y = np.array([pw * x, (1 - pw) * x, 1 - x])
+        total = 0.0
+        for o in range(O.shape[1]):
+            w = y * O[:, o]
+            Z = w.sum()
+            if Z <= 1e-300:
+                continue
+            bC, m = w[0] / Z, (w[0] + w[1]) / Z
+            qk = A * bC + (B * U(t + 1, bC) if B > 0 else 0.0)
+            qr = A * ps * m + (B * U(t + 1, ps * m) if B > 0 else 0.0)
+            total += Z * float(np.sum(tp * np.maximum(qk, qr - lam * tv)))
+        return total
+
+    return U(1, 1.0)
