@@ -86,7 +86,8 @@ def main() -> int:
         m = ReflectedKDE(rule).fit(X, y)
         b = m.discretize(0.05)
         dt = time.perf_counter() - t
-        extra = "  scale vs Scott: " + ", ".join(f"{s}={v:.3f}" for s, v in m.cv_scales_.items()) if m.cv_scales_ else ""
+        scales = ", ".join(f"{s}={v:.3f}" for s, v in m.cv_scales_.items())
+        extra = f"  scale vs Scott: {scales}" if scales else ""
         print(f"{rule:<9} bandwidth: fit+bins {dt:6.2f} s  TV to reference: {fmt(tv_distance(b, ref))}{extra}")
     return 0
 

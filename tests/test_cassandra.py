@@ -357,7 +357,7 @@ def entry_scripts(draw):
     return "\n".join(lines) + "\n", T, O, r
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(entry_scripts(), st.booleans())
 def test_entries_match_a_naive_dense_reading(script, bulk):
     text, T, O, r = script

@@ -175,3 +175,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, msg):
     rc = main(["fit-obs", str(p), "--folds", "0", "-o", str(tmp_path / "o.npz")] + args)
     err = capsys.readouterr().err
     assert rc == 2 and msg in err and err.count("\n") == 1
+
+
+def test_processbench_real_items_prefix_counts(data_dir, tmp_path):
+    items = json.loads((data_dir / "processbench" / "math.json").read_text())
+    sc = tmp_path / "scores.jsonl"
+    rng = np.random.default_rng(0)
+    with open(sc, "w") as fh:
+        for i, it in enumerate(items):  # ids as in the file ("math-N") for even items, indices for odd ones
+            key = it["id"] if i % 2 == 0 else i
+            scores = (0.99 * rng.uniform(size=len(it["steps"]))).round(4).tolist()
+            fh.write(json.dumps({"id": key, "scores": scores}) + "\n")
+    d = load_labelled(sc, labels=data_dir / "processbench" / "math.json")
+    ok = [it for it in items if it["label"] == -1]
+    bad = [it for it in items if it["label"] >= 0]
+    assert d.counts() == {"correct": sum(len(it["steps"]) for it in ok), "fresh_error": len(bad),
+                          "derailed": sum(len(it["steps"]) - it["label"] - 1 for it in bad)}
+    # the prefixes whose first coordinate is 1.0 (no earlier step) are the first steps of used solutions
+    assert np.sum(d.X[:, 0] == 1.0) == sum(1 for it in items if it["label"] in (-1, 0))

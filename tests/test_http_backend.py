@@ -11,7 +11,7 @@ import pytest
 
 from trimpomdp.decode.backends import StepOut
 from trimpomdp.decode.http import (HTTPJudgePRM, HTTPScorePRM, OpenAICompatibleBackend, api_base,
-                                   judge_prompt, yes_probability)
+                                   backend_from_spec, judge_prompt, prm_from_spec, yes_probability)
 from trimpomdp.errors import TrimError
 
 SCRIPT = "First, 2 + 2 = 4.\n\nThen 4 * 3 = 12.\n\nSo the answer is \\boxed{12}.\n\nExtra text."
@@ -32,6 +32,16 @@ class FakeServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def do_GET(self):
+                code, obj = (200, {"object": "list", "data": [{"id": "served-model"}]}) \
+                    if self.path == "/v1/models" else (404, {"error": "no route"})
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -198,7 +208,7 @@ def test_logprobs_judge(server):
     assert scores[2] == 0.5  # neither Yes nor No among the alternatives: uninformative
     sent = [c["body"] for c in server.calls]
     assert all(b["max_tokens"] == 1 and b["logprobs"] == 20 for b in sent)
-    assert sent[0]["prompt"] == judge_prompt("What is 2+2?", ["good"], "plain")
+    assert judge_prompt("What is 2+2?", ["good"], "plain") in [b["prompt"] for b in sent]
     assert prm.name == "http-judge:judge-model"
     nan_prm = HTTPJudgePRM(be, missing=float("nan"))
     assert math.isnan(nan_prm.score("q", [["weird"]])[0])
@@ -230,3 +240,20 @@ def test_url_validation():
         api_base("localhost:8000")
     with pytest.raises(TrimError):
         HTTPScorePRM("ftp://x/score")
+
+
+def test_specs(server, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "secret")
+    be = backend_from_spec(server.url + "?style=plain&concurrency=2&api_key_env=MY_KEY")
+    assert be.model == "served-model" and be.prompt_style == "plain" and be.client.concurrency == 2
+    (out,) = be.generate_steps(["PROMPT:"], 20)
+    assert out.text == "First, 2 + 2 = 4." and server.calls[-1]["auth"] == "Bearer secret"
+    assert backend_from_spec(server.url + "/v1?model=x").model == "x"
+    with pytest.raises(TrimError, match="unknown option 'colour'"):
+        backend_from_spec(server.url + "?colour=red")
+    score = prm_from_spec(f"http-score:{server.url}/score")
+    assert score.score("q", [["a", "b"]]) == [0.5]
+    judge = prm_from_spec(f"http-judge:{server.url}?model=j&style=plain")
+    assert judge.score("What is 2+2?", [["good"]])[0] == pytest.approx(0.8 / 0.9)
+    with pytest.raises(TrimError, match="http-score:<url> or http-judge"):
+        prm_from_spec("judge:smollm2")

@@ -24,6 +24,15 @@ def _bandwidth(value: str):
     return h
 
 
+def _finite(obj):
+    """NaN (e.g. the AUC of a lone state) becomes null so that the output is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and obj != obj else obj
+
+
 @click.command(name="fit-obs")
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--labels", type=click.Path(dir_okay=False), default=None,
@@ -94,12 +103,13 @@ def fit_obs(data, labels, dims, pre_error_as_correct, bandwidth, covariance, bin
                "bin_size": bin_size, "n_bins": binned.n_bins, "folds": folds, "fit_seconds": fit_s,
                "states": rows, "output": str(output)}
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(_finite(summary), indent=2))
         return
     auc_note = f"{folds}-fold held-out" if folds >= 2 else "in-sample"
     click.echo(f"fit-obs: {ld.X.shape[0]} points, {model.n_dims_}-D, bandwidth {bandwidth} ({covariance}), "
                f"{binned.n_bins} bins of {bin_size:g}; fit + discretise {fit_s:.2f} s")
-    head = f"{'state':<13}{'n':>6}  {'H00 H01 H11' if model.n_dims_ == 2 else 'H (sd^2)':<32}{'cv scale':>9}{'loglik':>9}{'AUC':>7}"
+    hcol = "H00 H01 H11" if model.n_dims_ == 2 else "H (sd^2)"
+    head = f"{'state':<13}{'n':>6}  {hcol:<32}{'cv scale':>9}{'loglik':>9}{'AUC':>7}"
     head += f"{'TV ref':>10}" if reference is not None else ""
     click.echo(head)
     for s in states:
@@ -110,7 +120,7 @@ def fit_obs(data, labels, dims, pre_error_as_correct, bandwidth, covariance, bin
                 f"{r.get('heldout_loglik', float('nan')):>9.3f}{r['auc']:>7.3f}")
         line += f"{r['tv_to_reference']:>10.2e}" if reference is not None else ""
         click.echo(line)
-    click.echo(f"(loglik: mean held-out log-density per point over {folds} folds; AUC: one-vs-rest of "
-               f"P(state|obs), uniform prior, {auc_note})")
+    ll_note = f"loglik: mean held-out log-density per point over {folds} folds; " if folds >= 2 else ""
+    click.echo(f"({ll_note}AUC: one-vs-rest of P(state|obs), uniform prior, {auc_note}; nan: not applicable)")
     click.echo(f"model written to {output}" + (f"; bins to {export_bins}" if export_bins else "")
                + (f"; plot to {plot}" if plot else ""))

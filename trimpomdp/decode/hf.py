@@ -203,7 +203,8 @@ class HFStepGenerator:
         with torch.inference_mode():
             inp = torch.tensor([feed], device=self.device)
             pos = torch.arange(keep, keep + len(feed), device=self.device)[None]
-            out = self.model(input_ids=inp, past_key_values=cache, use_cache=True, position_ids=pos)
+            out = self.model(input_ids=inp, past_key_values=cache, use_cache=True, position_ids=pos,
+                             logits_to_keep=1)
             cache = out.past_key_values
             logits = out.logits[0, -1]
             cur = len(ids)

@@ -22,7 +22,8 @@ from typing import Sequence
 from trimpomdp.decode.backends import STEP_SEPARATOR, StepOut, boxed_closed, broadcast_questions
 from trimpomdp.errors import TrimError
 
-__all__ = ["OpenAICompatibleBackend", "HTTPScorePRM", "HTTPJudgePRM", "JsonHTTPClient", "judge_prompt"]
+__all__ = ["OpenAICompatibleBackend", "HTTPScorePRM", "HTTPJudgePRM", "JsonHTTPClient", "judge_prompt",
+           "backend_from_spec", "prm_from_spec"]
 
 JUDGE_QUESTION = "Is the latest step correct? Answer Yes or No."
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -43,9 +44,14 @@ class JsonHTTPClient:
         self.n_requests = 0
         self.n_retries = 0
 
-    def post(self, url: str, payload: dict) -> dict:
-        """One JSON POST; retried on transient errors; TrimError naming the URL when it finally fails."""
-        body = json.dumps(payload).encode("utf-8")
+    def get(self, url: str) -> dict:
+        """One JSON GET (same retries and errors as ``post``)."""
+        return self.post(url, None)
+
+    def post(self, url: str, payload: dict | None) -> dict:
+        """One JSON POST (GET when ``payload`` is None); retried on transient errors; TrimError naming the
+        URL when it finally fails."""
+        body = None if payload is None else json.dumps(payload).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -57,7 +63,8 @@ class JsonHTTPClient:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             with self._lock:
                 self.n_requests += 1
-            req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            method = "GET" if body is None else "POST"
+            req = urllib.request.Request(url, data=body, headers=headers, method=method)
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     raw = resp.read()
@@ -291,3 +298,56 @@ class HTTPJudgePRM:
 
     def close(self) -> None:
         self.backend.close()
+
+
+# ------------------------------------------------------------------------------------------------ specs
+def _split_spec(spec: str) -> tuple[str, dict[str, str]]:
+    parsed = urllib.parse.urlparse(spec)
+    query = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query).items()}
+    return urllib.parse.urlunparse(parsed._replace(query="", fragment="")), query
+
+
+def backend_from_spec(spec: str, **kw) -> OpenAICompatibleBackend:
+    """``http://host:port[/v1]?model=NAME&style=chatml&concurrency=8&timeout=60`` -> a backend.
+
+    Without ``model`` the server's first entry of ``GET /v1/models`` is used (llama.cpp serves one);
+    the API key comes from ``api_key_env`` (an environment variable name; default OPENAI_API_KEY)."""
+    import os
+
+    url, q = _split_spec(spec)
+    known = {"model", "style", "concurrency", "timeout", "retries", "api_key_env", "temperature"}
+    unknown = sorted(set(q) - known)
+    if unknown:
+        raise TrimError(f"server spec {spec!r}: unknown option {unknown[0]!r} "
+                        f"(known: {', '.join(sorted(known))})")
+    try:
+        opts = {"prompt_style": q.get("style", kw.pop("prompt_style", "chatml")),
+                "concurrency": int(q.get("concurrency", kw.pop("concurrency", 8))),
+                "timeout": float(q.get("timeout", kw.pop("timeout", 60.0))),
+                "retries": int(q.get("retries", kw.pop("retries", 3))),
+                "temperature": float(q.get("temperature", kw.pop("temperature", 0.0)))}
+    except ValueError as exc:
+        raise TrimError(f"server spec {spec!r}: bad number ({exc})") from None
+    api_key = os.environ.get(q.get("api_key_env", "OPENAI_API_KEY"))
+    model = q.get("model")
+    if model is None:
+        probe = JsonHTTPClient(timeout=opts["timeout"], retries=opts["retries"], api_key=api_key)
+        listing = probe.get(api_base(url) + "/models")
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if not data or not isinstance(data[0], dict) or "id" not in data[0]:
+            raise TrimError(f"{api_base(url)}/models: no model listed; give ?model=NAME in {spec!r}")
+        model = str(data[0]["id"])
+    name = kw.pop("name", None) or spec
+    return OpenAICompatibleBackend(url, model, api_key=api_key, name=name, **opts, **kw)
+
+
+def prm_from_spec(spec: str):
+    """``http-score:URL`` -> HTTPScorePRM; ``http-judge:SERVER_SPEC`` -> HTTPJudgePRM on that server."""
+    kind, _, target = spec.partition(":")
+    if kind == "http-score" and target:
+        url, q = _split_spec(target)
+        return HTTPScorePRM(url, timeout=float(q.get("timeout", 60.0)),
+                            concurrency=int(q.get("concurrency", 8)), name=spec)
+    if kind == "http-judge" and target:
+        return HTTPJudgePRM(backend_from_spec(target), name=spec)
+    raise TrimError(f"HTTP PRM spec {spec!r} must be http-score:<url> or http-judge:<server url>")

@@ -109,8 +109,9 @@ class QwenStylePRM:
         for sl in _batches(len(texts), self.batch_size):
             enc = tok(texts[sl], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(self.device) for k, v in enc.items()}
+            pos = (enc["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                res = self.model(**enc)
+                res = self.model(**enc, position_ids=pos)
             logits = res.logits if hasattr(res, "logits") else res[0]
             probs = torch.softmax(logits.float(), dim=-1)[..., 1]
             mask = (enc["input_ids"] == self.step_id) & (enc["attention_mask"] > 0)
@@ -130,9 +131,12 @@ class JudgePRM:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.device = next(model.parameters()).device
-        self.yes_ids = self._word_ids(("Yes", " Yes", "yes", " yes"))
-        self.no_ids = self._word_ids(("No", " No", "no", " no"))
-        if not self.yes_ids or not self.no_ids or set(self.yes_ids) & set(self.no_ids):
+        yes = self._word_ids(("Yes", " Yes", "yes", " yes"))
+        no = self._word_ids(("No", " No", "no", " no"))
+        shared = set(yes) & set(no)  # e.g. a lone space when a tokenizer splits " Yes" as " " + "Yes"
+        self.yes_ids = [i for i in yes if i not in shared]
+        self.no_ids = [i for i in no if i not in shared]
+        if not self.yes_ids or not self.no_ids:
             raise ModelError(f"judge {name}: cannot find distinct single tokens for Yes and No")
 
     @classmethod
@@ -176,8 +180,9 @@ class JudgePRM:
             for sl in _batches(len(texts), self.batch_size):
                 enc = tok(texts[sl], return_tensors="pt", padding=True, add_special_tokens=True)
                 enc = {k: v.to(self.device) for k, v in enc.items()}
+                pos = (enc["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
                 with torch.inference_mode():
-                    logits = self.model(**enc).logits[:, -1, :].float()
+                    logits = self.model(**enc, position_ids=pos, logits_to_keep=1).logits[:, -1, :].float()
                 logp = torch.log_softmax(logits, dim=-1)
                 yes = torch.logsumexp(logp[:, self.yes_ids], dim=-1)
                 no = torch.logsumexp(logp[:, self.no_ids], dim=-1)

@@ -84,10 +84,12 @@ def bvnu(dh, dk, r):
             d = (12.0 - hk) / 16.0
             asr = -(bs / as_ + hk) / 2.0
             if asr > -100.0:
-                bvn = a * math.exp(asr) * (1.0 - c * (bs - as_) * (1.0 - d * bs / 5.0) / 3.0 + c * d * as_ * as_ / 5.0)
+                bvn = a * math.exp(asr) * (1.0 - c * (bs - as_) * (1.0 - d * bs / 5.0) / 3.0
+                                           + c * d * as_ * as_ / 5.0)
             if -hk < 100.0:
                 b = math.sqrt(bs)
-                bvn -= math.exp(-hk / 2.0) * math.sqrt(_TWOPI) * phid(-b / a) * b * (1.0 - c * bs * (1.0 - d * bs / 5.0) / 3.0)
+                bvn -= (math.exp(-hk / 2.0) * math.sqrt(_TWOPI) * phid(-b / a) * b
+                        * (1.0 - c * bs * (1.0 - d * bs / 5.0) / 3.0))
             a = a / 2.0
             for i in range(lg):
                 for s in (-1.0, 1.0):

@@ -81,7 +81,8 @@ def explicit_bandwidth(value, d: int) -> np.ndarray:
         if ok:
             ok = bool(np.all(np.linalg.eigvalsh(a) > 0))
     else:
-        raise ModelError(f"bandwidth must be a float, a length-{d} vector or a {d}x{d} matrix, got shape {a.shape}")
+        raise ModelError(f"bandwidth must be a float, a length-{d} vector or a {d}x{d} matrix, "
+                         f"got shape {a.shape}")
     if not ok:
         raise ModelError("bandwidth must be positive and finite (a matrix must be symmetric positive definite)")
     return H

@@ -40,7 +40,8 @@ class LabelledData:
     @property
     def states(self) -> tuple[str, ...]:
         present = list(dict.fromkeys(self.y.tolist()))
-        return tuple(s for s in TRIM_STATES if s in present) + tuple(sorted(s for s in present if s not in TRIM_STATES))
+        rest = sorted(s for s in present if s not in TRIM_STATES)
+        return tuple(s for s in TRIM_STATES if s in present) + tuple(rest)
 
     def counts(self) -> dict:
         return {s: int(np.sum(self.y == s)) for s in self.states}

@@ -52,6 +52,12 @@ def check_obs(X, d: int | None = None, what: str = "observations") -> np.ndarray
     return a
 
 
+def order_states(labels) -> list[str]:
+    """The TRIM states present, in their canonical order, then any other labels sorted."""
+    present = set(np.asarray(labels).astype(str).tolist())
+    return [s for s in TRIM_STATES if s in present] + sorted(present - set(TRIM_STATES))
+
+
 def reflect(X: np.ndarray, H: np.ndarray | None = None):
     """Mirrored copies (k, d), their kernel-correlation signs (k,) and owning point (k,).
 
@@ -105,6 +111,16 @@ class ReflectedKDE:
         self.covariance = covariance
         self.states = states
 
+    def get_params(self, deep: bool = True) -> dict:
+        return {"bandwidth": self.bandwidth, "covariance": self.covariance, "states": self.states}
+
+    def set_params(self, **params) -> "ReflectedKDE":
+        for k, v in params.items():
+            if k not in ("bandwidth", "covariance", "states"):
+                raise ModelError(f"unknown parameter {k!r} of ReflectedKDE")
+            setattr(self, k, v)
+        return self
+
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y) -> "ReflectedKDE":
         if self.covariance not in ("full", "diag"):
@@ -114,9 +130,9 @@ class ReflectedKDE:
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ModelError(f"X has {X.shape[0]} rows but y has {y.size} labels")
         y = y.astype(str)
-        present = list(dict.fromkeys(y.tolist()))
+        present = set(y.tolist())
         if self.states is None:
-            states = [s for s in TRIM_STATES if s in present] + sorted(s for s in present if s not in TRIM_STATES)
+            states = order_states(y)
         else:
             states = [str(s) for s in self.states]
             extra = sorted(set(present) - set(states))

@@ -22,7 +22,7 @@ def predict(model: POMDP, belief: np.ndarray, action: int) -> np.ndarray:
 def observation_probability(model: POMDP, belief: np.ndarray, action: int, obs: int) -> float:
     """P(o | b, a): the normaliser of the update."""
     pred = predict(model, belief, action)
-    return float(model.O[action][:, obs].T @ pred)
+    return float(model.O[action][:, [obs]].toarray().ravel() @ pred)
 
 
 def update(model: POMDP, belief, action, obs) -> np.ndarray:

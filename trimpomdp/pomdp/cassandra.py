@@ -769,19 +769,22 @@ def format_pomdp(model: POMDP) -> str:
     for key, mats, cols in (("T", model.T, st), ("O", model.O, ob)):
         for a, m in enumerate(mats):
             m = m.tocsr()
-            n_cols = m.shape[1]
             an = ac[a]
-            for r in range(m.shape[0]):
-                lo, hi = m.indptr[r], m.indptr[r + 1]
-                if hi - lo > n_cols // 2:
-                    row = m.getrow(r).toarray().ravel()
-                    out.append(f"{key}: {an} : {st[r]}\n" + " ".join(repr(float(x)) for x in row))
-                else:
-                    out.extend(f"{key}: {an} : {st[r]} : {cols[c]} {float(v)!r}"
-                               for c, v in zip(m.indices[lo:hi], m.data[lo:hi]))
+            per_row = np.diff(m.indptr)
+            dense = per_row > m.shape[1] // 2  # such rows are shorter written whole
+            if dense.any():
+                rows = np.flatnonzero(dense)
+                block = m[rows].toarray()
+                out.extend(f"{key}: {an} : {st[r]}\n" + " ".join(map(repr, row))
+                           for r, row in zip(rows.tolist(), block.tolist()))
+            coo = m[~dense].tocoo() if dense.any() else m.tocoo()
+            sparse_rows = np.flatnonzero(~dense)[coo.row] if dense.any() else coo.row
+            out.extend(f"{key}: {an} : {st[r]} : {cols[c]} {v!r}"
+                       for r, c, v in zip(sparse_rows.tolist(), coo.col.tolist(), coo.data.tolist()))
         out.append("")
-    for s, a in zip(*np.nonzero(model.R)):
-        out.append(f"R: {ac[a]} : {st[s]} : * : * {float(model.R[s, a])!r}")
+    rs, ra = np.nonzero(model.R)
+    out.extend(f"R: {ac[a]} : {st[s]} : * : * {v!r}"
+               for s, a, v in zip(rs.tolist(), ra.tolist(), model.R[rs, ra].tolist()))
     out.append("")
     return "\n".join(out)
 

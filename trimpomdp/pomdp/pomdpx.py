@@ -329,6 +329,8 @@ class _Reader:
         for parents, children, tab, node in cps:
             if len(children) != 1 or children[0].kind != "curr":
                 self.fail("StateTransitionFunction: each <CondProb> needs one next-state variable as <Var>", node)
+            if children[0].index in by_var:
+                self.fail(f"StateTransitionFunction: a second <CondProb> for {children[0].name!r}", node)
             by_var[children[0].index] = (parents, tab, node)
         for k, (_, cv, _) in enumerate(self.state_vars):
             if k not in by_var:
@@ -360,6 +362,8 @@ class _Reader:
         for parents, children, tab, node in cps:
             if len(children) != 1 or children[0].kind != "obs":
                 self.fail("ObsFunction: each <CondProb> needs one observation variable as <Var>", node)
+            if children[0].index in by_var:
+                self.fail(f"ObsFunction: a second <CondProb> for {children[0].name!r}", node)
             by_var[children[0].index] = (parents, tab, node)
         for v in self.obs_vars:
             if v.index not in by_var:

@@ -60,7 +60,7 @@ class Budget:
 _CAP = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(regen|regens|regenerations|tokens|tok)\s*$", re.I)
 
 
-def parse_cap(text: str, max_levels: int = 48) -> Cap:
+def parse_cap(text: str, max_levels: int = 16) -> Cap:
     m = _CAP.match(text)
     if not m:
         raise TrimError(f"--budget cap={text!r}: expected cap=<K>regen or cap=<N>tokens")

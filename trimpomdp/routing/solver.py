@@ -18,6 +18,9 @@ from trimpomdp.routing.budgets import Cap
 
 #: default number of uniform prior points per step
 DEFAULT_GRID = 257
+#: coarser defaults under a hard cap (the work grows with the number of budget levels)
+CAP_GRID = 65
+CAP_EVAL_GRID = 257
 #: default forward-evaluation grid over x (linear mass splitting between nodes)
 EVAL_GRID = 513
 
@@ -168,7 +171,7 @@ def evaluate_lines(tm, steps, A, B, lam, groups, O, eval_grid: int = EVAL_GRID, 
     return float(out[0]), float(out[1]), float(out[2])
 
 
-def solve_trim(trim_model, lam: float = 0.0, cap: Cap | None = None, *, grid: int = DEFAULT_GRID,
+def solve_trim(trim_model, lam: float = 0.0, cap: Cap | None = None, *, grid: int | None = None,
                reach_depth: int = 1, evaluate: bool = True, budget: str | None = None, progress: bool = False):
     """Solve the routing POMDP at price ``lam`` per strong token (and optional hard cap) -> RoutingPolicy."""
     from trimpomdp.routing.policies import PomdpPolicy
@@ -177,6 +180,8 @@ def solve_trim(trim_model, lam: float = 0.0, cap: Cap | None = None, *, grid: in
         from trimpomdp.errors import TrimError
 
         raise TrimError(f"lambda must be a finite non-negative price per strong token, got {lam!r}")
+    if grid is None:
+        grid = DEFAULT_GRID if cap is None else CAP_GRID
     t0 = time.perf_counter()
     steps, U1, A, B, groups, O = solve_lines(trim_model, lam, cap, grid, reach_depth, progress)
     solve_s = time.perf_counter() - t0
@@ -185,7 +190,8 @@ def solve_trim(trim_model, lam: float = 0.0, cap: Cap | None = None, *, grid: in
     predicted = {"value": value}
     if evaluate:
         t1 = time.perf_counter()
-        acc, tok, reg = evaluate_lines(trim_model, steps, A, B, lam, groups, O)
+        acc, tok, reg = evaluate_lines(trim_model, steps, A, B, lam, groups, O,
+                                       eval_grid=EVAL_GRID if cap is None else CAP_EVAL_GRID)
         predicted.update(accuracy=acc, strong_tokens=tok, regenerations=reg,
                          eval_seconds=time.perf_counter() - t1)
     meta = {"lambda": float(lam), "budget": budget or (f"lambda={lam:g}" + (f",{cap.to_str()}" if cap else "")),

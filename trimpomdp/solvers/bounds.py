@@ -52,28 +52,15 @@ def fib_alphas(model: POMDP, tol: float = 1e-7, init: np.ndarray | None = None) 
 
     Started from QMDP, which it can only tighten, so every iterate stays a valid upper bound.
     """
+    from trimpomdp.solvers.kernels import fib_sweep
+
     sm = to_sparse(model)
-    g = sm.discount
     alph = qmdp_alphas(model, tol) if init is None else np.array(init, dtype=np.float64)
-    # M[a] (S x S'Z): T_a(s, s') O_a(s', o) laid out so that M[a] @ kron-expanded alphas gives (S, Z)
-    TO = []
-    for a in range(sm.A):
-        Oa = sm.O[a].tocoo()
-        TO.append((sm.T[a], Oa))
+    alph = np.ascontiguousarray(alph)
+    out = np.empty_like(alph)
     for _ in range(MAX_ITER):
-        new = np.empty_like(alph)
-        for a in range(sm.A):
-            Ta, Oa = TO[a]
-            best = None
-            for ap in range(sm.A):
-                # X[s', o] = O_a(s', o) * alpha_ap(s'), then (T_a X)[s, o]
-                X = sp.csr_matrix((Oa.data * alph[ap][Oa.row], (Oa.row, Oa.col)), shape=Oa.shape)
-                Y = (Ta @ X).toarray()
-                best = Y if best is None else np.maximum(best, Y)
-            new[a] = sm.R[:, a] + g * best.sum(axis=1)
-        new = np.minimum(new, alph)  # monotone from an upper bound; guards rounding drift
-        diff = np.max(np.abs(new - alph))
-        alph = new
+        diff = fib_sweep(alph, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.discount, sm.Z, out)
+        alph, out = out, alph
         if diff <= _tol(sm, tol):
             break
     _horizon_guard(sm, alph)

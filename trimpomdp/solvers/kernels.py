@@ -253,3 +253,51 @@ def mark_used_at(node_ids, node_bs, node_bl, pool_idx, pool_val, alphas, n_alpha
         v, k = lower_value(pool_idx[s0:s0 + node_bl[n]], pool_val[s0:s0 + node_bl[n]], alphas, n_alpha, alive)
         if k >= 0:
             used[k] = stamp
+
+
+@njit(cache=True)
+def fib_sweep(alph, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, out):
+    """One fast-informed-bound sweep: out[a, s] = R[s, a] + g sum_o max_a' sum_s' T O alph[a', s'].
+
+    Returns the largest absolute change. ``alph`` and ``out`` are (A, S).
+    """
+    A = alph.shape[0]
+    S = alph.shape[1]
+    acc = np.zeros((Z, A))
+    seen = np.zeros(Z, np.bool_)
+    olist = np.empty(Z, np.int64)
+    diff = 0.0
+    for a in range(A):
+        for s in range(S):
+            no = 0
+            for j in range(Tp[a, s], Tp[a, s + 1]):
+                sp = Ti[j]
+                t = Tv[j]
+                for q in range(Op[a, sp], Op[a, sp + 1]):
+                    o = Oi[q]
+                    w = t * Ov[q]
+                    if not seen[o]:
+                        seen[o] = True
+                        olist[no] = o
+                        no += 1
+                    for ap in range(A):
+                        acc[o, ap] += w * alph[ap, sp]
+            tot = 0.0
+            for k in range(no):
+                o = olist[k]
+                m = acc[o, 0]
+                for ap in range(1, A):
+                    if acc[o, ap] > m:
+                        m = acc[o, ap]
+                tot += m
+                for ap in range(A):
+                    acc[o, ap] = 0.0
+                seen[o] = False
+            v = R[s, a] + gamma * tot
+            if v > alph[a, s]:
+                v = alph[a, s]
+            d = abs(v - alph[a, s])
+            if d > diff:
+                diff = d
+            out[a, s] = v
+    return diff

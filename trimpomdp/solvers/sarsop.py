@@ -59,6 +59,7 @@ class _Run:
         self.callback = callback
         self.rng = np.random.default_rng(seed)
         self.prune_delay = prune_delay
+        self.use_targets = False
         S, A, Z = sm.S, sm.A, sm.Z
         g = sm.discount
         rng_r = float(sm.R.max() - min(sm.R.min(), 0.0)) + 1e-12
@@ -110,7 +111,7 @@ class _Run:
             self._add_alpha(blind[a], a)
         # upper bound: FIB corners plus sawtooth points
         try:
-            corner = fib_alphas(model).max(axis=0) if S * A * A * Z <= 5e8 else qmdp_alphas(model).max(axis=0)
+            corner = fib_alphas(model).max(axis=0)
         except ArithmeticError as exc:
             raise ModelError(f"cannot bound the value of {model.name or 'the model'}: {exc}") from None
         self.corner = np.ascontiguousarray(corner)
@@ -309,7 +310,7 @@ class _Run:
             self.visit(n)
             lb, ub = self.node_lb[n], self.node_ub[n]
             thr = eps * ginv
-            if ub - lb <= thr or (ub <= L and ub <= max(U, lb + thr)) or t >= self.max_depth:
+            if ub - lb <= thr or (self.use_targets and ub <= L and ub <= max(U, lb + thr)) or t >= self.max_depth:
                 break
             qub = self.node_qub[n]
             a = int(np.argmax(qub))
