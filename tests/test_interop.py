@@ -86,3 +86,15 @@ def test_histogram_round_trip(tiger):
     pr = to_pomdp_py_problem(tiger)
     h = histogram(pr.states, [0.25, 0.75])
     assert np.array_equal(belief_from_histogram(h, 2), [0.25, 0.75])
+
+
+def test_pomcp_plans_and_updates_particles(tiger):
+    random.seed(0)
+    pr = to_pomdp_py_problem(tiger, seed=0, n_particles=400, init_state=0)
+    assert abs(pr.belief()[0] - 0.5) < 0.1
+    planner = pomdp_py.POMCP(max_depth=8, discount_factor=0.95, num_sims=400, exploration_const=50,
+                             rollout_policy=pr.agent.policy_model)
+    action = planner.plan(pr.agent)
+    assert str(action) == "listen"
+    planner.update(pr.agent, action, pr.observations[0])  # heard the tiger on the left
+    assert abs(pr.belief()[0] - 0.85) < 0.1  # particle estimate of the exact posterior 0.85

@@ -6,6 +6,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trimpomdp.errors import FormatError
 from trimpomdp.pomdp import load_model, read_pomdpx
@@ -166,7 +168,8 @@ def test_bad_probabilities_are_rejected():
 
 
 def test_unsupported_parameter_type():
-    doc = FACTORED.replace('<Parameter type="TBL">\n    <Entry><Instance>wait', '<Parameter type="DD">\n    <Entry><Instance>wait')
+    doc = FACTORED.replace('<Parameter type="TBL">\n    <Entry><Instance>wait',
+                           '<Parameter type="DD">\n    <Entry><Instance>wait')
     assert "only Parameter type 'TBL'" in _err(doc)
 
 
@@ -174,3 +177,45 @@ def test_missing_pieces():
     no_y1 = re.sub(r"<CondProb><Var>y1</Var>.*?</CondProb>", "", FACTORED, flags=re.S)
     assert "no <CondProb> for 'y1'" in _err(no_y1)
     assert "root element must be <pomdpx>" in _err('<?xml version="1.0"?><model/>')
+
+
+# ---------------------------------------------------------------------------- property: flat tables
+def _as_pomdpx(T, O, R, b0, discount) -> str:
+    """A single-variable .pomdpx document holding the given tables in full ('-' instances)."""
+    A, S, Z = O.shape
+    fmt = lambda x: " ".join(repr(float(v)) for v in np.ravel(x))  # noqa: E731
+    t_entries = "".join(f"<Entry><Instance>a{a} - -</Instance><ProbTable>{fmt(T[a])}</ProbTable></Entry>"
+                        for a in range(A))
+    o_entries = "".join(f"<Entry><Instance>a{a} - -</Instance><ProbTable>{fmt(O[a])}</ProbTable></Entry>"
+                        for a in range(A))
+    r_entries = "".join(f"<Entry><Instance>a{a} -</Instance><ValueTable>{fmt(R[:, a])}</ValueTable></Entry>"
+                        for a in range(A))
+    return f"""<?xml version="1.0"?><pomdpx><Discount>{discount!r}</Discount><Variable>
+<StateVar vnamePrev="s" vnameCurr="s1"><NumValues>{S}</NumValues></StateVar>
+<ObsVar vname="o"><NumValues>{Z}</NumValues></ObsVar><ActionVar vname="a"><NumValues>{A}</NumValues></ActionVar>
+<RewardVar vname="r"/></Variable>
+<InitialStateBelief><CondProb><Var>s</Var><Parent>null</Parent><Parameter><Entry><Instance>-</Instance>
+<ProbTable>{fmt(b0)}</ProbTable></Entry></Parameter></CondProb></InitialStateBelief>
+<StateTransitionFunction><CondProb><Var>s1</Var><Parent>a s</Parent><Parameter>{t_entries}</Parameter></CondProb>
+</StateTransitionFunction>
+<ObsFunction><CondProb><Var>o</Var><Parent>a s1</Parent><Parameter>{o_entries}</Parameter></CondProb></ObsFunction>
+<RewardFunction><Func><Var>r</Var><Parent>a s</Parent><Parameter>{r_entries}</Parameter></Func></RewardFunction>
+</pomdpx>"""
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 3), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_full_tables_read_back(S, A, Z, seed):
+    rng = np.random.default_rng(seed)
+
+    def stochastic(*shape):
+        m = rng.random(shape) * (rng.random(shape) < 0.6) + np.eye(shape[-2], shape[-1]) * 0.1
+        m[..., 0] += 1e-3
+        return m / m.sum(axis=-1, keepdims=True)
+
+    T, O, b0 = stochastic(A, S, S), stochastic(A, S, Z), stochastic(1, S)[0]
+    R = rng.normal(size=(S, A))
+    m = parse_pomdpx(_as_pomdpx(T, O, R, b0, 0.9))
+    assert np.allclose(m.T_dense(), T, rtol=1e-14, atol=0) and np.allclose(m.O_dense(), O, rtol=1e-14, atol=0)
+    assert np.array_equal(m.R, R) and np.allclose(m.initial_belief, b0, rtol=1e-14, atol=0)
+    assert m.states == tuple(f"s{i}" for i in range(S)) and m.actions[-1] == f"a{A - 1}"

@@ -1,7 +1,9 @@
 """Tony Cassandra's ``.pomdp`` text format: a fast reader and an exact writer.
 
-The reader tokenises the whole file once (keeping each token's line for error messages), records every
-``T:``/``O:``/``R:`` entry as an *operation* in file order, and only at the end builds one CSR matrix per
+The reader tokenises the whole file with one ``str.split`` (token lines are recovered only for error
+messages), classifies the sections after the header with numpy so that the one-line point entries that
+make up big files (``T: a : s : s' p``) are decoded in bulk. Every ``T:``/``O:``/``R:`` entry becomes an
+*operation* stamped with its position in the file, and only at the end is one CSR matrix built per
 action: the last operation that covers a whole matrix (a matrix, ``identity``, ``uniform`` or an all-``*``
 entry) becomes the background and later operations are layered on top, the latest winning. That keeps the
 "later entries overwrite earlier ones" rule of the spec exact without ever materialising dense S x S
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,9 @@ from trimpomdp.pomdp.model import POMDP, ROW_SUM_TOL
 
 _HEADERS = ("discount", "values", "states", "actions", "observations", "start")
 _SECTIONS = frozenset(_HEADERS + ("T", "O", "R"))
-_SPECIAL = frozenset(("uniform", "identity", "reset"))
 _ALL = -1  # the '*' wildcard
 #: token -> small code for the vectorised section scan (1 is ':', >1 a section keyword)
 _CODE = {":": 1, **{k: j for j, k in enumerate(sorted(_SECTIONS), 2)}}
-
-
 _COMMENT = re.compile(r"#[^\n]*")
 
 
@@ -60,7 +59,7 @@ class _Block:
     seq: int
     a: int
     r: int | None  # None: the whole matrix; _ALL: every row
-    kind: str  # 'point' | 'row' | 'matrix' | 'uniform' | 'identity' | 'reset' | 'fill'
+    kind: str  # 'point' | 'row' | 'matrix' | 'uniform' | 'identity' | 'reset'
     value: object
     pos: int  # token index, turned into a line number only for error messages
     c: int = _ALL
@@ -273,8 +272,9 @@ class _Parser:
             k = k[ok]
             ops.bulk.append((base + k, a[ok], r[ok], c[ok], v[ok], lo + starts[k]))
             done[k] = True
-        shape_r = (length == 10) & (first == _CODE["R"]) & colon[starts + 3] & colon[starts + 5] & colon[starts + 7] \
-            & ~colon[starts + 2] & ~colon[starts + 4] & ~colon[starts + 6] & ~colon[starts + 8] & ~colon[starts + 9]
+        shape_r = (length == 10) & (first == _CODE["R"]) & colon[starts + 3] & colon[starts + 5] \
+            & colon[starts + 7] & ~colon[starts + 2] & ~colon[starts + 4] & ~colon[starts + 6] \
+            & ~colon[starts + 8] & ~colon[starts + 9]
         k = np.flatnonzero(shape_r)
         if k.size:
             pos = starts[k]
@@ -722,7 +722,8 @@ def parse_pomdp(text: str, path: str = "<string>", name: str = "", bulk: bool = 
     """Parse the text of a ``.pomdp`` file; errors are ``FormatError`` naming ``path`` and the line.
 
     ``validate=False`` returns the model as written (no row checks, no renormalisation) so that
-    ``trimpomdp info`` can list its problems; ``bulk=False`` parses every entry one by one (slower; the reference the fast path is tested against).
+    ``trimpomdp info`` can list its problems; ``bulk=False`` parses every entry one by one (slower: the
+    reference the vectorised path is tested against).
     """
     p = _Parser(text, path, bulk)
     if p.n == 0:

@@ -49,6 +49,16 @@ def _classes():
         def __repr__(self):
             return f"{type(self).__name__}({self.name!r})"
 
+        # immutable: POMCP deep-copies particles, which the Cython base classes cannot pickle
+        def __copy__(self):
+            return self
+
+        def __deepcopy__(self, memo):
+            return self
+
+        def __reduce__(self):
+            return (type(self), (self.index, self.name))
+
     class TabState(_Named, pp.State):
         pass
 
@@ -129,7 +139,7 @@ class PomdpPyProblem:
     observations: tuple
 
     def belief(self) -> np.ndarray:
-        """The agent's current belief as an array over state indices."""
+        """The agent's current belief as an array over state indices (particles are counted)."""
         return belief_from_histogram(self.agent.belief, len(self.states))
 
 
@@ -140,15 +150,33 @@ def histogram(states, belief) -> object:
 
 
 def belief_from_histogram(hist, n_states: int) -> np.ndarray:
-    """The array form of a pomdp-py histogram whose keys carry ``.index`` (as ours do)."""
+    """The array form of a pomdp-py Histogram (or Particles) whose states carry ``.index`` (as ours do)."""
+    pp = _pomdp_py()
     b = np.zeros(n_states)
+    if isinstance(hist, pp.Particles):
+        for s in hist.particles:
+            b[s.index] += 1.0
+        return b / max(b.sum(), 1.0)
     for s in hist:
         b[s.index] = hist[s]
     return b
 
 
-def to_pomdp_py_problem(model: POMDP, belief=None, init_state=None, seed: int | None = None) -> PomdpPyProblem:
-    """Agent + environment for ``model``; ``init_state`` (index or name) defaults to a draw from the belief."""
+def particles(states, belief, n: int, rng: random.Random):
+    """A ``pomdp_py.Particles`` belief of ``n`` draws from ``belief`` (what POMCP needs)."""
+    pp = _pomdp_py()
+    b = np.asarray(belief, dtype=np.float64)
+    idx = rng.choices(range(len(states)), weights=b.tolist(), k=n)
+    return pp.Particles([states[i] for i in idx])
+
+
+def to_pomdp_py_problem(model: POMDP, belief=None, init_state=None, seed: int | None = None,
+                        n_particles: int | None = None) -> PomdpPyProblem:
+    """Agent + environment for ``model``; ``init_state`` (index or name) defaults to a draw from the belief.
+
+    The agent's belief is an exact ``Histogram`` (for POUCT and ``update_histogram_belief``), or, when
+    ``n_particles`` is given, ``Particles`` (for POMCP).
+    """
     pp = _pomdp_py()
     C = _classes()
     rng = random.Random(seed)
@@ -160,7 +188,8 @@ def to_pomdp_py_problem(model: POMDP, belief=None, init_state=None, seed: int | 
     om = C["ObservationModel"](model, observations, rng)
     rm = C["RewardModel"](model)
     pm = C["PolicyModel"](actions, rng)
-    agent = pp.Agent(histogram(states, b), pm, tm, om, rm)
+    init = histogram(states, b) if n_particles is None else particles(states, b, n_particles, rng)
+    agent = pp.Agent(init, pm, tm, om, rm)
     if init_state is None:
         s0 = int(np.searchsorted(np.cumsum(b), rng.random() * b.sum(), side="right"))
         s0 = min(s0, len(states) - 1)
@@ -170,6 +199,6 @@ def to_pomdp_py_problem(model: POMDP, belief=None, init_state=None, seed: int | 
     return PomdpPyProblem(agent, env, states, actions, observations)
 
 
-def to_pomdp_py(model: POMDP, belief=None, seed: int | None = None):
-    """A ``pomdp_py.Agent`` backed by ``model``'s arrays (histogram belief, random rollout policy)."""
-    return to_pomdp_py_problem(model, belief=belief, seed=seed).agent
+def to_pomdp_py(model: POMDP, belief=None, seed: int | None = None, n_particles: int | None = None):
+    """A ``pomdp_py.Agent`` backed by ``model``'s arrays (histogram or particle belief, random rollouts)."""
+    return to_pomdp_py_problem(model, belief=belief, seed=seed, n_particles=n_particles).agent

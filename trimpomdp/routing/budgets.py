@@ -144,7 +144,7 @@ def parse_sweep(text: str) -> list[Budget]:
     return [Budget(mean=float(v)) for v in vals]
 
 
-def solve_budget(trim_model, budget: Budget, *, tol: float = 0.005, max_iter: int = 40, progress=None):
+def solve_budget(trim_model, budget: Budget, *, tol: float = 0.01, max_iter: int = 40, progress=None):
     """Solve for one budget; ``mean=`` searches lambda so that predicted mean strong tokens match it."""
     from trimpomdp.routing.solver import solve_trim
 
@@ -154,35 +154,48 @@ def solve_budget(trim_model, budget: Budget, *, tol: float = 0.005, max_iter: in
     if target <= 0:
         pol = solve_trim(trim_model, lam=1e6, cap=budget.cap, budget=budget.describe())
         return pol
-    # bracket: tokens decrease with lambda
-    lo, hi = 1e-5, 10.0
+    # bracket: tokens decrease with lambda; then the Illinois variant of regula falsi on
+    # g(log lambda) = tokens - target (superlinear, never leaves the bracket)
+    lo, hi = 1e-3, 3.0
     p_lo = solve_trim(trim_model, lam=lo, cap=budget.cap, budget=budget.describe())
+    while p_lo.predicted["strong_tokens"] <= target and lo > 1e-7:
+        lo /= 30
+        p_lo = solve_trim(trim_model, lam=lo, cap=budget.cap, budget=budget.describe())
     if p_lo.predicted["strong_tokens"] <= target:
         p_lo.meta["budget_note"] = f"mean {target:g} not binding: max predicted mean is {p_lo.predicted['strong_tokens']:.4g}"
         return p_lo
     p_hi = solve_trim(trim_model, lam=hi, cap=budget.cap, budget=budget.describe())
     while p_hi.predicted["strong_tokens"] > target and hi < 1e6:
+        lo, p_lo = hi, p_hi
         hi *= 10
         p_hi = solve_trim(trim_model, lam=hi, cap=budget.cap, budget=budget.describe())
-    best = p_hi
+    a, b = math.log(lo), math.log(hi)
+    fa, fb = p_lo.predicted["strong_tokens"] - target, p_hi.predicted["strong_tokens"] - target
+    best = p_lo if abs(fa) < abs(fb) else p_hi
+    side = 0
     for it in range(max_iter):
-        mid = math.sqrt(lo * hi)
-        p = solve_trim(trim_model, lam=mid, cap=budget.cap, budget=budget.describe())
-        c = p.predicted["strong_tokens"]
-        if abs(c - target) < abs(best.predicted["strong_tokens"] - target) or (
-                best.predicted["strong_tokens"] > target and c <= target):
-            best = p
+        c = (a * fb - b * fa) / (fb - fa) if fb != fa else 0.5 * (a + b)
+        if not (a < c < b):
+            c = 0.5 * (a + b)
+        p = solve_trim(trim_model, lam=math.exp(c), cap=budget.cap, budget=budget.describe())
+        fc = p.predicted["strong_tokens"] - target
         if progress is not None:
-            progress(it, mid, c)
-        if abs(c - target) <= tol * target:
+            progress(it, math.exp(c), fc + target)
+        if abs(fc) < abs(best.predicted["strong_tokens"] - target):
             best = p
+        if abs(fc) <= tol * target or b - a < 1e-6:
             break
-        if c > target:
-            lo = mid
+        if fc > 0:  # too many tokens: raise lambda
+            a, fa = c, fc
+            if side == -1:
+                fb /= 2
+            side = -1
         else:
-            hi = mid
-        if hi / lo < 1 + 1e-6:
-            break
+            b, fb = c, fc
+            if side == 1:
+                fa /= 2
+            side = 1
+    best.meta["search_iterations"] = it + 1
     best.meta["budget"] = budget.describe()
     best.meta["target_mean_tokens"] = target
     return best

@@ -81,21 +81,22 @@ def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: in
     arrays = [points[s] for s in TRIM_STATES]
     policy.reset()
     for t in range(1, T + 1):
-        u_obs = rng.random(N)
-        k_tok = rng.choice(tm.token_values.size, p=tm.token_probs, size=N)
-        u_end = rng.random(N)
-        u_w = rng.random(N)
-        alive = np.flatnonzero(L >= t)
+        alive = np.flatnonzero(L >= t)  # independent of the policy, so every policy sees the same draws
         if alive.size == 0:
             break
+        n = alive.size
+        u_obs = rng.random(n)
+        k_tok = rng.choice(tm.token_values.size, p=tm.token_probs, size=n)
+        u_s = rng.random(n)
+        u_w = rng.random(n)
         st = state[alive]
         obs = np.empty((alive.size, 2))
         for s in range(3):
             m = st == s
             if m.any():
                 arr = arrays[s]
-                obs[m] = arr[np.minimum((u_obs[alive][m] * len(arr)).astype(np.int64), len(arr) - 1)]
-        costs = tm.token_values[k_tok[alive]]
+                obs[m] = arr[np.minimum((u_obs[m] * len(arr)).astype(np.int64), len(arr) - 1)]
+        costs = tm.token_values[k_tok]
         post = prior[alive]
         if getattr(policy, "needs_belief", False):
             lik = probs[:, tm.obs.bin_index(obs)].T
@@ -110,12 +111,12 @@ def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: in
         tokens[alive] += np.where(regen, costs, 0.0)
         regens[alive] += regen
         # outcome of this step's action on the hidden state (before the next weak step)
-        strong_ok = u_end[alive] < ps
+        strong_ok = u_s < ps
         ok_now = np.where(regen, (st <= 1) & strong_ok, st == 0)
         ending = L[alive] == t
         correct[alive[ending]] = ok_now[ending]
         # next hidden state: the weak model writes step t+1 from a correct or a wrong prefix
-        nxt = np.where(ok_now, np.where(u_w[alive] < pw, 0, 1), 2).astype(np.int8)
+        nxt = np.where(ok_now, np.where(u_w < pw, 0, 1), 2).astype(np.int8)
         state[alive] = nxt
         # filter prediction for the next step
         pC = post[:, 0]

@@ -1,0 +1,147 @@
+"""SARSOP solver: known optima, bound invariants along the history, policies, errors."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trimpomdp.errors import ModelError
+from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.pomdp.model import POMDP
+from trimpomdp.solvers.sarsop import SARSOPSolver, solve
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from rocksample import rocksample_model, write_cassandra  # noqa: E402
+
+from test_bounds import random_pomdp, tiger  # noqa: E402
+
+TIGER_V = 19.37130
+
+
+def check_history(hist):
+    assert hist, "history must not be empty"
+    lows = [h["lower"] for h in hist]
+    ups = [h["upper"] for h in hist]
+    assert all(b >= a for a, b in zip(lows, lows[1:])), "lower bound decreased"
+    assert all(b <= a + 1e-9 for a, b in zip(ups, ups[1:])), "upper bound increased"
+    assert all(u >= l - 1e-9 for l, u in zip(lows, ups))
+    times = [h["time"] for h in hist]
+    assert all(b >= a for a, b in zip(times, times[1:]))
+    for key in ("time", "trials", "backups", "lower", "upper", "alphas", "beliefs"):
+        assert key in hist[0]
+
+
+def test_tiger_converges_to_published_value():
+    res = SARSOPSolver(precision=1e-3).solve(tiger())
+    assert res.converged
+    assert res.gap <= 1e-3
+    assert abs(res.lower - TIGER_V) < 1e-3
+    assert res.lower <= TIGER_V + 1e-4 <= res.upper + 1e-3
+    assert res.solve_seconds < 5.0
+    check_history(res.history)
+    # the policy's own value at b0 is the reported lower bound
+    assert res.policy.value(tiger().initial_belief) == pytest.approx(res.lower, abs=1e-9)
+    assert res.policy.action([0.5, 0.5]) == 0  # listen first
+
+
+def test_policy_meta_and_round_trip(tmp_path):
+    m = tiger()
+    res = solve(m, precision=1e-2)
+    meta = res.policy.meta
+    for key in ("model_fingerprint", "solver", "settings", "lower", "upper", "solve_seconds", "jit_seconds"):
+        assert key in meta
+    assert meta["model_fingerprint"] == m.fingerprint()
+    path = tmp_path / "tiger.policy.npz"
+    res.policy.save(path)
+    back = AlphaVectorPolicy.load(path)
+    np.testing.assert_allclose(back.alphas, res.policy.alphas)
+    np.testing.assert_array_equal(back.actions, res.policy.actions)
+    back.check_model(m)
+    assert back.meta["lower"] == pytest.approx(res.lower)
+
+
+def test_rocksample_4_4_reaches_optimum():
+    m = rocksample_model(4, 4)
+    assert m.n_states == 257 and m.n_actions == 9
+    res = SARSOPSolver(precision=1e-3, timeout=8).solve(m)
+    check_history(res.history)
+    # optimum of this instance is 18.0247 (converged bounds 18.02468 / 18.02490)
+    assert res.lower == pytest.approx(18.0247, abs=2e-3)
+    assert res.upper >= 18.0246
+    assert res.policy.value(m.initial_belief) == pytest.approx(res.lower, abs=1e-9)
+
+
+def test_rocksample_generator_round_trip(tmp_path):
+    from trimpomdp.pomdp.io import load_model
+
+    path = write_cassandra(3, 2, tmp_path / "rs32.pomdp")
+    loaded = load_model(path)
+    m = rocksample_model(3, 2)
+    assert loaded.n_states == m.n_states == 3 * 3 * 4 + 1
+    np.testing.assert_allclose(loaded.R, m.R)
+    for a in range(m.n_actions):
+        np.testing.assert_allclose(loaded.T[a].toarray(), m.T[a].toarray())
+        np.testing.assert_allclose(loaded.O[a].toarray(), m.O[a].toarray(), atol=1e-9)
+    np.testing.assert_allclose(loaded.initial_belief, m.initial_belief)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000))
+def test_bounds_bracket_exact_value_on_random_models(seed):
+    from trimpomdp.solvers.exact import ExactSolver
+
+    m = random_pomdp(seed, S=3, A=2, Z=2, discount=0.8)
+    exact = ExactSolver(tol=1e-7).solve(m)
+    v = exact.policy.value(m.initial_belief)
+    res = SARSOPSolver(precision=1e-4, timeout=10).solve(m)
+    check_history(res.history)
+    assert res.lower <= v + 1e-5
+    assert res.upper >= v - 1e-5
+    if res.converged:
+        assert abs(res.lower - v) <= 2e-4
+
+
+def test_undiscounted_with_terminal_state():
+    # 0 --go--> terminal (+1) ; 'wait' keeps you at 0 for -0.1 ; value 1 at discount 1
+    T = np.array([[[0.0, 1.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
+    O = np.ones((2, 2, 1))
+    R = np.array([[1.0, -0.1], [0.0, 0.0]])
+    m = POMDP.from_arrays(T, O, R, 1.0, [1.0, 0.0], terminal=[False, True])
+    res = SARSOPSolver(precision=1e-6, timeout=10).solve(m)
+    assert res.lower == pytest.approx(1.0, abs=1e-6)
+    assert res.converged
+
+
+def test_stops_on_max_iterations_and_timeout():
+    m = rocksample_model(4, 4)
+    res = SARSOPSolver(max_iterations=3).solve(m)
+    assert res.iterations == 3 and not res.converged
+    assert res.upper >= res.lower
+    res = SARSOPSolver(timeout=0.3).solve(m)
+    assert not res.converged and res.solve_seconds < 3.0
+
+
+def test_callback_receives_reports():
+    seen = []
+    SARSOPSolver(precision=1e-3, report_every=0.0, callback=seen.append).solve(tiger())
+    assert seen and all("lower" in e for e in seen)
+
+
+@pytest.mark.parametrize("kw", [{"precision": 0}, {"precision": -1}, {"timeout": 0}, {"max_iterations": -2}])
+def test_bad_settings_raise(kw):
+    with pytest.raises(ModelError):
+        SARSOPSolver(**kw)
+
+
+def test_hallway_lower_bound_improves(pomdp_dir):
+    from trimpomdp.pomdp.io import load_model
+
+    m = load_model(pomdp_dir / "Hallway.pomdp")
+    res = SARSOPSolver(timeout=3).solve(m)
+    check_history(res.history)
+    assert res.history[0]["lower"] < res.lower
+    assert 0.5 < res.lower <= res.upper
