@@ -8,6 +8,7 @@ Run: ``python bench/routing.py [--episodes 100000] [--plot routing.png]``. Repor
   * in simulation on real PRM points: POMDP vs the best threshold front at matched cost, Delta-IBC, CPT,
     a mean= budget and hard caps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,18 +50,24 @@ def main():
     print(f"first solve (includes JIT / cache load): {time.perf_counter() - t:.2f} s")
     s_only, pol = timed(lambda: solve_trim(tm, lam=0.15, evaluate=False))
     s_eval, pol = timed(lambda: solve_trim(tm, lam=0.15))
-    print(f"one budget (lambda=0.15): solve {s_only:.3f} s, solve+exact evaluation {s_eval:.3f} s "
-          f"[{pol.meta['alpha_vectors']} alpha vectors over {tm.max_steps} steps, "
-          f"{pol.meta['observation_symbols']} observation symbols]")
+    print(
+        f"one budget (lambda=0.15): solve {s_only:.3f} s, solve+exact evaluation {s_eval:.3f} s "
+        f"[{pol.meta['alpha_vectors']} alpha vectors over {tm.max_steps} steps, "
+        f"{pol.meta['observation_symbols']} observation symbols]"
+    )
     t = time.perf_counter()
     sweep = [solve_trim(tm, lam=lam) for lam in np.geomspace(0.01, 1, 20)]
     sweep_s = time.perf_counter() - t
     ref_wall = REF_SOLVES * REF_SECONDS / REF_CORES
-    print(f"sweep of 20 budgets (with evaluation): {sweep_s:.2f} s; reference per budget "
-          f"{REF_SOLVES:.0e} solves x {REF_SECONDS:.0f} s / {REF_CORES} cores = {ref_wall:.0f} s wall "
-          f"({REF_SOLVES * REF_SECONDS:.1e} core-s)")
-    print(f"  ratio reference/ours per budget: wall {ref_wall / (sweep_s / 20):.0f}x on {REF_CORES} cores vs 1; "
-          f"core-seconds {REF_SOLVES * REF_SECONDS / (sweep_s / 20):.2e}x")
+    print(
+        f"sweep of 20 budgets (with evaluation): {sweep_s:.2f} s; reference per budget "
+        f"{REF_SOLVES:.0e} solves x {REF_SECONDS:.0f} s / {REF_CORES} cores = {ref_wall:.0f} s wall "
+        f"({REF_SOLVES * REF_SECONDS:.1e} core-s)"
+    )
+    print(
+        f"  ratio reference/ours per budget: wall {ref_wall / (sweep_s / 20):.0f}x ({REF_CORES} cores vs 1); "
+        f"core-seconds {REF_SOLVES * REF_SECONDS / (sweep_s / 20):.2e}x"
+    )
 
     # measured baseline in this run: the general SARSOP solver on the flattened model (small T, coarse bins)
     try:
@@ -68,16 +75,25 @@ def main():
 
         pmf = tm.length_pmf[:3].copy()
         pmf[-1] += tm.length_pmf[3:].sum()
-        small = TrimModel(obs=coarsen(tm.obs, 5), p_weak=tm.p_weak, p_strong=tm.p_strong, length_pmf=pmf,
-                          token_values=np.array([40.0, 120.0]), token_probs=np.array([0.5, 0.5]), discount=0.95)
+        small = TrimModel(
+            obs=coarsen(tm.obs, 5),
+            p_weak=tm.p_weak,
+            p_strong=tm.p_strong,
+            length_pmf=pmf,
+            token_values=np.array([40.0, 120.0]),
+            token_probs=np.array([0.5, 0.5]),
+            discount=0.95,
+        )
         P = flat_pomdp(small, 0.05)
         SARSOPSolver(precision=1e-3, timeout=60).solve(flat_pomdp(small, 0.1))  # JIT
         t_sar, r = timed(lambda: SARSOPSolver(precision=1e-3, timeout=60).solve(P), repeat=1)
         t_str, ps_ = timed(lambda: solve_trim(small, lam=0.05, evaluate=False), repeat=3)
         v = small.discount * ps_.predicted["value"]
-        print(f"small model T=3, 16 PRM bins x 2 token bins ({P.n_states} flat states): general SARSOP {t_sar:.3f} s "
-              f"(lower {r.lower:.5f}, upper {r.upper:.5f}) vs structured {t_str:.4f} s (value {v:.5f}): "
-              f"{t_sar / t_str:.1f}x")
+        print(
+            f"small model T=3, 16 PRM x 2 token bins ({P.n_states} flat states): SARSOP {t_sar:.3f} s "
+            f"(lower {r.lower:.5f}, upper {r.upper:.5f}) vs structured {t_str:.4f} s (value {v:.5f}): "
+            f"{t_sar / t_str:.1f}x"
+        )
     except ImportError as exc:
         print(f"(SARSOP baseline skipped: {exc})")
 
@@ -92,8 +108,10 @@ def main():
         r = simulate(tm, load_policy(f"threshold:{k}"), pts, N, 0)
         thr.append((r.mean_tokens, r.accuracy))
     tc, ta = map(list, zip(*thr))
-    print(f"{'lambda':>9}{'pred acc':>10}{'pred tok':>10}{'sim acc':>9}{'sim tok':>9}{'thr acc@cost':>14}"
-          f"{'diff':>8}{'dIBC pomdp':>11}{'dIBC thr':>10}")
+    print(
+        f"{'lambda':>9}{'pred acc':>10}{'pred tok':>10}{'sim acc':>9}{'sim tok':>9}{'thr acc@cost':>14}"
+        f"{'diff':>8}{'dIBC pomdp':>11}{'dIBC thr':>10}"
+    )
     pc, pa, worst = [0.0], [aw], np.inf
     for p in sweep[::2]:
         r = simulate(tm, p, pts, N, 0)
@@ -104,33 +122,46 @@ def main():
         d_t = float(M.delta_ibc(fa, r.mean_tokens, aw, as_, cs))
         pc.append(r.mean_tokens)
         pa.append(r.accuracy)
-        print(f"{p.lam:>9.4f}{p.predicted['accuracy']:>10.4f}{p.predicted['strong_tokens']:>10.2f}{r.accuracy:>9.4f}"
-              f"{r.mean_tokens:>9.2f}{fa:>14.4f}{r.accuracy - fa:>+8.4f}{d_p:>11.3f}{d_t:>10.3f}")
+        print(
+            f"{p.lam:>9.4f}{p.predicted['accuracy']:>10.4f}{p.predicted['strong_tokens']:>10.2f}"
+            f"{r.accuracy:>9.4f}"
+            f"{r.mean_tokens:>9.2f}{fa:>14.4f}{r.accuracy - fa:>+8.4f}{d_p:>11.3f}{d_t:>10.3f}"
+        )
     cm_p, cm_t = M.curve_metrics(pc, pa, aw, as_, cs), M.curve_metrics(tc, ta, aw, as_, cs)
     print(f"POMDP - threshold front accuracy at matched cost: min {worst:+.4f} over the sweep")
     for name, cm in (("pomdp", cm_p), ("threshold", cm_t)):
-        print(f"  {name:<10} CPT50 {cm['cpt50']:.4f}  CPT80 {cm['cpt80']:.4f}  CPT95 {cm['cpt95']:.4f}  "
-              f"best Delta-IBC {cm['best_delta_ibc']:.3f}")
+        print(
+            f"  {name:<10} CPT50 {cm['cpt50']:.4f}  CPT80 {cm['cpt80']:.4f}  CPT95 {cm['cpt95']:.4f}  "
+            f"best Delta-IBC {cm['best_delta_ibc']:.3f}"
+        )
     for b in ("mean=50", "mean=100"):
         t = time.perf_counter()
         p = solve_budget(tm, parse_budget(b))
         dt = time.perf_counter() - t
         r = simulate(tm, p, pts, N, 7)
-        print(f"budget {b}: lambda {p.lam:.4f} found in {dt:.2f} s; predicted {p.predicted['strong_tokens']:.2f}, "
-              f"simulated {r.mean_tokens:.2f} tokens, acc {r.accuracy:.4f}")
+        print(
+            f"budget {b}: lambda {p.lam:.4f} found in {dt:.2f} s; "
+            f"predicted {p.predicted['strong_tokens']:.2f}, "
+            f"simulated {r.mean_tokens:.2f} tokens, acc {r.accuracy:.4f}"
+        )
     for b in ("cap=2regen", "cap=150tokens,lambda=0.02"):
         bb = parse_budget(b)
         t = time.perf_counter()
         p = solve_trim(tm, lam=bb.lam or 0.0, cap=bb.cap, evaluate=False)
         dt = time.perf_counter() - t
         r = simulate(tm, p, pts, N, 7)
-        print(f"budget {b}: solve {dt:.2f} s; simulated acc {r.accuracy:.4f}, mean tokens {r.mean_tokens:.2f}, "
-              f"max tokens {r.strong_tokens.max():.1f}, max regenerations {r.regenerations.max()}")
+        print(
+            f"budget {b}: solve {dt:.2f} s; simulated acc {r.accuracy:.4f}, mean tokens {r.mean_tokens:.2f}, "
+            f"max tokens {r.strong_tokens.max():.1f}, max regenerations {r.regenerations.max()}"
+        )
     if args.plot:
         from trimpomdp.routing.plots import load_reference_runs, plot_cost_accuracy
 
-        plot_cost_accuracy({"pomdp (sim)": (pc, pa), "threshold (sim)": (tc, ta)}, args.plot,
-                           reference=load_reference_runs(ROOT.parent / "shared" / "data" / "anchor_runs"))
+        plot_cost_accuracy(
+            {"pomdp (sim)": (pc, pa), "threshold (sim)": (tc, ta)},
+            args.plot,
+            reference=load_reference_runs(ROOT.parent / "shared" / "data" / "anchor_runs"),
+        )
         print(f"wrote {args.plot}")
 
 

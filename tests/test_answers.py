@@ -142,3 +142,17 @@ def test_fraction_forms_agree(q):
     latex = rf"\frac{{{q.numerator}}}{{{q.denominator}}}" if q.denominator != 1 else str(q.numerator)
     assert is_equivalent(latex, f"{float(q):.12f}", "math")
     assert not is_equivalent(latex, f"{float(q) + 0.01:.12f}", "math")
+
+
+_latexish = st.lists(st.sampled_from(list("0123456789xyi+-*/^_{}()[],.=|!$% ") + [
+    "\\frac", "\\sqrt", "\\pi", "\\infty", "\\cup", "\\text{", "\\left(", "\\right)", "\\boxed{", "\\pm", "\\{",
+    "\\}", "\\log", "\\sin", "\\begin{pmatrix}", "\\end{pmatrix}", "\\\\", "&", "\\cdot"]), max_size=12).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_latexish, _latexish, st.sampled_from(["math", "gsm8k", "plain"]))
+def test_checker_never_raises_on_garbage(a, b, kind):
+    """Model output is arbitrary text: grading must return a bool, never raise."""
+    assert isinstance(is_equivalent(a, b, kind), bool)
+    extract_answer(a)
+    normalize_answer(b)

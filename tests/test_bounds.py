@@ -50,7 +50,7 @@ def test_pointwise_ordering_on_cheese(pomdp_dir):
     assert np.all(F.max(axis=0) >= B.max(axis=0) - 1e-7)
     from trimpomdp.solvers.sarsop import SARSOPSolver
 
-    res = SARSOPSolver(precision=1e-3, timeout=20).solve(m)
+    res = SARSOPSolver(precision=1e-3, timeout=5).solve(m)
     b = m.initial_belief
     assert B.max(axis=0) @ b <= res.lower + 1e-6
     assert np.max(F @ b) >= res.upper - 1e-6 or np.max(F @ b) >= res.lower

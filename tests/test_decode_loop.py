@@ -29,6 +29,15 @@ REFS = ["12", "10", "42", "5"]
 
 
 # ------------------------------------------------------------------------------------------ tiny models
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models: thread synchronisation costs more than the matmuls (and CPU cores are shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _corpus() -> list[str]:
     steps = ["Tom has 3 * 4 = 12 apples.", "So the answer is \\boxed{12}.", "Yes", "No", "yes no Yes No"]
     texts = [render(style, q, steps) for q in QUESTIONS for style in ("plain", "fewshot")]
@@ -212,6 +221,7 @@ def test_kv_cache_reuse_matches_full_reencoding(lms, tok, trim_model):
     assert [r["tokens"] for r in r1] == [r["tokens"] for r in r0]
     assert w1.prompt_tokens == w0.prompt_tokens and w0.prefill_tokens == w0.prompt_tokens
     assert w1.prefill_tokens < 0.6 * w1.prompt_tokens  # only the new tokens are encoded
+    assert s1.prompt_tokens == s0.prompt_tokens == s0.prefill_tokens and s1.prefill_tokens <= s1.prompt_tokens
 
 
 def test_cache_crop_after_discarded_step(lms, tok):

@@ -1,4 +1,5 @@
 """TRIM spec, filter, flat POMDP and the structured solver against exact answers."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,15 @@ def small(tm, T=3, factor=10, values=(40.0, 120.0), discount=0.95):
     pmf = tm.length_pmf[:T].copy()
     pmf[-1] += tm.length_pmf[T:].sum()
     K = len(values)
-    return TrimModel(obs=coarsen(tm.obs, factor), p_weak=tm.p_weak, p_strong=tm.p_strong, length_pmf=pmf,
-                     token_values=np.array(values), token_probs=np.full(K, 1.0 / K), discount=discount)
+    return TrimModel(
+        obs=coarsen(tm.obs, factor),
+        p_weak=tm.p_weak,
+        p_strong=tm.p_strong,
+        length_pmf=pmf,
+        token_values=np.array(values),
+        token_probs=np.full(K, 1.0 / K),
+        discount=discount,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- spec
@@ -41,8 +49,13 @@ def test_default_spec_values(tm):
 
 
 def test_from_step_stats_and_roundtrip(tmp_path, data_dir):
-    m = TrimModel.from_step_stats(data_dir / "step_stats_math_train.npz", "qwen2.5-1.5b-instruct",
-                                  "qwen2.5-7b-instruct", data_dir / "anchor_obs_bins_math_0.05.npz", max_steps=20)
+    m = TrimModel.from_step_stats(
+        data_dir / "step_stats_math_train.npz",
+        "qwen2.5-1.5b-instruct",
+        "qwen2.5-7b-instruct",
+        data_dir / "anchor_obs_bins_math_0.05.npz",
+        max_steps=20,
+    )
     steps = np.load(data_dir / "step_stats_math_train.npz")["qwen2.5-1.5b-instruct__correct_solution_steps"]
     assert m.length_pmf[0] == pytest.approx(np.mean(np.clip(steps, 1, 20) == 1))
     assert m.length_pmf[-1] == pytest.approx(np.mean(np.clip(steps, 1, 20) == 20))
@@ -56,16 +69,19 @@ def test_from_step_stats_and_roundtrip(tmp_path, data_dir):
     assert np.allclose(TrimModel.load(tmp_path / "h.json").length_pmf, m.length_pmf)
 
 
-@pytest.mark.parametrize("edit, field", [
-    (lambda d: d.update(p_weak=1.2), "p_weak"),
-    (lambda d: d.update(p_strong=0.0), "p_strong"),
-    (lambda d: d.update(length_distribution={"pmf": []}), "length_distribution"),
-    (lambda d: d.update(max_steps=12), "length_distribution"),
-    (lambda d: d.update(strong_step_tokens={"values": [10, 20], "probs": [1.0]}), "strong_step_tokens"),
-    (lambda d: d.update(observation_model="missing.npz"), "observation_model"),
-    (lambda d: d.pop("p_weak"), "p_weak"),
-    (lambda d: d.update(version=9), "version"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda d: d.update(p_weak=1.2), "p_weak"),
+        (lambda d: d.update(p_strong=0.0), "p_strong"),
+        (lambda d: d.update(length_distribution={"pmf": []}), "length_distribution"),
+        (lambda d: d.update(max_steps=12), "length_distribution"),
+        (lambda d: d.update(strong_step_tokens={"values": [10, 20], "probs": [1.0]}), "strong_step_tokens"),
+        (lambda d: d.update(observation_model="missing.npz"), "observation_model"),
+        (lambda d: d.pop("p_weak"), "p_weak"),
+        (lambda d: d.update(version=9), "version"),
+    ],
+)
 def test_bad_specs(tmp_path, edit, field):
     d = json.loads(SPEC.read_text())
     for f in ("trim_math_obs_0.05.npz", "prm_obs_processbench_math.npz"):
@@ -82,8 +98,13 @@ def test_bad_specs(tmp_path, edit, field):
 def test_wrong_obs_states(tmp_path):
     d = json.loads(SPEC.read_text())
     z = np.load(SPEC.parent / "trim_math_obs_0.05.npz")
-    np.savez(tmp_path / "o.npz", a_centers=z["correct_centers"], a_probs=z["correct_probs"],
-             b_centers=z["correct_centers"], b_probs=z["derailed_probs"])
+    np.savez(
+        tmp_path / "o.npz",
+        a_centers=z["correct_centers"],
+        a_probs=z["correct_probs"],
+        b_centers=z["correct_centers"],
+        b_probs=z["derailed_probs"],
+    )
     d["observation_model"] = "o.npz"
     d.pop("observation_points")
     (tmp_path / "s.json").write_text(json.dumps(d))
@@ -133,15 +154,23 @@ def test_filter_zero_probability(tm):
     P /= P.sum(axis=1, keepdims=True)
     from trimpomdp.observation_models.binned import BinnedObservationModel
 
-    m = TrimModel(obs=BinnedObservationModel(tm.obs.states, tm.obs.centers, P, tm.obs.bin_size), p_weak=0.8,
-                  p_strong=0.9, length_pmf=[0.5, 0.5], token_values=[50], token_probs=[1])
+    m = TrimModel(
+        obs=BinnedObservationModel(tm.obs.states, tm.obs.centers, P, tm.obs.bin_size),
+        p_weak=0.8,
+        p_strong=0.9,
+        length_pmf=[0.5, 0.5],
+        token_values=[50],
+        token_probs=[1],
+    )
     with pytest.raises(BeliefError, match="probability zero"):
         BeliefFilter(m).correct([0.7, 0.3, 0.0], (0.5, 0.5))
 
 
 @settings(max_examples=60, deadline=None)
-@given(obs=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=12),
-       acts=st.lists(st.sampled_from(["keep", "regenerate"]), min_size=12, max_size=12))
+@given(
+    obs=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=12),
+    acts=st.lists(st.sampled_from(["keep", "regenerate"]), min_size=12, max_size=12),
+)
 def test_filter_stays_on_simplex(tm, obs, acts):
     f = BeliefFilter(tm)
     post, a = None, None
@@ -155,7 +184,9 @@ def test_filter_stays_on_simplex(tm, obs, acts):
 
 
 # ---------------------------------------------------------------------------------------------- solver
-@pytest.mark.parametrize("T, factor, lam", [(3, 10, 0.0), (3, 10, 0.1), (4, 10, 0.05), (3, 5, 0.2), (2, 4, 0.03)])
+@pytest.mark.parametrize(
+    "T, factor, lam", [(3, 10, 0.0), (3, 10, 0.1), (4, 10, 0.05), (3, 5, 0.2), (2, 4, 0.03)]
+)
 def test_structured_matches_exact_enumeration(tm, T, factor, lam):
     s = small(tm, T, factor)
     pol = solve_trim(s, lam=lam, evaluate=False)
@@ -229,3 +260,18 @@ def test_cap_policy_tracks_budget(tm):
     pol.reset()
     assert pol.decide(bad, 3, 50).action == "regenerate"
     assert pol.decide(bad, 3, 50, remaining=0).action == "keep"
+
+
+@settings(max_examples=12, deadline=None)
+@given(pw=st.floats(0.5, 0.95), ps=st.floats(0.6, 0.99), lam=st.floats(0.0, 0.5), T=st.integers(1, 3),
+       reward=st.floats(10, 200), v=st.lists(st.floats(1, 200), min_size=1, max_size=3))
+def test_structured_equals_enumeration_random_models(tm, pw, ps, lam, T, reward, v):
+    pmf = np.linspace(1.0, 2.0, T)
+    m = TrimModel(obs=coarsen(tm.obs, 10), p_weak=pw, p_strong=ps, length_pmf=pmf, token_values=np.array(v),
+                  token_probs=np.full(len(v), 1.0 / len(v)), reward=reward, discount=0.97)
+    pol = solve_trim(m, lam=lam)
+    assert pol.predicted["value"] == pytest.approx(exact_start_value(m, lam), abs=1e-6 * reward)
+    # in-model evaluation of the optimal policy reproduces its value (R acc - lambda tokens, discount aside)
+    if T == 1:
+        v_eval = reward * pol.predicted["accuracy"] - lam * pol.predicted["strong_tokens"]
+        assert pol.predicted["value"] == pytest.approx(v_eval, abs=1e-6 * reward)

@@ -71,7 +71,8 @@ def build_policy(policy_spec: str, trim_model_path: str | None):
 
 @click.command("decode")
 @click.argument("problems", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Trace JSONL to write.")
+@click.option("-o", "--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="Trace JSONL to write [default: ./<problems name>.trace.jsonl].")
 @click.option("--limit", type=int, default=None, help="Decode only the first N problems.")
 @click.option("--question-field", default=None, help="Field holding the question (auto-detected).")
 @click.option("--answer-field", default=None, help="Field holding the reference answer (auto-detected).")
@@ -99,6 +100,8 @@ def decode(problems, out, limit, question_field, answer_field, policy_spec, trim
     from trimpomdp.decode.loop import RoutedDecoder, run_to_trace
     from trimpomdp.decode.problems import load_problems
 
+    if out is None:
+        out = f"{Path(problems).stem}.trace.jsonl"
     probs, errors = load_problems(problems, question_field, answer_field, limit)
     for e in errors:
         click.echo(f"warning: skipped {e}", err=True)

@@ -3,6 +3,7 @@
 The ``solve`` command (trimpomdp/cli/solve.py) calls ``run_trim_solve`` with its option values for
 ``.json`` models: model, budget, sweep, curve, output, precision, timeout, json, progress.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,10 +20,30 @@ from trimpomdp.errors import TrimError
 
 def _row(policy, seconds: float) -> dict:
     p = policy.predicted
-    return {"budget": policy.meta.get("budget"), "lambda": policy.lam,
-            "predicted_accuracy": p.get("accuracy"), "predicted_strong_tokens": p.get("strong_tokens"),
-            "predicted_regenerations": p.get("regenerations"), "value": p.get("value"),
-            "solve_seconds": seconds, "alpha_vectors": policy.meta.get("alpha_vectors")}
+    return {
+        "budget": policy.meta.get("budget"),
+        "lambda": policy.lam,
+        "predicted_accuracy": p.get("accuracy"),
+        "predicted_strong_tokens": p.get("strong_tokens"),
+        "predicted_regenerations": p.get("regenerations"),
+        "value": p.get("value"),
+        "solve_seconds": seconds,
+        "alpha_vectors": policy.meta.get("alpha_vectors"),
+    }
+
+
+def _resume(path, tm, budget):
+    """The policy already written at ``path`` for this spec and budget, else None."""
+    if path is None or not path.exists():
+        return None
+    from trimpomdp.routing.policies import PomdpPolicy
+
+    try:
+        pol = PomdpPolicy.load(path)
+    except TrimError:
+        return None
+    same = pol.trim_model.fingerprint() == tm.fingerprint() and pol.meta.get("budget_request") == budget.describe()
+    return pol if same else None
 
 
 def _write_curve(rows: list[dict], path: Path) -> None:
@@ -33,16 +54,20 @@ def _write_curve(rows: list[dict], path: Path) -> None:
             w.writeheader()
             w.writerows(rows)
     else:
-        path.write_text(json.dumps({"format": "trimpomdp.trim_curve", "version": 1, "points": rows}, indent=1) + "\n")
+        path.write_text(
+            json.dumps({"format": "trimpomdp.trim_curve", "version": 1, "points": rows}, indent=1) + "\n"
+        )
 
 
 def _table(rows: list[dict]) -> str:
     head = f"{'budget':<26}{'lambda':>10}{'accuracy':>10}{'tokens':>10}{'regens':>8}{'seconds':>9}"
     lines = [head]
     for r in rows:
-        lines.append(f"{str(r['budget']):<26}{r['lambda']:>10.4g}{r['predicted_accuracy']:>10.4f}"
-                     f"{r['predicted_strong_tokens']:>10.2f}{r['predicted_regenerations']:>8.3f}"
-                     f"{r['solve_seconds']:>9.3f}")
+        lines.append(
+            f"{str(r['budget']):<26}{r['lambda']:>10.4g}{r['predicted_accuracy']:>10.4f}"
+            f"{r['predicted_strong_tokens']:>10.2f}{r['predicted_regenerations']:>8.3f}"
+            f"{r['solve_seconds']:>9.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -71,18 +96,26 @@ def run_trim_solve(params: dict) -> dict:
 
         it = tqdm(budgets, desc="sweep", file=sys.stderr)
     for i, b in enumerate(it):
-        t0 = time.perf_counter()
-        pol = solve_budget(tm, b)
-        secs = time.perf_counter() - t0
-        pol.meta["solve_seconds_total"] = secs
-        pol.meta["spec_path"] = str(model)
-        rows.append(_row(pol, secs))
+        o = None
         if out:
             o = Path(out)
             if len(budgets) > 1:
                 tag = re.sub(r"[^A-Za-z0-9.=_-]+", "_", b.describe())
                 o = o.with_name(f"{o.stem}-{i:02d}-{tag}{o.suffix or '.npz'}")
-            pol.save(o)
+        pol = _resume(o, tm, b) if len(budgets) > 1 else None
+        if pol is not None:  # a sweep that was interrupted picks up the policies it already wrote
+            secs = float(pol.meta.get("solve_seconds_total", 0.0))
+        else:
+            t0 = time.perf_counter()
+            pol = solve_budget(tm, b)
+            secs = time.perf_counter() - t0
+            pol.meta["solve_seconds_total"] = secs
+            pol.meta["spec_path"] = str(model)
+            pol.meta["budget_request"] = b.describe()
+            if o is not None:
+                pol.save(o)
+        rows.append(_row(pol, secs))
+        if o is not None:
             saved.append(str(o))
             rows[-1]["policy"] = str(o)
     if params.get("curve"):

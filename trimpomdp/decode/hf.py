@@ -14,7 +14,7 @@ Counters (``stats``) record prompt tokens (what full re-encoding costs) and pref
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from trimpomdp.decode.backends import StepOut, cut_step

@@ -127,9 +127,9 @@ class RoutedDecoder:
             return gen.generate_steps(prefixes, self.max_step_tokens, keys=keys)
         except KeyboardInterrupt:
             raise
-        except Exception:  # noqa: BLE001 - isolate the failing problem(s) below
+        except Exception as exc:  # noqa: BLE001 - isolate the failing problem(s) below
             if len(states) == 1:
-                outs = [None]
+                outs = [exc]
             else:
                 outs = []
                 for p, k in zip(prefixes, keys):
@@ -144,6 +144,8 @@ class RoutedDecoder:
                 if isinstance(o, StepOut):
                     res.append(o)
                 else:
+                    if hasattr(gen, "forget"):  # its cache may be half-extended
+                        gen.forget(f"{tag}:{s.problem.id}")
                     s.finish = "error"
                     s.error = f"{'weak' if tag == 'w' else 'strong'} generation failed: " + (
                         _one_line(o) if isinstance(o, BaseException) else "batch failed")

@@ -149,8 +149,11 @@ def prepare(name: str, force: bool = False) -> Path:
     if is_prepared(name) and not force:
         return converted_dir(name)
     gguf = locate_gguf(name)
-    return convert_gguf(gguf, converted_dir(name), {"name": name, "package": pm.package,
-                                                    "prompt_style": pm.prompt_style})
+    out = convert_gguf(gguf, converted_dir(name), {"name": name, "package": pm.package,
+                                                   "prompt_style": pm.prompt_style})
+    if gguf.is_relative_to(cache_root()):  # an assembled copy (gemma3): the conversion replaces it
+        gguf.unlink(missing_ok=True)
+    return out
 
 
 def resolve_model(spec: str) -> tuple[Path, str | None, str]:

@@ -5,6 +5,7 @@ each candidate policy exactly in the model; ``cap=3regen`` / ``cap=300tokens`` m
 observed state so that no question ever exceeds it (combine with a price: ``cap=300tokens,lambda=0.05``).
 Sweeps: ``lambda=0.01:1:20`` (log-spaced) or ``mean=50,100,200``.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,11 @@ class Cap:
 
     @property
     def levels(self) -> int:
-        return int(self.limit) + 1 if self.kind == "regen" else int(math.floor(self.limit / self.unit + 1e-9)) + 1
+        return (
+            int(self.limit) + 1
+            if self.kind == "regen"
+            else int(math.floor(self.limit / self.unit + 1e-9)) + 1
+        )
 
     def units(self, cost_tokens) -> np.ndarray:
         c = np.asarray(cost_tokens, dtype=np.float64)
@@ -162,7 +167,9 @@ def solve_budget(trim_model, budget: Budget, *, tol: float = 0.01, max_iter: int
         lo /= 30
         p_lo = solve_trim(trim_model, lam=lo, cap=budget.cap, budget=budget.describe())
     if p_lo.predicted["strong_tokens"] <= target:
-        p_lo.meta["budget_note"] = f"mean {target:g} not binding: max predicted mean is {p_lo.predicted['strong_tokens']:.4g}"
+        p_lo.meta["budget_note"] = (
+            f"mean {target:g} not binding: max predicted mean is {p_lo.predicted['strong_tokens']:.4g}"
+        )
         return p_lo
     p_hi = solve_trim(trim_model, lam=hi, cap=budget.cap, budget=budget.describe())
     while p_hi.predicted["strong_tokens"] > target and hi < 1e6:

@@ -3,6 +3,7 @@
 Unlike the reference (which recomputes the belief from the current observation with a uniform prior), the
 belief is carried over steps: prior = T(action)^T posterior_prev, posterior ~ P(bin(o) | s') * prior.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,7 +38,9 @@ class BeliefFilter:
         """P(bin(obs) | state) for the pair (min earlier PRM score or 1.0, current PRM score)."""
         o = np.asarray(obs_pair, dtype=np.float64)
         if o.shape != (2,):
-            raise BeliefError(f"an observation is a pair (min earlier score, current score), got shape {o.shape}")
+            raise BeliefError(
+                f"an observation is a pair (min earlier score, current score), got shape {o.shape}"
+            )
         if np.any(~np.isfinite(o)) or np.any(o < 0) or np.any(o > 1):
             raise BeliefError(f"observation {tuple(o)} lies outside [0, 1]^2")
         return self.model.obs.probs[:, self.model.obs.bin_index(o)]
@@ -47,8 +50,10 @@ class BeliefFilter:
         post = self.likelihood(obs_pair) * _check(prior)
         z = post.sum()
         if not np.isfinite(z) or z <= ZERO_PROB:
-            raise BeliefError(f"observation {tuple(np.round(obs_pair, 6))} has probability zero under prior "
-                              f"{np.round(prior, 6).tolist()}")
+            raise BeliefError(
+                f"observation {tuple(np.round(obs_pair, 6))} has probability zero under prior "
+                f"{np.round(prior, 6).tolist()}"
+            )
         post = np.clip(post / z, 0.0, None)
         return post / post.sum()
 
@@ -66,12 +71,16 @@ class BeliefFilter:
         z = post.sum(axis=1)
         bad = np.flatnonzero(~(z > ZERO_PROB))
         if bad.size:
-            raise BeliefError(f"row {bad[0]}: observation bin {bins[bad[0]]} has probability zero under its prior")
+            raise BeliefError(
+                f"row {bad[0]}: observation bin {bins[bad[0]]} has probability zero under its prior"
+            )
         return post / z[:, None]
 
 
 def _check(belief) -> np.ndarray:
     b = np.asarray(belief, dtype=np.float64)
     if b.shape != (3,) or np.any(~np.isfinite(b)) or np.any(b < -1e-12) or abs(b.sum() - 1.0) > 1e-6:
-        raise BeliefError(f"a belief is 3 non-negative numbers summing to 1, got {np.asarray(belief).tolist()}")
+        raise BeliefError(
+            f"a belief is 3 non-negative numbers summing to 1, got {np.asarray(belief).tolist()}"
+        )
     return np.clip(b, 0.0, None)

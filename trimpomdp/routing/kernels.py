@@ -11,11 +11,11 @@ length 3. Budget caps add an observed "remaining budget" level r; token bins wit
 units form contiguous groups (values are sorted), and inside a group the regenerated bins are a prefix
 (cheap ones), which cumulative sums turn into O(log K) work.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
-
 
 #: cells of the per-level lookup table that makes envelope evaluation O(1) on average
 LOOKUP_CELLS = 2048
@@ -145,7 +145,7 @@ def backup_step(xs, O, pw, ps, A, B, lam, tv, cp, cpv, gstart, gcu, nlev, ls, lc
 
 @njit(cache=True)
 def upper_envelope(s, c, tol):
-    """Upper envelope on [0, 1] of lines y = s x + c: (slopes, intercepts, right breakpoints), last bp = inf."""
+    """Upper envelope on [0, 1] of lines y = s x + c: (slopes, intercepts, right breakpoints; last inf)."""
     n = s.shape[0]
     order = np.argsort(s, kind="mergesort")
     hs = np.empty(n)

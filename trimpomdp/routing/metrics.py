@@ -3,6 +3,7 @@
 Plain functions of (cost, accuracy) numbers so that the simulator, ``eval`` of real runs and plots share
 them. Costs are strong-model tokens per question; the weak-only point has cost ``cost_weak`` (0 by default).
 """
+
 from __future__ import annotations
 
 import math
@@ -64,7 +65,9 @@ def cpt(costs, accs, acc_weak: float, acc_strong: float, cost_strong: float, lev
     return float((c[i - 1] + frac * (c[i] - c[i - 1])) / cost_strong)
 
 
-def summarize(points, acc_weak: float, acc_strong: float, cost_strong: float, cost_weak: float = 0.0) -> list[dict]:
+def summarize(
+    points, acc_weak: float, acc_strong: float, cost_strong: float, cost_weak: float = 0.0
+) -> list[dict]:
     """Add pgr, norm_cost, ibc and delta_ibc to each point ({'name', 'accuracy', 'strong_tokens', ...})."""
     out = []
     for p in points:
@@ -80,7 +83,9 @@ def summarize(points, acc_weak: float, acc_strong: float, cost_strong: float, co
 
 def curve_metrics(costs, accs, acc_weak, acc_strong, cost_strong, levels=(0.5, 0.8, 0.95)) -> dict:
     """CPT at each PGR level and the best Delta-IBC over a family of operating points."""
-    d = {f"cpt{int(round(lv * 100))}": cpt(costs, accs, acc_weak, acc_strong, cost_strong, lv) for lv in levels}
+    d = {
+        f"cpt{int(round(lv * 100))}": cpt(costs, accs, acc_weak, acc_strong, cost_strong, lv) for lv in levels
+    }
     dib = delta_ibc(np.asarray(accs), np.asarray(costs), acc_weak, acc_strong, cost_strong)
     d["best_delta_ibc"] = float(np.nanmax(dib)) if np.any(np.isfinite(dib)) else math.nan
     return d

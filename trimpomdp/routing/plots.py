@@ -1,4 +1,5 @@
 """Cost-accuracy plots (matplotlib Agg): several policy families, optionally the reference's real runs."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ def load_reference_runs(folder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def plot_cost_accuracy(curves: dict, path, reference: dict | None = None, title: str = "",
-                       points: dict | None = None) -> Path:
+def plot_cost_accuracy(
+    curves: dict, path, reference: dict | None = None, title: str = "", points: dict | None = None
+) -> Path:
     """``curves``: name -> (costs, accs) drawn as lines; ``points``: name -> (cost, acc) single markers."""
     import matplotlib
 

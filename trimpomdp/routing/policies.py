@@ -5,6 +5,7 @@ Every policy answers ``decide(belief, step, n_tokens, score)`` with a ``Decision
 "weak" or "strong" into a policy. Policies with a hard cap track the budget used by a question between
 ``reset()`` calls (or take ``remaining=`` explicitly).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ class RoutingPolicy:
     def reset(self) -> None:
         """Start a new question (clears the budget used under a cap)."""
 
-    def decide(self, belief, step: int, n_tokens: float, score: float | None = None, remaining=None) -> Decision:
+    def decide(
+        self, belief, step: int, n_tokens: float, score: float | None = None, remaining=None
+    ) -> Decision:
         raise NotImplementedError
 
     def decide_many(self, beliefs, step: int, costs, scores, levels=None) -> np.ndarray:
@@ -147,13 +150,23 @@ class PomdpPolicy(RoutingPolicy):
         cost = float(self.trim_model.step_cost_tokens(n_tokens))
         level = self._level_of(remaining)
         cu = 0 if self.cap is None else int(self.cap.units(cost))
-        qk, qr = K.decide_batch(b, np.array([level]), np.array([cost]), np.array([cu]), self.A[t], self.B[t],
-                                float(self.trim_model.p_strong), self.lam, *self.steps[t])
+        qk, qr = K.decide_batch(
+            b,
+            np.array([level]),
+            np.array([cost]),
+            np.array([cu]),
+            self.A[t],
+            self.B[t],
+            float(self.trim_model.p_strong),
+            self.lam,
+            *self.steps[t],
+        )
         regen = bool(qr[0] > qk[0])
         if regen and self.cap is not None and remaining is None:
             self._level = max(0, self._level - cu)
-        return Decision("regenerate" if regen else "keep", float(qk[0]),
-                        None if not np.isfinite(qr[0]) else float(qr[0]))
+        return Decision(
+            "regenerate" if regen else "keep", float(qk[0]), None if not np.isfinite(qr[0]) else float(qr[0])
+        )
 
     def decide_many(self, beliefs, step, costs, scores=None, levels=None):
         b = np.ascontiguousarray(beliefs, dtype=np.float64)
@@ -165,8 +178,9 @@ class PomdpPolicy(RoutingPolicy):
         else:
             lv = np.asarray(levels, dtype=np.int64)
             cu = self.cap.units(costs)
-        qk, qr = K.decide_batch(b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong),
-                                self.lam, *self.steps[t])
+        qk, qr = K.decide_batch(
+            b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong), self.lam, *self.steps[t]
+        )
         return qr > qk
 
     def q_values(self, beliefs, step, costs, levels=None):
@@ -176,15 +190,16 @@ class PomdpPolicy(RoutingPolicy):
         lv = np.zeros(b.shape[0], dtype=np.int64) if self.cap is None else np.asarray(levels, dtype=np.int64)
         cu = np.zeros(b.shape[0], dtype=np.int64) if self.cap is None else self.cap.units(costs)
         t = self._t(step)
-        return K.decide_batch(b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong), self.lam,
-                              *self.steps[t])
+        return K.decide_batch(
+            b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong), self.lam, *self.steps[t]
+        )
 
     def alpha_sets(self, step, level: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Alpha vectors (K, 3) and actions (0 keep / 1 regenerate, before this step's cost) at ``step``."""
         t = self._t(step)
         ls, lc, lb, lo, _ = self.steps[t]
         r = self.n_levels - 1 if level is None else int(level)
-        s, c = ls[lo[r]:lo[r + 1]], lc[lo[r]:lo[r + 1]]
+        s, c = ls[lo[r] : lo[r + 1]], lc[lo[r] : lo[r + 1]]
         A, B, ps = self.A[t], self.B[t], self.trim_model.p_strong
         keep = np.stack([A + B * (c + s), B * c, B * c], axis=1)
         rg = np.stack([A * ps + B * (c + s * ps), A * ps + B * (c + s * ps), B * c], axis=1)
@@ -203,14 +218,27 @@ class PomdpPolicy(RoutingPolicy):
             "line_breaks": np.concatenate([st[2] for st in self.steps]),
             "level_offsets": np.stack([st[3] + off[t] for t, st in enumerate(self.steps)]),
             "step_offsets": np.array(off, dtype=np.int64),
-            "A": self.A, "B": self.B,
-            "obs_probs": tm.obs.probs, "obs_centers": tm.obs.centers,
+            "A": self.A,
+            "B": self.B,
+            "obs_probs": tm.obs.probs,
+            "obs_centers": tm.obs.centers,
         }
         if tm.obs_truth is not None:
             arrays["obs_truth"] = tm.obs_truth
-        cap = None if self.cap is None else {"kind": self.cap.kind, "limit": self.cap.limit, "unit": self.cap.unit}
-        meta = dict(self.meta, spec=tm.embedded_dict(), lam=self.lam, cap=cap, predicted=self.predicted,
-                    max_steps=T, model_fingerprint=tm.fingerprint())
+        cap = (
+            None
+            if self.cap is None
+            else {"kind": self.cap.kind, "limit": self.cap.limit, "unit": self.cap.unit}
+        )
+        meta = dict(
+            self.meta,
+            spec=tm.embedded_dict(),
+            lam=self.lam,
+            cap=cap,
+            predicted=self.predicted,
+            max_steps=T,
+            model_fingerprint=tm.fingerprint(),
+        )
         return save_npz(path, arrays, meta, POLICY_FORMAT)
 
     @classmethod
@@ -220,27 +248,53 @@ class PomdpPolicy(RoutingPolicy):
         from trimpomdp.routing.spec import TrimModel
 
         arrays, meta = load_npz(path, POLICY_FORMAT)
-        need = ("line_slopes", "line_intercepts", "line_breaks", "level_offsets", "step_offsets", "A", "B",
-                "obs_probs", "obs_centers")
+        need = (
+            "line_slopes",
+            "line_intercepts",
+            "line_breaks",
+            "level_offsets",
+            "step_offsets",
+            "A",
+            "B",
+            "obs_probs",
+            "obs_centers",
+        )
         missing = [k for k in need if k not in arrays]
         if missing or "spec" not in meta:
             raise FormatError(f"policy file lacks {missing or ['spec metadata']}", str(path))
         spec = meta["spec"]
-        obs = BinnedObservationModel(TRIM_STATES, arrays["obs_centers"], arrays["obs_probs"],
-                                     float(spec.get("obs_bin_size", 0.05)))
+        obs = BinnedObservationModel(
+            TRIM_STATES, arrays["obs_centers"], arrays["obs_probs"], float(spec.get("obs_bin_size", 0.05))
+        )
         tm = TrimModel.from_dict(spec, obs=obs, source=str(path))
         tm.obs_truth = arrays.get("obs_truth")
         so = arrays["step_offsets"]
         steps = []
         for t in range(len(so) - 1):
             a, b = so[t], so[t + 1]
-            steps.append(with_lookup(arrays["line_slopes"][a:b].copy(), arrays["line_intercepts"][a:b].copy(),
-                                     arrays["line_breaks"][a:b].copy(), arrays["level_offsets"][t] - a))
+            steps.append(
+                with_lookup(
+                    arrays["line_slopes"][a:b].copy(),
+                    arrays["line_intercepts"][a:b].copy(),
+                    arrays["line_breaks"][a:b].copy(),
+                    arrays["level_offsets"][t] - a,
+                )
+            )
         cap = meta.get("cap")
         cap = None if not cap else Cap(cap["kind"], cap["limit"], cap["unit"])
-        extra = {k: v for k, v in meta.items() if k not in ("spec", "lam", "cap", "predicted", "format", "version")}
-        return cls(tm, meta["lam"], steps, arrays["A"], arrays["B"], cap=cap, predicted=meta.get("predicted"),
-                   meta=extra)
+        extra = {
+            k: v for k, v in meta.items() if k not in ("spec", "lam", "cap", "predicted", "format", "version")
+        }
+        return cls(
+            tm,
+            meta["lam"],
+            steps,
+            arrays["A"],
+            arrays["B"],
+            cap=cap,
+            predicted=meta.get("predicted"),
+            meta=extra,
+        )
 
 
 #: the name used in the task brief for the POMDP policy class
@@ -273,4 +327,6 @@ def load_policy(spec_str: str, trim_model=None) -> RoutingPolicy:
             from trimpomdp.routing.budgets import parse_budget, solve_budget
 
             return solve_budget(trim_model, parse_budget(arg))
-    raise TrimError(f"unknown policy {spec_str!r}; expected pomdp:PATH, pomdp:lambda=X, threshold:K, weak or strong")
+    raise TrimError(
+        f"unknown policy {spec_str!r}; expected pomdp:PATH, pomdp:lambda=X, threshold:K, weak or strong"
+    )

@@ -6,6 +6,7 @@ so that step 1's observation precedes the first decision) and an absorbing ``end
 start belief is gamma * U_1 of the structured solver. Only sensible for small T, coarse bins: it exists
 to cross-check the structured solver and to let users run any general solver on the routing problem.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,7 +54,9 @@ def flat_pomdp(tm, lam: float) -> POMDP:
                     if t < T:
                         for h2 in range(3):
                             for k2 in range(K):
-                                Tm[a, s, idx(h2, t + 1, k2)] += (1 - hz[t - 1]) * Ta[h, h2] * tm.token_probs[k2]
+                                Tm[a, s, idx(h2, t + 1, k2)] += (
+                                    (1 - hz[t - 1]) * Ta[h, h2] * tm.token_probs[k2]
+                                )
                     if a == 0:
                         Rm[s, 0] = hz[t - 1] * R * (h == 0)
                     else:
@@ -68,8 +71,18 @@ def flat_pomdp(tm, lam: float) -> POMDP:
     b0[START] = 1.0
     term = np.zeros(S, dtype=bool)
     term[END] = True
-    return POMDP.from_arrays(Tm, Om, Rm, tm.discount, b0, names, ("keep", "regenerate"), obs_names,
-                             terminal=term, name=f"trim-flat(T={T},K={K},M={M},lambda={lam:g})")
+    return POMDP.from_arrays(
+        Tm,
+        Om,
+        Rm,
+        tm.discount,
+        b0,
+        names,
+        ("keep", "regenerate"),
+        obs_names,
+        terminal=term,
+        name=f"trim-flat(T={T},K={K},M={M},lambda={lam:g})",
+    )
 
 
 def coarsen(obs: BinnedObservationModel, factor: int) -> BinnedObservationModel:
@@ -78,7 +91,11 @@ def coarsen(obs: BinnedObservationModel, factor: int) -> BinnedObservationModel:
     if per % factor:
         raise ValueError(f"factor {factor} does not divide {per} bins per axis")
     n = per // factor
-    P = obs.probs.reshape(len(obs.states), n, factor, n, factor).sum(axis=(2, 4)).reshape(len(obs.states), n * n)
+    P = (
+        obs.probs.reshape(len(obs.states), n, factor, n, factor)
+        .sum(axis=(2, 4))
+        .reshape(len(obs.states), n * n)
+    )
     size = obs.bin_size * factor
     c = (np.arange(n) + 0.5) * size
     centers = np.stack(np.meshgrid(c, c, indexing="ij"), axis=-1).reshape(-1, 2)

@@ -1,4 +1,4 @@
-"""Routing simulator: hidden states follow the model, PRM observations are resampled from REAL labelled points.
+"""Routing simulator: hidden states follow the model, PRM observations are resampled from REAL points.
 
 Each step's observation pair is drawn independently, given the current hidden state, from the shared
 ProcessBench points of that state (``prm_obs_processbench_math.npz``) -- the same conditional-independence
@@ -7,6 +7,7 @@ forced to be coherent along an episode. Solution lengths come from the spec's le
 the strong tokens of a regeneration from its token distribution (a step's regeneration cost is the strong
 tokens drawn for it; the policy sees that same cost). Vectorised over episodes and seeded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,11 +39,17 @@ class SimResult:
 
     def summary(self) -> dict:
         n = self.correct.size
-        return {"policy": self.name, "episodes": int(n), "accuracy": self.accuracy,
-                "accuracy_se": float(np.sqrt(self.accuracy * (1 - self.accuracy) / max(n, 1))),
-                "strong_tokens": self.mean_tokens, "max_strong_tokens": float(self.strong_tokens.max(initial=0)),
-                "regenerations": float(self.regenerations.mean()),
-                "max_regenerations": int(self.regenerations.max(initial=0)), "mean_steps": float(self.steps.mean())}
+        return {
+            "policy": self.name,
+            "episodes": int(n),
+            "accuracy": self.accuracy,
+            "accuracy_se": float(np.sqrt(self.accuracy * (1 - self.accuracy) / max(n, 1))),
+            "strong_tokens": self.mean_tokens,
+            "max_strong_tokens": float(self.strong_tokens.max(initial=0)),
+            "regenerations": float(self.regenerations.mean()),
+            "max_regenerations": int(self.regenerations.max(initial=0)),
+            "mean_steps": float(self.steps.mean()),
+        }
 
 
 def load_observation_points(path) -> dict[str, np.ndarray]:
@@ -53,7 +60,9 @@ def load_observation_points(path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
         missing = [s for s in TRIM_STATES if s not in z.files]
         if missing:
-            raise FormatError(f"expected arrays {list(TRIM_STATES)} of (n, 2) points, missing {missing}", str(path))
+            raise FormatError(
+                f"expected arrays {list(TRIM_STATES)} of (n, 2) points, missing {missing}", str(path)
+            )
         data = {s: np.asarray(z[s], dtype=np.float64) for s in TRIM_STATES}
     for s, a in data.items():
         if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] == 0:
@@ -62,7 +71,7 @@ def load_observation_points(path) -> dict[str, np.ndarray]:
 
 
 def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: int = 0) -> SimResult:
-    """Run ``episodes`` questions under ``policy``; the same seed gives the same hidden paths for every policy."""
+    """Run ``episodes`` questions under ``policy``; a seed gives the same hidden paths for every policy."""
     tm = trim_model
     rng = np.random.default_rng(seed)
     N = int(episodes)
@@ -127,7 +136,7 @@ def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: in
 
 
 def family_policies(trim_model, sweep: str) -> list:
-    """Policies of a sweep: 'pomdp:lambda=lo:hi:n' / 'pomdp:mean=a,b' / 'threshold:lo:hi:n' / 'threshold:a,b'."""
+    """Policies of a sweep: 'pomdp:lambda=lo:hi:n', 'pomdp:mean=a,b', 'threshold:lo:hi:n', 'threshold:a,b'."""
     from trimpomdp.errors import TrimError
     from trimpomdp.routing.budgets import parse_sweep, solve_budget
     from trimpomdp.routing.policies import ThresholdPolicy
@@ -149,7 +158,9 @@ def family_policies(trim_model, sweep: str) -> list:
     raise TrimError(f"--sweep {sweep!r}: expected pomdp:lambda=..., pomdp:mean=... or threshold:...")
 
 
-def run_family(trim_model, sweep: str, points: dict, episodes: int, seed: int, progress: bool = False) -> list[dict]:
+def run_family(
+    trim_model, sweep: str, points: dict, episodes: int, seed: int, progress: bool = False
+) -> list[dict]:
     pols = family_policies(trim_model, sweep)
     it = pols
     if progress:

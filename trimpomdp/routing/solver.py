@@ -7,6 +7,7 @@ uniform grid of x plus the points reachable within two steps from the start), ke
 of the supporting lines (pruning dominated ones), and takes the expectation over the token bin inside the
 backup. The result covers every belief the filter can reach, not just one start belief.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,7 +54,7 @@ def compact_observations(probs: np.ndarray, also=None):
 
 
 def token_groups(values: np.ndarray, cap: Cap | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Contiguous groups of (sorted) token bins with equal budget cost: (starts K+1-style, cost units, levels)."""
+    """Contiguous groups of (sorted) token bins of equal budget cost: (group starts, cost units, levels)."""
     if cap is None:
         return np.array([0, values.size], dtype=np.int64), np.array([0], dtype=np.int64), 1
     cu = cap.units(values)
@@ -74,7 +75,9 @@ def with_lookup(ls, lc, lb, lo):
 
 
 def _zero_lines(nlev: int):
-    return with_lookup(np.zeros(nlev), np.zeros(nlev), np.full(nlev, np.inf), np.arange(nlev + 1, dtype=np.int64))
+    return with_lookup(
+        np.zeros(nlev), np.zeros(nlev), np.full(nlev, np.inf), np.arange(nlev + 1, dtype=np.int64)
+    )
 
 
 def _reachable_points(O, pw, ps, depth: int = 2, limit: int = 4000) -> np.ndarray:
@@ -106,8 +109,14 @@ def prior_points(O, pw, ps, grid: int = DEFAULT_GRID, reach_depth: int = 1) -> n
     return xs
 
 
-def solve_lines(tm, lam: float, cap: Cap | None = None, grid: int = DEFAULT_GRID, reach_depth: int = 1,
-                progress: bool = False):
+def solve_lines(
+    tm,
+    lam: float,
+    cap: Cap | None = None,
+    grid: int = DEFAULT_GRID,
+    reach_depth: int = 1,
+    progress: bool = False,
+):
     """Backward induction; returns (per-step next-value envelopes, U_1 envelope, A, B, groups, O)."""
     O = compact_observations(tm.obs.probs)
     pw, ps = float(tm.p_weak), float(tm.p_strong)
@@ -132,7 +141,9 @@ def solve_lines(tm, lam: float, cap: Cap | None = None, grid: int = DEFAULT_GRID
         it = tqdm(it, desc=f"solve lambda={lam:g}", file=__import__("sys").stderr, leave=False)
     for t in it:
         steps[t] = nxt
-        out_s, out_c = K.backup_step(xs2 if t == 1 else xs, O, pw, ps, A[t], B[t], float(lam), tv, cp, cpv, gstart, gcu, nlev, *nxt)
+        out_s, out_c = K.backup_step(
+            xs2 if t == 1 else xs, O, pw, ps, A[t], B[t], float(lam), tv, cp, cpv, gstart, gcu, nlev, *nxt
+        )
         ls, lc, lb, lo = [], [], [], [0]
         for r in range(nlev):
             s_, c_, b_ = K.upper_envelope(out_s[r], out_c[r], 1e-12)
@@ -140,11 +151,15 @@ def solve_lines(tm, lam: float, cap: Cap | None = None, grid: int = DEFAULT_GRID
             lc.append(c_)
             lb.append(b_)
             lo.append(lo[-1] + s_.size)
-        nxt = with_lookup(np.concatenate(ls), np.concatenate(lc), np.concatenate(lb), np.array(lo, dtype=np.int64))
+        nxt = with_lookup(
+            np.concatenate(ls), np.concatenate(lc), np.concatenate(lb), np.array(lo, dtype=np.int64)
+        )
     return steps, nxt, A, B, (gstart, gcu, nlev), O
 
 
-def evaluate_lines(tm, steps, A, B, lam, groups, O, eval_grid: int = EVAL_GRID, start_level: int | None = None):
+def evaluate_lines(
+    tm, steps, A, B, lam, groups, O, eval_grid: int = EVAL_GRID, start_level: int | None = None
+):
     """Forward evaluation: (accuracy, mean strong tokens, mean regenerations) of the policy.
 
     Propagates the joint distribution of hidden state and belief (beliefs on a fine x grid with linear
@@ -166,13 +181,38 @@ def evaluate_lines(tm, steps, A, B, lam, groups, O, eval_grid: int = EVAL_GRID, 
     for t in range(tm.max_steps):
         if mass.sum() <= 1e-14:
             break
-        mass = K.forward_step(mass, Of, Ot, pw, ps, A[t], B[t], float(h[t]), float(lam), tv, cp, cpv, gstart,
-                              gcu, *steps[t], out)
+        mass = K.forward_step(
+            mass,
+            Of,
+            Ot,
+            pw,
+            ps,
+            A[t],
+            B[t],
+            float(h[t]),
+            float(lam),
+            tv,
+            cp,
+            cpv,
+            gstart,
+            gcu,
+            *steps[t],
+            out,
+        )
     return float(out[0]), float(out[1]), float(out[2])
 
 
-def solve_trim(trim_model, lam: float = 0.0, cap: Cap | None = None, *, grid: int | None = None,
-               reach_depth: int = 1, evaluate: bool = True, budget: str | None = None, progress: bool = False):
+def solve_trim(
+    trim_model,
+    lam: float = 0.0,
+    cap: Cap | None = None,
+    *,
+    grid: int | None = None,
+    reach_depth: int = 1,
+    evaluate: bool = True,
+    budget: str | None = None,
+    progress: bool = False,
+):
     """Solve the routing POMDP at price ``lam`` per strong token (and optional hard cap) -> RoutingPolicy."""
     from trimpomdp.routing.policies import PomdpPolicy
 
@@ -190,11 +230,18 @@ def solve_trim(trim_model, lam: float = 0.0, cap: Cap | None = None, *, grid: in
     predicted = {"value": value}
     if evaluate:
         t1 = time.perf_counter()
-        acc, tok, reg = evaluate_lines(trim_model, steps, A, B, lam, groups, O,
-                                       eval_grid=EVAL_GRID if cap is None else CAP_EVAL_GRID)
-        predicted.update(accuracy=acc, strong_tokens=tok, regenerations=reg,
-                         eval_seconds=time.perf_counter() - t1)
-    meta = {"lambda": float(lam), "budget": budget or (f"lambda={lam:g}" + (f",{cap.to_str()}" if cap else "")),
-            "solve_seconds": solve_s, "grid_points": int(grid), "observation_symbols": int(O.shape[1]),
-            "alpha_vectors": int(sum(s[0].size for s in steps))}
+        acc, tok, reg = evaluate_lines(
+            trim_model, steps, A, B, lam, groups, O, eval_grid=EVAL_GRID if cap is None else CAP_EVAL_GRID
+        )
+        predicted.update(
+            accuracy=acc, strong_tokens=tok, regenerations=reg, eval_seconds=time.perf_counter() - t1
+        )
+    meta = {
+        "lambda": float(lam),
+        "budget": budget or (f"lambda={lam:g}" + (f",{cap.to_str()}" if cap else "")),
+        "solve_seconds": solve_s,
+        "grid_points": int(grid),
+        "observation_symbols": int(O.shape[1]),
+        "alpha_vectors": int(sum(s[0].size for s in steps)),
+    }
     return PomdpPolicy(trim_model, lam, steps, A, B, cap=cap, predicted=predicted, meta=meta)

@@ -11,6 +11,7 @@ count (the reference uses ``n`` itself); regenerations of *future* steps cost a 
 MATH-500 (494.84 tokens / 8.018 steps = 61.7) with log-sd 0.8, cut into equal-probability bins; replace it
 with real data (``{"samples": [...]}`` or ``{"values": [...], "probs": [...]}``) when you have it.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,7 +108,10 @@ class TrimModel:
         self.token_probs = np.asarray(self.token_probs, dtype=np.float64).ravel()
         self.validate()
         order = np.argsort(self.token_values, kind="stable")
-        self.token_values, self.token_probs = self.token_values[order], self.token_probs[order] / self.token_probs.sum()
+        self.token_values, self.token_probs = (
+            self.token_values[order],
+            self.token_probs[order] / self.token_probs.sum(),
+        )
         self.length_pmf = self.length_pmf / self.length_pmf.sum()
 
     # ------------------------------------------------------------------ checks and derived values
@@ -129,15 +133,29 @@ class TrimModel:
             raise _err("length_distribution", "must be finite, non-negative and not all zero")
         v, p = self.token_values, self.token_probs
         if v.size == 0 or v.size != p.size:
-            raise _err("strong_step_tokens", f"needs matching non-empty values and probs ({v.size} vs {p.size})")
-        if np.any(~np.isfinite(v)) or np.any(v < 0) or np.any(p < 0) or not np.isfinite(p.sum()) or p.sum() <= 0:
+            raise _err(
+                "strong_step_tokens", f"needs matching non-empty values and probs ({v.size} vs {p.size})"
+            )
+        if (
+            np.any(~np.isfinite(v))
+            or np.any(v < 0)
+            or np.any(p < 0)
+            or not np.isfinite(p.sum())
+            or p.sum() <= 0
+        ):
             raise _err("strong_step_tokens", "values must be >= 0 and probs non-negative with a positive sum")
         if tuple(self.obs.states) != TRIM_STATES:
-            raise _err("observation_model", f"must have states {list(TRIM_STATES)}, found {list(self.obs.states)}",
-                       self.obs_path)
+            raise _err(
+                "observation_model",
+                f"must have states {list(TRIM_STATES)}, found {list(self.obs.states)}",
+                self.obs_path,
+            )
         if self.obs.dims != 2:
-            raise _err("observation_model", f"must be 2-D (min earlier score, current score), found {self.obs.dims}-D",
-                       self.obs_path)
+            raise _err(
+                "observation_model",
+                f"must be 2-D (min earlier score, current score), found {self.obs.dims}-D",
+                self.obs_path,
+            )
 
     def observation_truth(self) -> np.ndarray:
         return self.obs.probs if self.obs_truth is None else self.obs_truth
@@ -177,28 +195,39 @@ class TrimModel:
         raise TrimError(f"unknown action {action!r}; expected 'keep' or 'regenerate'")
 
     def step_cost_tokens(self, n_tokens) -> np.ndarray | float:
-        """Strong tokens a regeneration of the current step is expected to cost, given its weak token count."""
+        """Strong tokens a regeneration of the current step is expected to cost, given its weak tokens."""
         return self.tokens_per_weak_token * np.asarray(n_tokens, dtype=np.float64)
 
     def fingerprint(self) -> str:
         import hashlib
 
         h = hashlib.sha256()
-        for arr in (self.obs.probs, self.length_pmf, self.token_values, self.token_probs,
-                    np.array([self.p_weak, self.p_strong, self.reward, self.discount, self.tokens_per_weak_token])):
+        for arr in (
+            self.obs.probs,
+            self.length_pmf,
+            self.token_values,
+            self.token_probs,
+            np.array([self.p_weak, self.p_strong, self.reward, self.discount, self.tokens_per_weak_token]),
+        ):
             h.update(np.round(np.asarray(arr, dtype=np.float64), 12).tobytes())
         return h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self, obs_ref: str | None = None) -> dict:
         d = {
-            "format": FORMAT, "version": VERSION,
+            "format": FORMAT,
+            "version": VERSION,
             "observation_model": obs_ref if obs_ref is not None else self.obs_path,
-            "p_weak": float(self.p_weak), "p_strong": float(self.p_strong),
-            "reward": float(self.reward), "discount": float(self.discount), "max_steps": self.max_steps,
+            "p_weak": float(self.p_weak),
+            "p_strong": float(self.p_strong),
+            "reward": float(self.reward),
+            "discount": float(self.discount),
+            "max_steps": self.max_steps,
             "length_distribution": {"pmf": [float(x) for x in self.length_pmf]},
-            "strong_step_tokens": {"values": [float(x) for x in self.token_values],
-                                   "probs": [float(x) for x in self.token_probs]},
+            "strong_step_tokens": {
+                "values": [float(x) for x in self.token_values],
+                "probs": [float(x) for x in self.token_probs],
+            },
             "tokens_per_weak_token": float(self.tokens_per_weak_token),
         }
         if self.points_path:
@@ -216,7 +245,9 @@ class TrimModel:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, base_dir=None, obs: BinnedObservationModel | None = None, source=None) -> "TrimModel":
+    def from_dict(
+        cls, d: dict, base_dir=None, obs: BinnedObservationModel | None = None, source=None
+    ) -> "TrimModel":
         if not isinstance(d, dict):
             raise _err("<root>", "a TRIM spec must be a JSON object", source)
         if d.get("format") != FORMAT:
@@ -270,8 +301,11 @@ class TrimModel:
                 values, probs = histogram_tokens(st["samples"], int(st.get("bins", DEFAULT_TOKEN_BINS)))
             elif "lognormal" in st:
                 ln = st["lognormal"]
-                values, probs = lognormal_bins(float(ln["mean"]), float(ln.get("sigma", DEFAULT_TOKEN_SIGMA)),
-                                               int(ln.get("bins", DEFAULT_TOKEN_BINS)))
+                values, probs = lognormal_bins(
+                    float(ln["mean"]),
+                    float(ln.get("sigma", DEFAULT_TOKEN_SIGMA)),
+                    int(ln.get("bins", DEFAULT_TOKEN_BINS)),
+                )
             else:
                 values = np.asarray(st.get("values", []), dtype=np.float64)
                 probs = np.asarray(st.get("probs", np.ones(values.size)), dtype=np.float64)
@@ -292,12 +326,19 @@ class TrimModel:
                 obs_truth = load_observation_points(pp)
         try:
             return cls(
-                obs=obs, p_weak=_num(d, "p_weak", source), p_strong=_num(d, "p_strong", source),
-                length_pmf=pmf, token_values=values, token_probs=probs,
-                reward=_num(d, "reward", source, 100.0), discount=_num(d, "discount", source, 1.0 - 1e-6),
+                obs=obs,
+                p_weak=_num(d, "p_weak", source),
+                p_strong=_num(d, "p_strong", source),
+                length_pmf=pmf,
+                token_values=values,
+                token_probs=probs,
+                reward=_num(d, "reward", source, 100.0),
+                discount=_num(d, "discount", source, 1.0 - 1e-6),
                 tokens_per_weak_token=_num(d, "tokens_per_weak_token", source, 1.0),
-                obs_path=obs_path, info=dict(d.get("info", {})),
-                obs_truth=obs_truth, points_path=points_path,
+                obs_path=obs_path,
+                info=dict(d.get("info", {})),
+                obs_truth=obs_truth,
+                points_path=points_path,
             )
         except TrimError as exc:
             if source and not str(exc).startswith(str(source)):
@@ -335,10 +376,22 @@ class TrimModel:
         return path
 
     @classmethod
-    def from_step_stats(cls, npz, weak: str, strong: str, obs_path, *, reward: float = 100.0, max_steps: int = 30,
-                        p_weak: float | None = None, p_strong: float | None = None,
-                        mean_step_tokens: float = DEFAULT_STEP_TOKENS, token_sigma: float = DEFAULT_TOKEN_SIGMA,
-                        token_bins: int = DEFAULT_TOKEN_BINS, discount: float = 1.0 - 1e-6) -> "TrimModel":
+    def from_step_stats(
+        cls,
+        npz,
+        weak: str,
+        strong: str,
+        obs_path,
+        *,
+        reward: float = 100.0,
+        max_steps: int = 30,
+        p_weak: float | None = None,
+        p_strong: float | None = None,
+        mean_step_tokens: float = DEFAULT_STEP_TOKENS,
+        token_sigma: float = DEFAULT_TOKEN_SIGMA,
+        token_bins: int = DEFAULT_TOKEN_BINS,
+        discount: float = 1.0 - 1e-6,
+    ) -> "TrimModel":
         """Estimate p_w, p_s (``next_step_accuracy``) and the length pmf from step statistics.
 
         The length distribution is the *empirical* pmf of the weak model's correct-solution step counts
@@ -365,11 +418,25 @@ class TrimModel:
         pmf = np.bincount(steps, minlength=max_steps + 1)[1:].astype(np.float64)
         values, probs = lognormal_bins(mean_step_tokens, token_sigma, token_bins)
         obs = load_observation_model(obs_path)
-        info = {"weak": weak, "strong": strong, "step_stats": npz.name,
-                "length_source": "empirical pmf of weak correct_solution_steps clipped to [1, max_steps]",
-                "token_source": f"lognormal mean {mean_step_tokens:.4g} sigma {token_sigma} in {token_bins} bins"}
-        return cls(obs=obs, p_weak=pw, p_strong=ps, length_pmf=pmf, token_values=values, token_probs=probs,
-                   reward=reward, discount=discount, obs_path=str(obs_path), info=info)
+        info = {
+            "weak": weak,
+            "strong": strong,
+            "step_stats": npz.name,
+            "length_source": "empirical pmf of weak correct_solution_steps clipped to [1, max_steps]",
+            "token_source": f"lognormal mean {mean_step_tokens:.4g} sigma {token_sigma} in {token_bins} bins",
+        }
+        return cls(
+            obs=obs,
+            p_weak=pw,
+            p_strong=ps,
+            length_pmf=pmf,
+            token_values=values,
+            token_probs=probs,
+            reward=reward,
+            discount=discount,
+            obs_path=str(obs_path),
+            info=info,
+        )
 
 
 def _num(d, key, source, default=None) -> float:
@@ -398,5 +465,7 @@ def load_observation_model(path) -> BinnedObservationModel:
     else:
         obs = BinnedObservationModel.load(path)
     if tuple(obs.states) != TRIM_STATES:
-        raise _err("observation_model", f"must have states {list(TRIM_STATES)}, found {list(obs.states)}", path)
+        raise _err(
+            "observation_model", f"must have states {list(TRIM_STATES)}, found {list(obs.states)}", path
+        )
     return obs

@@ -20,6 +20,7 @@ from scipy.optimize import linprog
 from trimpomdp.errors import ModelError
 from trimpomdp.policy import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
+from trimpomdp.solvers.exact_kernels import upper_envelope
 from trimpomdp.solvers.result import SolveResult
 
 #: HiGHS tolerances: the defaults (1e-7) are too loose for an oracle compared at 1e-6 and below
@@ -57,12 +58,14 @@ class _LP:
 class ExactSolver:
     """Value iteration over alpha vectors with LP pruning (incremental pruning).
 
-    ``horizon=None`` iterates until the Bellman residual bound guarantees that the value at every belief is
-    within ``tol`` of the optimum; ``horizon=H`` computes the exact H-step value (``lower == upper``).
+    ``horizon=None`` iterates until the bounds on V*(b0) implied by the Bellman residual (its minimum and
+    maximum over all beliefs) are within ``tol``; ``horizon=H`` gives the exact H-step value (``lower`` only
+    differs from ``upper`` by the epsilon-pruning slack). The returned vectors are shifted by the residual's
+    lower bound, which keeps the greedy actions and makes them a global lower bound on V*.
     """
 
     def __init__(self, horizon: int | None = None, tol: float = 1e-9, max_iterations: int = 10_000,
-                 timeout: float | None = None, prune_eps: float = 1e-10, verbose: bool = False):
+                 timeout: float | None = None, prune_eps: float = 1e-11, verbose: bool = False):
         if horizon is not None and horizon < 0:
             raise ModelError(f"horizon must be >= 0, got {horizon}")
         if tol <= 0:
@@ -97,7 +100,7 @@ class ExactSolver:
         b0 = model.initial_belief
         n_iter, lower, upper, converged, history = 0, -math.inf, math.inf, False, []
         target = self.horizon if self.horizon is not None else self.max_iterations
-        delta_total = 0.0
+        delta_total, shift = 0.0, 0.0
         try:
             while n_iter < target:
                 new_alphas, new_acts, delta = self._backup(alphas)
@@ -117,7 +120,8 @@ class ExactSolver:
                 history.append(self._record(t0, n_iter, lower, upper, alphas))
                 if self.verbose:
                     print(f"iter {n_iter}: {len(alphas)} vectors, V(b0) in [{lower:.9g}, {upper:.9g}]")
-                if max(upper - v0, v0 - lower) <= self.tol:
+                shift = gamma * lo_diff / (1.0 - gamma)
+                if upper - lower <= self.tol:
                     converged = True
                     break
             else:
@@ -127,7 +131,9 @@ class ExactSolver:
         if n_iter == 0:
             lower = float(np.max(alphas @ b0))
             upper = math.inf
-        policy = AlphaVectorPolicy(alphas, acts, {
+        # V_n + gamma*l/(1-gamma) <= V* at every belief: shifting by a constant keeps the greedy actions and
+        # turns the vectors into a global lower bound whose value at b0 is ``lower``
+        policy = AlphaVectorPolicy(alphas + shift, acts, {
             "solver": "exact", "model_fingerprint": model.fingerprint(), "horizon": self.horizon,
             "iterations": n_iter, "tol": self.tol,
         })
@@ -149,12 +155,12 @@ class ExactSolver:
             cur = proj[0]
             for g in proj[1:]:
                 cur = self._prune((cur[:, None, :] + g[None, :, :]).reshape(-1, cur.shape[1]))
-            delta += self._eps * self._Z
+            delta += 0.0 if alphas.shape[1] == 2 else self._eps * self._Z  # two states: pruning is exact
             sets.append(cur)
             set_acts.append(np.full(len(cur), a, dtype=np.int64))
         allv, alla = np.concatenate(sets), np.concatenate(set_acts)
         keep = self._prune(allv, return_index=True)
-        return allv[keep], alla[keep], delta + self._eps
+        return allv[keep], alla[keep], delta + (0.0 if alphas.shape[1] == 2 else self._eps)
 
     # ------------------------------------------------------------------ pruning
     def _check_time(self):
@@ -164,6 +170,9 @@ class ExactSolver:
     def _prune(self, V: np.ndarray, return_index: bool = False):
         """Lark's filter: keep the vectors that are strictly best somewhere on the belief simplex."""
         self._check_time()
+        if V.shape[1] == 2:  # one-dimensional belief: exact upper envelope of lines, no LP needed
+            idx = _envelope_2state(V)
+            return idx if return_index else V[idx]
         idx = _pointwise_undominated(V, self._eps * 1e-3)
         if len(idx) > 1:
             cand = V[idx]
@@ -204,6 +213,10 @@ class ExactSolver:
 
     def _max_gap(self, X: np.ndarray, Y: np.ndarray) -> float:
         """max_b (max_{x in X} x.b - max_{y in Y} y.b), exactly via one LP per vector of X."""
+        if X.shape[1] == 2:  # exact: the gap is piecewise linear with kinks at envelope breakpoints
+            p = np.unique(np.r_[0.0, 1.0, _breakpoints(X), _breakpoints(Y)])
+            pts = np.c_[1.0 - p, p]
+            return float(np.max(np.max(pts @ X.T, axis=1) - np.max(pts @ Y.T, axis=1)))
         pts = np.asarray(self._points)
         sampled = float(np.max(np.max(pts @ X.T, axis=1) - np.max(pts @ Y.T, axis=1)))
         # cheap upper bound per x: min_y max_s (x - y)_s >= max_b min_y (x - y).b
@@ -245,6 +258,31 @@ def _pointwise_undominated(V: np.ndarray, eps: float) -> np.ndarray:
         ge &= np.arange(K)[None, :] < rows[:, None]
         drop[rows] = ge.any(axis=1)
     return np.sort(order[~drop])
+
+
+def _envelope_2state(V: np.ndarray, min_width: float = 1e-12) -> np.ndarray:
+    """Indices of the lines v0 + (v1 - v0) p that form the upper envelope on p in [0, 1] (convex hull trick).
+
+    With two states a belief is one number, so pruning is exact and needs no linear program.
+    """
+    a, m = V[:, 0], V[:, 1] - V[:, 0]
+    order = np.lexsort((-a, m))  # slope ascending, the highest intercept first among equal slopes
+    keep = np.flatnonzero(upper_envelope(a, m, order, min_width))
+    if keep.size == 0:  # numerically degenerate: fall back to the best line at the simplex centre
+        keep = np.array([int(np.argmax(V.sum(axis=1)))])
+    return keep
+
+
+def _breakpoints(V: np.ndarray) -> np.ndarray:
+    """Beliefs p in (0, 1) where the maximising line of a two-state alpha set changes."""
+    E = V[_envelope_2state(V)]
+    if len(E) < 2:
+        return np.zeros(0)
+    a, m = E[:, 0], E[:, 1] - E[:, 0]
+    o = np.argsort(m)
+    a, m = a[o], m[o]
+    x = (a[:-1] - a[1:]) / (m[1:] - m[:-1])
+    return x[(x > 0) & (x < 1)]
 
 
 def _lex_argmax(vals: np.ndarray, cand: np.ndarray) -> np.ndarray:

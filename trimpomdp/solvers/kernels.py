@@ -137,12 +137,13 @@ def lower_value(bi, bv, alphas, n_alpha, alive):
 
 
 @njit(cache=True)
-def upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense):
-    """Sawtooth interpolation: corner . b + min_i phi_i(b) * (v_i - corner . b_i).
+def upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense, start=0):
+    """Sawtooth interpolation: corner . b + min_i phi_i(b) * (v_i - corner . b_i), over points i >= start.
 
-    Points are bucketed by the first state of their support (``head``/``nxt`` linked lists): a point can
-    only contribute when its whole support lies inside supp(b), so only the buckets of supp(b) are read.
-    ``dense`` is a zeroed (S,) scratch array, left zeroed.
+    Points are bucketed by the first state of their support (``head``/``nxt`` linked lists, newest first):
+    a point can only contribute when its whole support lies inside supp(b), so only the buckets of supp(b)
+    are read, and a bucket is left as soon as it reaches points older than ``start`` (callers keep the
+    minimum over older points). ``dense`` is a zeroed (S,) scratch array, left zeroed.
     """
     v0 = 0.0
     for t in range(bi.shape[0]):
@@ -151,7 +152,7 @@ def upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, 
     best = 0.0
     for t in range(bi.shape[0]):
         i = head[bi[t]]
-        while i >= 0:
+        while i >= start:
             g = p_gap[i]
             if p_alive[i] and g < best:
                 phi = 1e300
@@ -170,10 +171,51 @@ def upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, 
 
 
 @njit(cache=True)
+def refresh_node(c, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
+                 alphas, n_alpha, alpha_alive, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts,
+                 dense):
+    """Bring node c's bounds up to date, reading only vectors/points added since its last refresh.
+
+    The lower value stays the value of a live alpha vector (``node_bestk``), so the policy achieves it; the
+    upper value is the minimum of valid sawtooth values over time.
+    """
+    cs = node_bs[c]
+    cl = node_bl[c]
+    ci = pool_idx[cs:cs + cl]
+    cv = pool_val[cs:cs + cl]
+    k0 = node_bestk[c]
+    if k0 >= 0 and alpha_alive[k0]:
+        best = node_lb[c]
+        kb = k0
+        for k in range(node_aseen[c], n_alpha):
+            if not alpha_alive[k]:
+                continue
+            v = 0.0
+            for t in range(cl):
+                v += alphas[k, ci[t]] * cv[t]
+            if v > best:
+                best = v
+                kb = k
+    else:
+        best, kb = lower_value(ci, cv, alphas, n_alpha, alpha_alive)
+    node_lb[c] = best
+    node_bestk[c] = kb
+    node_aseen[c] = n_alpha
+    uv = upper_value(ci, cv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense, node_pseen[c])
+    if uv > node_ub[c]:
+        uv = node_ub[c]
+    if uv < best:
+        uv = best
+    node_ub[c] = uv
+    node_pseen[c] = n_pts
+    return best, kb, uv
+
+
+@njit(cache=True)
 def backup_node(n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew,
-                node_lb, node_ub, node_qlb, node_qub,
+                node_lb, node_ub, node_qlb, node_qub, node_bestk, node_aseen, node_pseen,
                 alphas, n_alpha, alpha_alive, alpha_used, stamp,
-                corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense,
+                corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts, dense,
                 Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha):
     """Bellman backup of both bounds at node n from its children (already expanded).
 
@@ -183,12 +225,9 @@ def backup_node(n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, 
     """
     A = aptr.shape[1] - 1
     S = h.shape[0]
-    b0 = node_bs[n]
-    bl = node_bl[n]
-    bi = pool_idx[b0:b0 + bl]
-    bv = pool_val[b0:b0 + bl]
-    lb_here, k_here = lower_value(bi, bv, alphas, n_alpha, alpha_alive)
-    ub_here = upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense)
+    lb_here, k_here, ub_here = refresh_node(
+        n, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
+        alphas, n_alpha, alpha_alive, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts, dense)
     if k_here >= 0:
         alpha_used[k_here] = stamp
     best_ql = NEG_INF
@@ -199,18 +238,10 @@ def backup_node(n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, 
         qu = ql
         for e in range(aptr[n, a], aptr[n, a + 1]):
             c = e_child[e]
-            cs = node_bs[c]
-            cl = node_bl[c]
-            ci = pool_idx[cs:cs + cl]
-            cv = pool_val[cs:cs + cl]
-            lv, k = lower_value(ci, cv, alphas, n_alpha, alpha_alive)
-            uv = upper_value(ci, cv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense)
-            if uv > node_ub[c]:
-                uv = node_ub[c]
-            if uv < lv:
-                uv = lv
-            node_ub[c] = uv
-            node_lb[c] = lv
+            lv, k, uv = refresh_node(
+                c, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
+                alphas, n_alpha, alpha_alive, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts,
+                dense)
             p = e_prob[e]
             ql += gamma * p * lv
             qu += gamma * p * uv
@@ -225,10 +256,7 @@ def backup_node(n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, 
     for o in range(Z):
         kobs[o] = k_here
     for e in range(aptr[n, a_best], aptr[n, a_best + 1]):
-        c = e_child[e]
-        cs = node_bs[c]
-        cl = node_bl[c]
-        lv, k = lower_value(pool_idx[cs:cs + cl], pool_val[cs:cs + cl], alphas, n_alpha, alpha_alive)
+        k = node_bestk[e_child[e]]
         kobs[e_obs[e]] = k
         alpha_used[k] = stamp
     for s in range(S):

@@ -93,6 +93,9 @@ class _Run:
         self.node_qub = np.zeros((cap, A))
         self.aptr = np.zeros((cap, A + 1), np.int64)
         self.expanded = np.zeros(cap, bool)
+        self.node_bestk = np.full(cap, -1, np.int64)
+        self.node_aseen = np.zeros(cap, np.int64)
+        self.node_pseen = np.zeros(cap, np.int64)
         self.n_nodes = 0
         self.index: dict[bytes, int] = {}
         self.e_child = np.zeros(1024, np.int64)
@@ -140,6 +143,10 @@ class _Run:
                 self.alive[:] = False
                 self.alive[: live.size] = True
                 self.n_alpha = live.size
+                # vector indices changed: every node rescans all vectors at its next refresh
+                if hasattr(self, "node_bestk"):
+                    self.node_bestk[:] = -1
+                    self.node_aseen[:] = 0
             else:
                 n = 2 * self.alphas.shape[0]
                 self.alphas = np.concatenate([self.alphas, np.zeros_like(self.alphas)])
@@ -170,6 +177,8 @@ class _Run:
         self.node_rew, self.node_qlb, self.node_qub = g(self.node_rew, 0), g(self.node_qlb, 0), g(self.node_qub, 0)
         self.aptr, self.expanded = g(self.aptr, 0), g(self.expanded, False)
         self.node_point = g(self.node_point, -1)
+        self.node_bestk = g(self.node_bestk, -1)
+        self.node_aseen, self.node_pseen = g(self.node_aseen, 0), g(self.node_pseen, 0)
 
     @staticmethod
     def _ensure(arr, need):
@@ -208,11 +217,7 @@ class _Run:
         old = self.node_point[n]
         if old >= 0:
             self.p_alive[old] = False
-        if bi.shape[0] == 1:  # a corner: tighten the corner value itself
-            s = bi[0]
-            if value < self.corner[s]:
-                self.corner[s] = value
-            return
+        # corners stay fixed: every point's gap is measured against them (a corner belief is a point too)
         i = self.n_pts
         if i + 1 >= self.p_gap.shape[0]:
             n2 = 2 * self.p_gap.shape[0]
@@ -273,13 +278,16 @@ class _Run:
         a, ql, qu, lb_here, ub_here = K.backup_node(
             n, self.node_bs, self.node_bl, self.pool_idx, self.pool_val, self.aptr, self.e_child, self.e_prob,
             self.e_obs, self.node_rew, self.node_lb, self.node_ub, self.node_qlb, self.node_qub,
+            self.node_bestk, self.node_aseen, self.node_pseen,
             self.alphas, self.n_alpha, self.alive, self.used, self.stamp,
             self.corner, self.p_ptr, self.p_idx, self.p_val, self.p_gap, self.p_alive, self.head, self.nxt,
-            self.dense, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.discount, sm.Z, self.kobs, self.h,
+            self.n_pts, self.dense, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.discount, sm.Z, self.kobs, self.h,
             self.new_alpha)
         self.backups += 1
         if ql > lb_here + 1e-10 * max(1.0, abs(lb_here)):
-            self._add_alpha(self.new_alpha, a)
+            k = self._add_alpha(self.new_alpha, a)
+            self.node_bestk[n] = k
+            self.node_aseen[n] = self.n_alpha
             lb_here = ql
         ub = min(qu, ub_here, self.node_ub[n])
         if ub < lb_here:

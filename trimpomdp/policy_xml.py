@@ -1,0 +1,105 @@
+"""APPL/SARSOP ``.policy`` XML files, so that our policies run in APPL's tools and theirs run in ours.
+
+The format (written by ``pomdpsol``): a ``<Policy>`` root holding one ``<AlphaVector vectorLength=S
+numObsValue=1 numVectors=K>`` with one ``<Vector action="a" obsValue="0">v_1 ... v_S</Vector>`` per alpha
+vector; APPL may also write ``<SparseVector>`` elements with ``<Entry>state value</Entry>`` children.
+``numObsValue > 1`` is APPL's MOMDP factoring (fully observed variables), which we do not support.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from trimpomdp.errors import FormatError
+from trimpomdp.policy import AlphaVectorPolicy
+
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def write_policy_xml(policy: AlphaVectorPolicy, model=None, path=None, model_name: str | None = None) -> Path:
+    """Write ``policy`` as an APPL ``.policy`` file; ``model`` (optional) supplies the model attribute."""
+    if path is None:
+        raise FormatError("write_policy_xml needs an output path")
+    path = Path(path)
+    if model is not None:
+        policy.check_model(model)
+    name = model_name or (getattr(model, "name", "") if model is not None else "") or "model"
+    K, S = policy.alphas.shape
+    lines = [
+        "<?xml version='1.0' encoding='ISO-8859-1'?>",
+        f'<Policy version="0.1" type="value" model="{_escape(name)}" xmlns:xsi="{_XSI}" '
+        'xsi:noNamespaceSchemaLocation="policyx.xsd">',
+        f'<AlphaVector vectorLength="{S}" numObsValue="1" numVectors="{K}">',
+    ]
+    for a, vec in zip(policy.actions, policy.alphas):
+        lines.append(f'<Vector action="{int(a)}" obsValue="0">' + " ".join(repr(float(v)) for v in vec)
+                     + " </Vector>")
+    lines += ["</AlphaVector> </Policy>", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="latin-1")
+    return path
+
+
+def read_policy_xml(path) -> AlphaVectorPolicy:
+    """Read an APPL ``.policy`` file (dense or sparse vectors) into an ``AlphaVectorPolicy``."""
+    path = Path(path)
+    if not path.exists():
+        raise FormatError("file not found", str(path))
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise FormatError(f"not well-formed XML ({exc})", str(path), exc.position[0]) from None
+    if root.tag != "Policy":
+        raise FormatError(f"root element is <{root.tag}>, expected <Policy>", str(path))
+    block = root.find("AlphaVector")
+    if block is None:
+        raise FormatError("no <AlphaVector> element", str(path))
+    try:
+        S = int(block.get("vectorLength"))
+        n_obs = int(block.get("numObsValue", "1"))
+        K_decl = int(block.get("numVectors")) if block.get("numVectors") is not None else None
+    except (TypeError, ValueError):
+        raise FormatError("<AlphaVector> needs integer vectorLength, numObsValue and numVectors attributes",
+                          str(path)) from None
+    if n_obs != 1:
+        raise FormatError(f"numObsValue={n_obs}: MOMDP policies (factored observed variables) are not supported",
+                          str(path))
+    alphas, actions = [], []
+    for k, el in enumerate(block):
+        try:
+            a = int(el.get("action"))
+        except (TypeError, ValueError):
+            raise FormatError(f"vector {k}: missing or non-integer action attribute", str(path)) from None
+        if el.tag == "Vector":
+            try:
+                vec = np.array([float(x) for x in (el.text or "").split()])
+            except ValueError:
+                raise FormatError(f"vector {k}: non-numeric entry", str(path)) from None
+        elif el.tag == "SparseVector":
+            vec = np.zeros(S)
+            for entry in el.findall("Entry"):
+                parts = (entry.text or "").split()
+                try:
+                    i, v = int(parts[0]), float(parts[1])
+                    vec[i] = v
+                except (IndexError, ValueError):
+                    raise FormatError(f"vector {k}: bad <Entry> {entry.text!r}, expected 'state value'",
+                                      str(path)) from None
+        else:
+            raise FormatError(f"unexpected <{el.tag}> inside <AlphaVector>", str(path))
+        if vec.shape != (S,):
+            raise FormatError(f"vector {k} has {vec.size} entries, vectorLength says {S}", str(path))
+        alphas.append(vec)
+        actions.append(a)
+    if not alphas:
+        raise FormatError("the policy holds no vectors", str(path))
+    if K_decl is not None and K_decl != len(alphas):
+        raise FormatError(f"numVectors={K_decl} but {len(alphas)} vectors found", str(path))
+    return AlphaVectorPolicy(np.array(alphas), np.array(actions), {"source": "appl_policy_xml",
+                                                                   "model": root.get("model", "")})
+
+
+def _escape(text: str) -> str:
+    return (text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;"))
