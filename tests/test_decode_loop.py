@@ -206,21 +206,25 @@ def test_steps_split_at_blank_lines_and_eos(lms, tok, trim_model):
 
 
 def test_kv_cache_reuse_matches_full_reencoding(lms, tok, trim_model):
-    outs = {}
-    for reuse in (True, False):
-        from trimpomdp.routing import BeliefFilter, load_policy
+    from trimpomdp.routing import BeliefFilter, load_policy
 
-        w = HFStepGenerator(lms["sharp"], tok, name="w", prompt_style="plain", reuse_cache=reuse)
-        s = HFStepGenerator(lms["weak"], tok, name="s", prompt_style="plain", reuse_cache=reuse)
+    outs = {}
+    # (reuse, batched decode over stacked caches, loop batch size)
+    for mode in ((True, True, 2), (True, False, 1), (False, False, 1)):
+        reuse, batched, bs = mode
+        w = HFStepGenerator(lms["sharp"], tok, name="w", prompt_style="plain", reuse_cache=reuse,
+                            batch_decode=batched)
+        s = HFStepGenerator(lms["weak"], tok, name="s", prompt_style="plain", reuse_cache=reuse, batch_decode=batched)
         pol = load_policy("threshold:0.5")
         dec = RoutedDecoder(w, s, JudgePRM(lms["judge"], tok, prompt_style="plain"), pol, BeliefFilter(trim_model),
-                            policy_name="threshold:0.5", batch_size=1, max_steps=4, max_step_tokens=10)
-        outs[reuse] = (dec.run(problems(2)), w.stats, s.stats)
-    (r1, w1, s1), (r0, w0, s0) = outs[True], outs[False]
-    assert [r["solution"] for r in r1] == [r["solution"] for r in r0]
-    assert [r["tokens"] for r in r1] == [r["tokens"] for r in r0]
-    assert w1.prompt_tokens == w0.prompt_tokens and w0.prefill_tokens == w0.prompt_tokens
-    assert w1.prefill_tokens < 0.6 * w1.prompt_tokens  # only the new tokens are encoded
+                            policy_name="threshold:0.5", batch_size=bs, max_steps=4, max_step_tokens=10)
+        outs[mode] = (sorted(dec.run(problems(3)), key=lambda r: r["id"]), w.stats, s.stats)
+    (r1, w1, s1), (rp, wp, _), (r0, w0, s0) = outs[(True, True, 2)], outs[(True, False, 1)], outs[(False, False, 1)]
+    for other in (rp, r1):
+        assert [r["solution"] for r in other] == [r["solution"] for r in r0]
+        assert [r["tokens"] for r in other] == [r["tokens"] for r in r0]
+    assert w1.prompt_tokens == wp.prompt_tokens == w0.prompt_tokens and w0.prefill_tokens == w0.prompt_tokens
+    assert w1.prefill_tokens == wp.prefill_tokens < 0.6 * w1.prompt_tokens  # only the new tokens are encoded
     assert s1.prompt_tokens == s0.prompt_tokens == s0.prefill_tokens and s1.prefill_tokens <= s1.prompt_tokens
 
 
@@ -236,6 +240,20 @@ def test_cache_crop_after_discarded_step(lms, tok):
     assert g.cached_keys() == ["k"]
     g.forget("k")
     assert g.cached_keys() == []
+
+
+def test_batched_cached_decode_matches_single(lms, tok):
+    g = HFStepGenerator(lms["sharp"], tok, prompt_style="plain")
+    one = HFStepGenerator(lms["sharp"], tok, prompt_style="plain", batch_decode=False)
+    keys = ["a", "b", "c"]
+    steps: list[list[str]] = [[], [], []]
+    for _ in range(3):  # three steps: caches are stacked, split back and extended again
+        ps = [render("plain", q, st_) for q, st_ in zip(QUESTIONS, steps)]
+        got, want = g.generate_steps(ps, 7, keys=keys), one.generate_steps(ps, 7, keys=keys)
+        assert got == want
+        for st_, o in zip(steps, got):
+            st_.append(o.text or "x")
+    assert g.stats.prefill_tokens == one.stats.prefill_tokens
 
 
 def test_batched_generate_matches_single(lms, tok):

@@ -106,7 +106,10 @@ class FakeServer:
                                                    "top_logprobs": [top]}}],
                          "usage": {"completion_tokens": 1}}
         # continuation: what the "model" writes after the prompt's already-written part of SCRIPT
-        done = prompt.split("PROMPT:", 1)[-1]
+        if prompt.endswith("BLANKFIRST"):
+            return 200, {"choices": [{"text": "", "finish_reason": "stop", "stop_reason": "\n\n"}],
+                         "usage": {"completion_tokens": 1}}
+        done = prompt.split("PROMPT:", 1)[-1].replace("BLANKFIRST\n\n", "")
         rest = SCRIPT[len(done):] if SCRIPT.startswith(done) else SCRIPT
         words = rest.split(" ")[: body["max_tokens"]]
         text = " ".join(words)
@@ -151,6 +154,13 @@ def test_step_generation_with_stop_sequences(server):
     (empty,) = be.generate_steps(["NOSTOPREASON PROMPT:" + SCRIPT], max_new_tokens=50)
     assert empty.text == "" and empty.finished
     be.close()
+
+
+def test_leading_blank_line_is_skipped(server):
+    be = OpenAICompatibleBackend(server.url, "m", timeout=5)
+    (out,) = be.generate_steps(["PROMPT:BLANKFIRST"], max_new_tokens=50)
+    assert out == StepOut("First, 2 + 2 = 4.", 1 + 6, False)
+    assert server.calls[-1]["body"]["prompt"] == "PROMPT:BLANKFIRST\n\n"
 
 
 def test_requests_run_concurrently(server):

@@ -263,15 +263,59 @@ def test_cap_policy_tracks_budget(tm):
 
 
 @settings(max_examples=12, deadline=None)
-@given(pw=st.floats(0.5, 0.95), ps=st.floats(0.6, 0.99), lam=st.floats(0.0, 0.5), T=st.integers(1, 3),
-       reward=st.floats(10, 200), v=st.lists(st.floats(1, 200), min_size=1, max_size=3))
+@given(
+    pw=st.floats(0.5, 0.95),
+    ps=st.floats(0.6, 0.99),
+    lam=st.floats(0.0, 0.5),
+    T=st.integers(1, 3),
+    reward=st.floats(10, 200),
+    v=st.lists(st.floats(1, 200), min_size=1, max_size=3),
+)
 def test_structured_equals_enumeration_random_models(tm, pw, ps, lam, T, reward, v):
     pmf = np.linspace(1.0, 2.0, T)
-    m = TrimModel(obs=coarsen(tm.obs, 10), p_weak=pw, p_strong=ps, length_pmf=pmf, token_values=np.array(v),
-                  token_probs=np.full(len(v), 1.0 / len(v)), reward=reward, discount=0.97)
+    m = TrimModel(
+        obs=coarsen(tm.obs, 10),
+        p_weak=pw,
+        p_strong=ps,
+        length_pmf=pmf,
+        token_values=np.array(v),
+        token_probs=np.full(len(v), 1.0 / len(v)),
+        reward=reward,
+        discount=0.97,
+    )
     pol = solve_trim(m, lam=lam)
     assert pol.predicted["value"] == pytest.approx(exact_start_value(m, lam), abs=1e-6 * reward)
     # in-model evaluation of the optimal policy reproduces its value (R acc - lambda tokens, discount aside)
     if T == 1:
         v_eval = reward * pol.predicted["accuracy"] - lam * pol.predicted["strong_tokens"]
         assert pol.predicted["value"] == pytest.approx(v_eval, abs=1e-6 * reward)
+
+
+def test_forward_evaluation_reproduces_value(tm):
+    # discount 1: the optimal value is R * accuracy - lambda * tokens of the policy, evaluated forward
+    s = small(tm, T=3, factor=5, discount=1.0)
+    for lam in (0.0, 0.1, 0.6):
+        p = solve_trim(s, lam=lam)
+        v = s.reward * p.predicted["accuracy"] - lam * p.predicted["strong_tokens"]
+        assert p.predicted["value"] == pytest.approx(v, abs=1e-4)
+        assert p.predicted["value"] == pytest.approx(exact_start_value(s, lam), abs=1e-9)
+
+
+def test_token_distribution_forms(tmp_path):
+    d = json.loads(SPEC.read_text())
+    for f in ("trim_math_obs_0.05.npz", "prm_obs_processbench_math.npz"):
+        shutil.copy(SPEC.parent / f, tmp_path / f)
+    samples = [10, 20, 30, 40, 50, 60, 70, 80]
+    d["strong_step_tokens"] = {"samples": samples, "bins": 4}
+    (tmp_path / "s.json").write_text(json.dumps(d))
+    m = TrimModel.load(tmp_path / "s.json")
+    assert m.token_values.tolist() == [15, 35, 55, 75] and np.allclose(m.token_probs, 0.25)
+    assert m.mean_step_tokens == pytest.approx(np.mean(samples))
+    d["strong_step_tokens"] = {"lognormal": {"mean": 100, "sigma": 0.5, "bins": 8}}
+    (tmp_path / "l.json").write_text(json.dumps(d))
+    m = TrimModel.load(tmp_path / "l.json")
+    assert m.mean_step_tokens == pytest.approx(100, rel=1e-9) and np.all(np.diff(m.token_values) > 0)
+    d["strong_step_tokens"] = {"samples": []}
+    (tmp_path / "e.json").write_text(json.dumps(d))
+    with pytest.raises(TrimError, match="strong_step_tokens"):
+        TrimModel.load(tmp_path / "e.json")

@@ -168,12 +168,22 @@ def test_run_trim_solve_budget_and_sweep(tmp_path, capsys):
     s = run_trim_solve({"model": str(SPEC), "budget": "lambda=0.2", "output": str(tmp_path / "p.npz")})
     assert Path(s["policies"][0]).exists()
     assert load_policy(f"pomdp:{s['policies'][0]}").lam == 0.2
-    s = run_trim_solve({"model": str(SPEC), "sweep": "lambda=0.05:0.5:3", "curve": str(tmp_path / "c.csv"),
-                        "output": str(tmp_path / "sw.npz")})
+    s = run_trim_solve(
+        {
+            "model": str(SPEC),
+            "sweep": "lambda=0.05:0.5:3",
+            "curve": str(tmp_path / "c.csv"),
+            "output": str(tmp_path / "sw.npz"),
+        }
+    )
     assert len(s["policies"]) == 3 and all(Path(p).exists() for p in s["policies"])
     # a rerun resumes from the files already written (same spec and budgets): no new solve
-    s2 = run_trim_solve({"model": str(SPEC), "sweep": "lambda=0.05:0.5:3", "output": str(tmp_path / "sw.npz")})
-    assert [r["predicted_strong_tokens"] for r in s2["points"]] == [r["predicted_strong_tokens"] for r in s["points"]]
+    s2 = run_trim_solve(
+        {"model": str(SPEC), "sweep": "lambda=0.05:0.5:3", "output": str(tmp_path / "sw.npz")}
+    )
+    assert [r["predicted_strong_tokens"] for r in s2["points"]] == [
+        r["predicted_strong_tokens"] for r in s["points"]
+    ]
     assert [r["solve_seconds"] for r in s2["points"]] == [r["solve_seconds"] for r in s["points"]]
     lines = (tmp_path / "c.csv").read_text().splitlines()
     assert len(lines) == 4 and lines[0].startswith("budget,lambda,predicted_accuracy")
@@ -215,3 +225,13 @@ def test_cli_simulate_routing(tmp_path, capsys):
     assert png.exists() and png.stat().st_size > 10_000
     rc = main(["simulate-routing", str(SPEC), "--policy", "nonsense"])
     assert rc == 2 and "unknown policy" in capsys.readouterr().err
+
+
+def test_cli_solve_json_spec(tmp_path, capsys):
+    out = tmp_path / "p.npz"
+    rc = main(["solve", str(SPEC), "--budget", "lambda=0.3", "-o", str(out), "--json", "--progress", "none"])
+    assert rc == 0 and out.exists()
+    res = json.loads(capsys.readouterr().out)
+    assert res["points"][0]["lambda"] == 0.3 and 0 < res["points"][0]["predicted_strong_tokens"] < 100
+    rc = main(["solve", str(SPEC), "--budget", "cap=3"])
+    assert rc == 2 and "cap=<K>regen" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def test_policy_meta_and_round_trip(tmp_path):
 def test_rocksample_4_4_reaches_optimum():
     m = rocksample_model(4, 4)
     assert m.n_states == 257 and m.n_actions == 9
-    res = SARSOPSolver(precision=1e-3, timeout=8).solve(m)
+    res = SARSOPSolver(precision=1e-3, timeout=3).solve(m)
     check_history(res.history)
     # optimum of this instance is 18.0247 (converged bounds 18.02468 / 18.02490)
     assert res.lower == pytest.approx(18.0247, abs=2e-3)

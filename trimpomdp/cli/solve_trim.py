@@ -28,6 +28,7 @@ def _row(policy, seconds: float) -> dict:
         "predicted_regenerations": p.get("regenerations"),
         "value": p.get("value"),
         "solve_seconds": seconds,
+        "backup_seconds": policy.meta.get("solve_seconds"),
         "alpha_vectors": policy.meta.get("alpha_vectors"),
     }
 
@@ -42,7 +43,10 @@ def _resume(path, tm, budget):
         pol = PomdpPolicy.load(path)
     except TrimError:
         return None
-    same = pol.trim_model.fingerprint() == tm.fingerprint() and pol.meta.get("budget_request") == budget.describe()
+    same = (
+        pol.trim_model.fingerprint() == tm.fingerprint()
+        and pol.meta.get("budget_request") == budget.describe()
+    )
     return pol if same else None
 
 

@@ -1,12 +1,12 @@
 """Embedded Hugging Face transformers backend: writes the next reasoning step for a batch of prefixes.
 
 Two ways of running, chosen by ``reuse_cache``:
-- reuse (default when the caller names problems with ``keys``): every problem keeps its own
-  ``DynamicCache`` and the token ids it covers. A new prefix is tokenised, its longest common token prefix
-  with the cached ids is kept (the cache is cropped back to it, e.g. after a discarded weak step) and only
-  the new tokens are encoded. Problems are extended one by one (batching caches of different lengths
-  would need re-padding every step); the weak step, the strong rewrite and the next weak step then cost
-  only their own tokens instead of re-encoding the whole solution.
+- reuse (default; the caller names problems with ``keys``): every problem keeps its own ``DynamicCache``
+  and the token ids it covers. A new prefix is tokenised, its longest common token prefix with the
+  cached ids is kept (the cache is cropped back to it, e.g. after a discarded weak step) and only the new
+  tokens are encoded, problem by problem. Decoding then runs batched: the per-problem caches are
+  left-padded into one batch cache (pads masked) and split back afterwards; models whose caches are not
+  plain full-attention layers (sliding-window Gemma 3) decode problem by problem instead.
 - no reuse: the prefixes are left-padded into one batch and ``model.generate`` runs with a stopping
   criterion that ends each sequence at its first blank line (or closed ``\\boxed{}``).
 Counters (``stats``) record prompt tokens (what full re-encoding costs) and prefill tokens actually run.
@@ -56,6 +56,14 @@ def load_causal_lm(folder, gguf_file: str | None = None, device: str = "auto"):
     return model, tok
 
 
+def _plain_cache(cache) -> bool:
+    """True when every layer is a plain full-attention DynamicLayer (safe to pad and stack)."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers)
+
+
 @dataclass
 class _Entry:
     ids: list          # token ids the cache covers
@@ -81,12 +89,14 @@ class HFStepGenerator:
     """A transformers causal LM as a :class:`~trimpomdp.decode.backends.StepGenerator`."""
 
     def __init__(self, model, tokenizer, name: str = "hf", prompt_style: str = "chatml",
-                 reuse_cache: bool = True, temperature: float = 0.0, seed: int | None = None):
+                 reuse_cache: bool = True, temperature: float = 0.0, seed: int | None = None,
+                 batch_decode: bool = True):
         import torch
 
         self.model, self.tokenizer = model, tokenizer
         self.name, self.prompt_style = name, prompt_style
         self.reuse_cache = reuse_cache
+        self.batch_decode = batch_decode
         self.temperature = float(temperature)
         self.device = next(model.parameters()).device
         self._gen = torch.Generator(device="cpu")
@@ -161,13 +171,20 @@ class HFStepGenerator:
         self.stats.sequences += len(prefixes)
         if self.reuse_cache:
             keys = list(keys) if keys is not None else [None] * len(prefixes)
-            outs = [self._extend_one(p, max_new_tokens, k) for p, k in zip(prefixes, keys)]
+            pre = [self._prefill(p, k) for p, k in zip(prefixes, keys)]
+            if self.batch_decode and len(pre) > 1 and all(_plain_cache(c) for _, c, _ in pre):
+                outs = self._decode_batched(pre, max_new_tokens, keys)
+            else:
+                outs = [self._decode_one(ids, cache, logits, max_new_tokens, k) for (ids, cache, logits), k
+                        in zip(pre, keys)]
         else:
             outs = self._generate_batch(list(prefixes), max_new_tokens)
         self.stats.seconds += time.perf_counter() - t0
         return outs
 
-    def _extend_one(self, prefix: str, max_new_tokens: int, key: str | None) -> StepOut:
+    def _prefill(self, prefix: str, key: str | None):
+        """Tokenise, keep the cached common prefix (cropping the rest), encode only the new tokens.
+        Returns (ids, cache covering all ids, next-token logits)."""
         import torch
         from transformers import DynamicCache
 
@@ -175,8 +192,8 @@ class HFStepGenerator:
         if not ids:
             raise TrimError("empty prompt")
         self.stats.prompt_tokens += len(ids)
-        entry = self._cache.get(key) if key is not None else None
-        keep = 0
+        entry = self._cache.pop(key, None) if key is not None else None
+        keep, cache = 0, None
         if entry is not None:
             n = min(len(entry.ids), len(ids) - 1)  # feed at least one token to get the next logits
             while keep < n and entry.ids[keep] == ids[keep]:
@@ -185,43 +202,41 @@ class HFStepGenerator:
             try:
                 if drop > 0:
                     entry.cache.crop(-drop)
-                cache = entry.cache
+                cache = entry.cache if keep > 0 else None
             except (RuntimeError, ValueError):  # e.g. a sliding-window layer past its window
-                keep, cache = 0, None
-            if keep == 0:
                 cache = None
-        else:
-            cache = None
         if cache is None:
             keep = 0
             cache = DynamicCache(config=self.model.config)
         feed = ids[keep:]
         self.stats.prefill_tokens += len(feed)
-        gen: list[int] = []
-        finished = False
-        text = ""
         with torch.inference_mode():
             inp = torch.tensor([feed], device=self.device)
             pos = torch.arange(keep, keep + len(feed), device=self.device)[None]
             out = self.model(input_ids=inp, past_key_values=cache, use_cache=True, position_ids=pos,
                              logits_to_keep=1)
-            cache = out.past_key_values
-            logits = out.logits[0, -1]
-            cur = len(ids)
-            for _ in range(max_new_tokens):
-                tok = self._next_token(logits)
-                gen.append(tok)
-                if tok in self.eos_ids:
-                    finished = True
-                    text, _ = cut_step(self._decode(gen[:-1]))
+        return ids, out.past_key_values, out.logits[0, -1]
+
+    def _step_done(self, gen: list[int]) -> tuple[bool, str, bool]:
+        """(stop now?, step text, solution finished?) after appending a token."""
+        if gen[-1] in self.eos_ids:
+            return True, cut_step(self._decode(gen[:-1]))[0], True
+        text, reason = cut_step(self._decode(gen))
+        return reason is not None, text, reason == "answer"
+
+    def _decode_one(self, ids, cache, logits, max_new_tokens: int, key: str | None) -> StepOut:
+        import torch
+
+        gen: list[int] = []
+        text, finished = "", False
+        cur = len(ids)
+        with torch.inference_mode():
+            while True:
+                gen.append(self._next_token(logits))
+                stop, text, finished = self._step_done(gen)
+                if stop or len(gen) == max_new_tokens:
                     break
-                text, reason = cut_step(self._decode(gen))
-                if reason is not None:
-                    finished = reason == "answer"
-                    break
-                if len(gen) == max_new_tokens:
-                    break
-                out = self.model(input_ids=torch.tensor([[tok]], device=self.device), past_key_values=cache,
+                out = self.model(input_ids=torch.tensor([[gen[-1]]], device=self.device), past_key_values=cache,
                                  use_cache=True, position_ids=torch.tensor([[cur]], device=self.device))
                 cache = out.past_key_values
                 cur += 1
@@ -230,6 +245,64 @@ class HFStepGenerator:
         if key is not None:
             self._cache[key] = _Entry(ids + gen[:-1], cache)
         return StepOut(text=text, n_tokens=len(gen), finished=finished)
+
+    def _decode_batched(self, pre, max_new_tokens: int, keys) -> list[StepOut]:
+        """Decode all rows together: the per-problem caches are left-padded into one batch cache (pads
+        masked out) and split back afterwards, each row keeping exactly its own tokens."""
+        import torch
+        from transformers import DynamicCache
+
+        B = len(pre)
+        lens = [len(ids) for ids, _, _ in pre]
+        L = max(lens)
+        n_layers = len(pre[0][1].layers)
+        bc = DynamicCache(config=self.model.config)
+        for li in range(n_layers):
+            ks, vs = [], []
+            for (_, c, _), n in zip(pre, lens):
+                ks.append(torch.nn.functional.pad(c.layers[li].keys, (0, 0, L - n, 0)))
+                vs.append(torch.nn.functional.pad(c.layers[li].values, (0, 0, L - n, 0)))
+            bc.update(torch.cat(ks), torch.cat(vs), li)
+        mask = torch.zeros(B, L, dtype=torch.long, device=self.device)
+        for i, n in enumerate(lens):
+            mask[i, L - n:] = 1
+        logits = torch.stack([lg for _, _, lg in pre])
+        gens: list[list[int]] = [[] for _ in range(B)]
+        res: list[tuple[str, bool] | None] = [None] * B
+        pad = self.tokenizer.pad_token_id or 0
+        step = 0
+        with torch.inference_mode():
+            while True:
+                feed = []
+                for i in range(B):
+                    if res[i] is None:
+                        gens[i].append(self._next_token(logits[i]))
+                        stop, text, fin = self._step_done(gens[i])
+                        if stop or len(gens[i]) == max_new_tokens:
+                            res[i] = (text, fin)
+                    feed.append(gens[i][-1] if res[i] is None else pad)
+                if all(r is not None for r in res):
+                    break
+                mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=self.device)], dim=1)
+                pos = torch.tensor([[n + step] for n in lens], device=self.device)
+                out = self.model(input_ids=torch.tensor(feed, device=self.device)[:, None], attention_mask=mask,
+                                 position_ids=pos, past_key_values=bc, use_cache=True)
+                bc = out.past_key_values
+                logits = out.logits[:, -1]
+                step += 1
+        outs = []
+        for i, ((ids, _, _), n, key) in enumerate(zip(pre, lens, keys)):
+            g = gens[i]
+            self.stats.generated_tokens += len(g)
+            if key is not None:  # row i fed its first len(g) - 1 tokens right after the prefix
+                c = DynamicCache(config=self.model.config)
+                for li in range(n_layers):
+                    lay = bc.layers[li]
+                    c.update(lay.keys[i:i + 1, :, L - n:L + len(g) - 1].clone(),
+                             lay.values[i:i + 1, :, L - n:L + len(g) - 1].clone(), li)
+                self._cache[key] = _Entry(ids + g[:-1], c)
+            outs.append(StepOut(text=res[i][0], n_tokens=len(g), finished=res[i][1]))
+        return outs
 
     def _generate_batch(self, prefixes: list[str], max_new_tokens: int) -> list[StepOut]:
         import torch

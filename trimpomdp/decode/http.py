@@ -181,15 +181,26 @@ class OpenAICompatibleBackend:
                        keys: Sequence[str] | None = None, *,
                        stop: Sequence[str] | None = (STEP_SEPARATOR,)) -> list[StepOut]:
         """The next step for every prompt (concurrently), stopping at ``stop`` (a blank line)."""
-        def one(prompt: str) -> StepOut:
-            choice = self.complete(prompt, max_new_tokens, stop=stop)
-            raw = choice["text"]
-            text = raw.strip()
-            usage = choice["usage"]
-            n_tok = usage.get("completion_tokens")
+        def tokens_of(choice: dict) -> int:
+            n_tok = choice["usage"].get("completion_tokens")
             if not isinstance(n_tok, int):
                 lp = choice.get("logprobs") or {}
-                n_tok = len(lp.get("tokens") or []) or max(1, len(raw.split()))
+                n_tok = len(lp.get("tokens") or []) or max(1, len(choice["text"].split()))
+            return n_tok
+
+        def one(prompt: str) -> StepOut:
+            choice = self.complete(prompt, max_new_tokens, stop=stop)
+            n_tok = tokens_of(choice)
+            # a blank line before any content is not a step (vLLM/SGLang say which stop matched):
+            # continue after it, as the in-process backend skips leading blank lines
+            for _ in range(2):
+                if choice["text"].strip() or choice.get("finish_reason") != "stop" \
+                        or choice.get("stop_reason") not in (stop or ()):
+                    break
+                prompt = prompt + choice["text"] + choice["stop_reason"]
+                choice = self.complete(prompt, max_new_tokens, stop=stop)
+                n_tok += tokens_of(choice)
+            text = choice["text"].strip()
             if boxed_closed(text):
                 line_end = text.find("\n", text.rfind("\\boxed{"))
                 return StepOut(text if line_end < 0 else text[:line_end].strip(), n_tok, True)

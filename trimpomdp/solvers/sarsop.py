@@ -59,7 +59,8 @@ class _Run:
         self.callback = callback
         self.rng = np.random.default_rng(seed)
         self.prune_delay = prune_delay
-        self.use_targets = False
+        self.targets_enabled = True
+        self.use_targets = True
         S, A, Z = sm.S, sm.A, sm.Z
         g = sm.discount
         rng_r = float(sm.R.max() - min(sm.R.min(), 0.0)) + 1e-12
@@ -315,10 +316,17 @@ class _Run:
         t = 0
         ginv = 1.0
         while True:
-            self.visit(n)
-            lb, ub = self.node_lb[n], self.node_ub[n]
             thr = eps * ginv
-            if ub - lb <= thr or (self.use_targets and ub <= L and ub <= max(U, lb + thr)) or t >= self.max_depth:
+            if not self.expanded[n]:
+                # leaves whose stored bounds (refreshed by the parent's backup) already stop the trial are
+                # not expanded: that keeps the tree to the beliefs trials actually pass through
+                lb, ub = self.node_lb[n], self.node_ub[n]
+                if ub - lb <= thr or t >= self.max_depth:
+                    break
+                self.visit(n)
+            lb, ub = self.node_lb[n], self.node_ub[n]
+            if ub - lb <= thr or (self.use_targets and t > 0 and ub <= L and ub <= max(U, lb + thr)) \
+                    or t >= self.max_depth:
                 break
             qub = self.node_qub[n]
             a = int(np.argmax(qub))
@@ -417,8 +425,13 @@ class _Run:
                     self._print_row(entry)
                 if self.callback is not None:
                     self.callback(entry)
+            before = (self.node_lb[0], self.node_ub[0])
             self.trial()
             it += 1
+            if self.targets_enabled:
+                # SARSOP's (L, U) targets end trials early; when a targeted trial changed nothing at the
+                # root, the next one falls back to the plain excess-gap rule so progress never stalls
+                self.use_targets = (self.node_lb[0], self.node_ub[0]) != before
             n_alive = self.alive[: self.n_alpha].sum()
             if n_alive > 1.5 * alive_after_prune + 20:
                 self.prune_alphas()

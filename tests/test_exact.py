@@ -1,0 +1,141 @@
+"""Exact solver: hand-derived Tiger values, a belief-recursion brute force, bounds and error cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from trimpomdp.errors import ModelError
+from trimpomdp.pomdp.model import POMDP
+from trimpomdp.solvers.exact import ExactSolver, _envelope_2state, _pointwise_undominated
+
+TIGER_OPT = 19.3713683749  # our converged value (bounds within 1e-9); literature: about 19.37
+
+
+def tiger(discount=0.95):
+    T = np.array([np.eye(2), np.full((2, 2), 0.5), np.full((2, 2), 0.5)])
+    O = np.array([[[0.85, 0.15], [0.15, 0.85]], np.full((2, 2), 0.5), np.full((2, 2), 0.5)])
+    R = np.array([[-1.0, -100.0, 10.0], [-1.0, 10.0, -100.0]])
+    return POMDP.from_arrays(T, O, R, discount, [0.5, 0.5])
+
+
+def brute_force(model: POMDP, b: np.ndarray, horizon: int) -> float:
+    """max over actions of immediate + discounted expected value, recursing over actual beliefs."""
+    if horizon == 0:
+        return 0.0
+    T, O, R = model.T_dense(), model.O_dense(), model.R
+    best = -np.inf
+    for a in range(model.n_actions):
+        v = float(b @ R[:, a])
+        pred = b @ T[a]
+        for o in range(model.n_observations):
+            joint = pred * O[a][:, o]
+            p = joint.sum()
+            if p > 1e-15:
+                v += model.discount * p * brute_force(model, joint / p, horizon - 1)
+        best = max(best, v)
+    return best
+
+
+def test_tiger_hand_values():
+    m = tiger()
+    # horizon 1: listening (-1) beats opening (0.5 * 10 - 0.5 * 100 = -45)
+    assert ExactSolver(horizon=1).solve(m).upper == pytest.approx(-1.0, abs=1e-9)
+    # horizon 2: listen twice; opening after one listen is worse (0.85*10 - 0.15*100 = -6.5)
+    assert ExactSolver(horizon=2).solve(m).upper == pytest.approx(-1.95, abs=1e-9)
+    # horizon 3: listen, listen, open when the two agree: -1 - .95 + .95^2 * .745 * 6.677852... (by hand)
+    agree = 0.85 ** 2 + 0.15 ** 2
+    post = 0.85 ** 2 / agree
+    open_val = post * 10 - (1 - post) * 100
+    h3 = -1 - 0.95 + 0.95 ** 2 * (agree * open_val + (1 - agree) * -1)
+    res = ExactSolver(horizon=3).solve(m)
+    assert res.upper == pytest.approx(h3, abs=1e-9)
+    assert res.lower == pytest.approx(res.upper, abs=1e-7)
+    for h in (1, 2, 3, 4):
+        assert ExactSolver(horizon=h).solve(m).upper == pytest.approx(brute_force(m, m.initial_belief, h), abs=1e-9)
+
+
+def test_tiger_infinite_horizon():
+    res = ExactSolver(tol=1e-6).solve(tiger())
+    assert res.converged and res.upper - res.lower <= 1e-6
+    assert res.lower - 1e-9 <= TIGER_OPT <= res.upper + 1e-9
+    # the returned (shifted) vectors are a lower bound whose value at b0 is ``lower``
+    assert res.policy.value(np.array([0.5, 0.5])) == pytest.approx(res.lower, abs=1e-9)
+    assert res.policy.action(np.array([0.5, 0.5])) == 0  # listen
+    assert res.policy.action(np.array([0.999, 0.001])) == 2  # open the right door
+    assert res.policy.meta["model_fingerprint"] == tiger().fingerprint()
+    assert all(h["upper"] >= h["lower"] - 1e-12 for h in res.history)
+
+
+def test_capped_run_still_brackets_the_optimum():
+    res = ExactSolver(max_iterations=8).solve(tiger())
+    assert not res.converged and res.iterations == 8
+    assert res.lower <= TIGER_OPT <= res.upper
+    res = ExactSolver(timeout=1e-9).solve(tiger())
+    assert not res.converged
+
+
+def random_model(seed, S, A, Z, discount):
+    rng = np.random.default_rng(seed)
+    T = rng.dirichlet(np.ones(S) * 0.7, size=(A, S))
+    O = rng.dirichlet(np.ones(Z) * 0.7, size=(A, S))
+    R = rng.uniform(-1, 1, size=(S, A)).round(3)
+    return POMDP.from_arrays(T, O, R, discount, rng.dirichlet(np.ones(S)))
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), S=st.integers(2, 3), A=st.integers(2, 3), Z=st.integers(2, 3),
+       horizon=st.integers(1, 3))
+def test_finite_horizon_matches_brute_force(seed, S, A, Z, horizon):
+    if S == 3 and horizon == 3:
+        horizon = 2  # keep the LP count small
+    m = random_model(seed, S, A, Z, 0.9)
+    res = ExactSolver(horizon=horizon).solve(m)
+    want = brute_force(m, m.initial_belief, horizon)
+    assert res.upper == pytest.approx(want, abs=1e-7)
+    # the whole value function is right, not just at b0
+    b = np.random.default_rng(seed).dirichlet(np.ones(S))
+    assert res.policy.value(b) == pytest.approx(brute_force(m, b, horizon), abs=1e-7)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), A=st.integers(2, 3), Z=st.integers(2, 3))
+def test_two_state_infinite_horizon_bounds_contain_long_horizon_values(seed, A, Z):
+    m = random_model(seed, 2, A, Z, 0.8)
+    res = ExactSolver(tol=1e-7).solve(m)
+    assert res.converged and res.upper - res.lower <= 1e-7
+    # V* is within gamma^H * Rmax / (1 - gamma) of the H-step value
+    H = 80
+    vh = ExactSolver(horizon=H).solve(m).upper
+    slack = 0.8 ** H * np.abs(m.R).max() / 0.2
+    assert res.lower <= vh + slack + 1e-9 and vh - slack - 1e-9 <= res.upper
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), K=st.integers(1, 40))
+def test_two_state_envelope_keeps_exactly_the_maximisers(seed, K):
+    rng = np.random.default_rng(seed)
+    V = rng.integers(-5, 6, size=(K, 2)).astype(float)
+    keep = set(_envelope_2state(V).tolist())
+    p = np.linspace(0, 1, 20001)
+    vals = np.c_[1 - p, p] @ V.T
+    top = vals.max(axis=1)
+    # every kept line attains the maximum somewhere; every point's maximum is attained by a kept line
+    for k in keep:
+        assert np.any(vals[:, k] >= top - 1e-9)
+    assert np.allclose(vals[:, sorted(keep)].max(axis=1), top)
+
+
+def test_pointwise_dominance():
+    V = np.array([[1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0], [2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    assert _pointwise_undominated(V, 1e-12).tolist() == [0, 3, 4]
+
+
+def test_errors():
+    with pytest.raises(ModelError):
+        ExactSolver(horizon=-1)
+    with pytest.raises(ModelError):
+        ExactSolver(tol=0)
+    with pytest.raises(ModelError, match="discount"):
+        ExactSolver().solve(tiger(discount=1.0))
+    assert ExactSolver(horizon=2).solve(tiger(discount=1.0)).upper == pytest.approx(-2.0)
