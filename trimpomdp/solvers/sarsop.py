@@ -49,7 +49,7 @@ class _Run:
     """State of one solve: tree arrays, alpha set, sawtooth points; grown by doubling."""
 
     def __init__(self, sm: SparseModel, model: POMDP, precision, timeout, max_iterations, verbose,
-                 report_every, callback, seed, max_depth=None, prune_delay=2000):
+                 report_every, callback, seed, max_depth=None, prune_delay=300):
         self.sm, self.model = sm, model
         self.precision = float(precision)
         self.timeout = timeout

@@ -1,0 +1,87 @@
+"""Solver invariants against the exact oracle: SARSOP's bounds bracket the optimum, its lower bound never
+decreases, and SARSOP agrees with exact value iteration on the small classic problems.
+
+Undiscounted classics (concert, ejs1, ejs2, ejs4 have discount 1) have no infinite-horizon exact value to
+compare with, so they are left out here. Where exact value iteration does not converge within a few seconds
+(shuttle.95, cheese.95, 4x3.95) we compare intervals instead: the exact solver's residual bounds are valid
+after every iteration, so SARSOP's [lower, upper] must overlap them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from trimpomdp.pomdp import load_model
+from trimpomdp.pomdp.model import POMDP
+from trimpomdp.solvers.exact import ExactSolver
+from trimpomdp.solvers.sarsop import SARSOPSolver
+
+SLACK = 1e-6  # float noise between two independent computations of the same bound
+
+
+def random_pomdp(seed: int, S: int, A: int, Z: int, discount: float) -> POMDP:
+    rng = np.random.default_rng(seed)
+    T = rng.dirichlet(np.ones(S) * 0.5, size=(A, S))
+    O = rng.dirichlet(np.ones(Z) * 0.5, size=(A, S))
+    R = rng.uniform(-10, 10, size=(S, A)).round(2)
+    return POMDP.from_arrays(T, O, R, discount, rng.dirichlet(np.ones(S)))
+
+
+def check_history(res):
+    lows = [h["lower"] for h in res.history]
+    assert all(b >= a - 1e-12 for a, b in zip(lows, lows[1:])), "SARSOP lower bound decreased"
+    assert res.lower >= lows[-1] - 1e-12 if lows else True
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 100_000), A=st.integers(2, 3), Z=st.integers(2, 3),
+       discount=st.sampled_from([0.5, 0.75, 0.9]))
+def test_sarsop_brackets_exact_optimum_two_states(seed, A, Z, discount):
+    m = random_pomdp(seed, 2, A, Z, discount)
+    ex = ExactSolver(tol=1e-8).solve(m)
+    assert ex.converged
+    opt = 0.5 * (ex.lower + ex.upper)
+    sa = SARSOPSolver(precision=1e-3, timeout=10, seed=seed).solve(m)
+    assert sa.lower <= opt + SLACK and opt <= sa.upper + SLACK
+    check_history(sa)
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 100_000), S=st.integers(3, 4), A=st.integers(2, 3), Z=st.integers(2, 3),
+       discount=st.sampled_from([0.5, 0.75, 0.9]))
+def test_sarsop_bounds_overlap_exact_bounds(seed, S, A, Z, discount):
+    m = random_pomdp(seed, S, A, Z, discount)
+    ex = ExactSolver(tol=1e-6, timeout=2.0).solve(m)  # bounds are valid even when capped
+    sa = SARSOPSolver(precision=1e-3, timeout=10, seed=seed).solve(m)
+    assert sa.lower <= ex.upper + SLACK and ex.lower <= sa.upper + SLACK
+    check_history(sa)
+    # the SARSOP policy's vectors are a lower bound: never above the exact upper bound at b0
+    assert sa.policy.value(m.initial_belief) <= ex.upper + SLACK
+
+
+@pytest.mark.parametrize("name", ["tiger.95", "parr95.95"])
+def test_sarsop_agrees_with_exact_on_classics(pomdp_dir, name):
+    m = load_model(pomdp_dir / f"{name}.POMDP")
+    ex = ExactSolver(tol=1e-4, timeout=60).solve(m)
+    assert ex.converged and ex.upper - ex.lower <= 1e-4
+    sa = SARSOPSolver(precision=1e-4, timeout=30).solve(m)
+    assert abs(0.5 * (sa.lower + sa.upper) - 0.5 * (ex.lower + ex.upper)) <= 1e-3
+    assert sa.lower <= ex.upper + SLACK and ex.lower <= sa.upper + SLACK
+    check_history(sa)
+
+
+@pytest.mark.parametrize("name", ["shuttle.95", "cheese.95", "4x3.95"])
+def test_sarsop_within_capped_exact_bounds(pomdp_dir, name):
+    m = load_model(pomdp_dir / f"{name}.POMDP")
+    ex = ExactSolver(tol=1e-4, timeout=3.0).solve(m)
+    sa = SARSOPSolver(precision=1e-3, timeout=30).solve(m)
+    assert sa.lower <= ex.upper + SLACK and ex.lower <= sa.upper + SLACK
+    check_history(sa)
+
+
+def test_undiscounted_classics_are_refused_by_the_exact_solver(pomdp_dir):
+    m = load_model(pomdp_dir / "ejs1.POMDP")
+    assert m.discount == 1.0
+    with pytest.raises(Exception, match="discount"):
+        ExactSolver().solve(m)
