@@ -52,8 +52,11 @@ def test_pointwise_ordering_on_cheese(pomdp_dir):
 
     res = SARSOPSolver(precision=1e-3, timeout=5).solve(m)
     b = m.initial_belief
-    assert B.max(axis=0) @ b <= res.lower + 1e-6
-    assert np.max(F @ b) >= res.upper - 1e-6 or np.max(F @ b) >= res.lower
+    assert res.converged  # cheese is small: V*(b0) is pinned within 1e-3
+    v_star = res.lower
+    assert np.max(Q @ b) >= np.max(F @ b) - 1e-9
+    assert np.max(F @ b) >= v_star - 1e-9
+    assert v_star >= np.max(B @ b) - 1e-9
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

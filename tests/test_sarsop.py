@@ -139,7 +139,13 @@ def test_hallway_lower_bound_improves(pomdp_dir):
     from trimpomdp.pomdp.io import load_model
 
     m = load_model(pomdp_dir / "Hallway.pomdp")
-    res = SARSOPSolver(timeout=3).solve(m)
+    res = SARSOPSolver(timeout=1.5).solve(m)
     check_history(res.history)
     assert res.history[0]["lower"] < res.lower
     assert 0.5 < res.lower <= res.upper
+
+
+def test_without_sarsop_targets_still_converges():
+    res = SARSOPSolver(precision=1e-3, targets=False).solve(tiger())
+    assert res.converged and abs(res.lower - TIGER_V) < 1e-3
+    assert res.policy.meta["settings"]["targets"] is False

@@ -12,6 +12,7 @@ Only small models are tractable (the vector sets can grow doubly exponentially),
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import numpy as np
@@ -119,7 +120,8 @@ class ExactSolver:
                 upper = v0 + (delta + gamma * hi_diff) / (1.0 - gamma)
                 history.append(self._record(t0, n_iter, lower, upper, alphas))
                 if self.verbose:
-                    print(f"iter {n_iter}: {len(alphas)} vectors, V(b0) in [{lower:.9g}, {upper:.9g}]")
+                    print(f"iter {n_iter}: {len(alphas)} vectors, V(b0) in [{lower:.9g}, {upper:.9g}]",
+                          file=sys.stderr)
                 shift = gamma * lo_diff / (1.0 - gamma)
                 if upper - lower <= self.tol:
                     converged = True
@@ -128,9 +130,14 @@ class ExactSolver:
                 converged = self.horizon is not None
         except _Timeout:
             pass
-        if n_iter == 0:
-            lower = float(np.max(alphas @ b0))
-            upper = math.inf
+        if n_iter == 0:  # nothing computed: the trivial bounds on any discounted return
+            if self.horizon is None:
+                lower, upper = float(R.min()) / (1.0 - gamma), float(R.max()) / (1.0 - gamma)
+                shift = lower
+            elif self.horizon == 0:
+                lower = upper = 0.0
+            else:
+                lower, upper = -math.inf, math.inf
         # V_n + gamma*l/(1-gamma) <= V* at every belief: shifting by a constant keeps the greedy actions and
         # turns the vectors into a global lower bound whose value at b0 is ``lower``
         policy = AlphaVectorPolicy(alphas + shift, acts, {

@@ -1,10 +1,15 @@
 """SARSOP-style point-based POMDP solver (Kurniawati, Hsu & Lee, RSS 2008): plain-Python orchestration.
 
-A belief tree rooted at b0 is grown by trials that follow the upper bound's best action and the
-observation with the largest weighted excess gap, with SARSOP's selective-deep-sampling targets (L, U);
-the sampled path is then backed up bottom-up: a point-based alpha-vector backup for the lower bound and a
-sawtooth belief-value point for the upper bound. All arithmetic runs in ``kernels.py`` (numba); this module
-only keeps the growable arrays, the trial loop, pruning, progress and stopping rules.
+A belief tree (a DAG: identical beliefs are merged by hash) rooted at b0 is grown by trials that follow the
+upper bound's best action and the observation with the largest weighted excess gap, stopping when the gap is
+below eps * gamma^-t (eps = half the root gap) or, as in SARSOP's selective deep sampling, when the (L, U)
+targets propagated from the root are met; a targeted trial that changes nothing at the root makes the next
+one use the plain gap rule. The path is then backed up bottom-up: a point-based alpha-vector backup for the
+lower bound and a sawtooth belief-value point for the upper bound (FIB corners, blind-policy initial
+vectors). Each node caches its bounds and only re-reads vectors/points added since its last refresh.
+Vectors that were nobody's maximiser for ``prune_delay`` backups are dropped (the root's best is kept).
+All arithmetic runs in ``kernels.py`` (numba); this module keeps the growable arrays, the trial loop,
+pruning, progress and stopping rules.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from trimpomdp.errors import ModelError
 from trimpomdp.policy import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
 from trimpomdp.solvers import kernels as K
-from trimpomdp.solvers.bounds import blind_alphas, fib_alphas, qmdp_alphas
+from trimpomdp.solvers.bounds import blind_alphas, fib_alphas
 from trimpomdp.solvers.result import SolveResult
 from trimpomdp.solvers.sparse import SparseModel, to_sparse
 
@@ -49,7 +54,7 @@ class _Run:
     """State of one solve: tree arrays, alpha set, sawtooth points; grown by doubling."""
 
     def __init__(self, sm: SparseModel, model: POMDP, precision, timeout, max_iterations, verbose,
-                 report_every, callback, seed, max_depth=None, prune_delay=300):
+                 report_every, callback, seed, max_depth=None, prune_delay=300, targets=True):
         self.sm, self.model = sm, model
         self.precision = float(precision)
         self.timeout = timeout
@@ -59,8 +64,8 @@ class _Run:
         self.callback = callback
         self.rng = np.random.default_rng(seed)
         self.prune_delay = prune_delay
-        self.targets_enabled = True
-        self.use_targets = True
+        self.targets_enabled = bool(targets)
+        self.use_targets = bool(targets)
         S, A, Z = sm.S, sm.A, sm.Z
         g = sm.discount
         rng_r = float(sm.R.max() - min(sm.R.min(), 0.0)) + 1e-12
@@ -98,7 +103,7 @@ class _Run:
         self.node_aseen = np.zeros(cap, np.int64)
         self.node_pseen = np.zeros(cap, np.int64)
         self.n_nodes = 0
-        self.index: dict[bytes, int] = {}
+        self.index: dict[int, int] = {}
         self.e_child = np.zeros(1024, np.int64)
         self.e_prob = np.zeros(1024)
         self.e_obs = np.zeros(1024, np.int64)
@@ -185,7 +190,7 @@ class _Run:
     def _ensure(arr, need):
         if need <= arr.shape[0]:
             return arr
-        out = np.zeros(max(need, 2 * arr.shape[0]), arr.dtype)
+        out = np.zeros(max(need, arr.shape[0] + arr.shape[0] // 2), arr.dtype)
         out[: arr.shape[0]] = arr
         return out
 
@@ -201,12 +206,19 @@ class _Run:
         self.node_bl[n] = m
         self.pool_n += m
         self.n_nodes += 1
-        self.index[key] = n
+        if key is not None:
+            self.index[key] = n
         return n
+
+    def _same_belief(self, n, bi, bv):
+        s, m = self.node_bs[n], self.node_bl[n]
+        return m == bi.shape[0] and np.array_equal(self.pool_idx[s: s + m], bi) and \
+            np.allclose(self.pool_val[s: s + m], bv, rtol=0.0, atol=1e-10)
 
     @staticmethod
     def _key(bi, bv):
-        return bi.tobytes() + np.round(bv, 11).tobytes()
+        """Beliefs are merged by a 64-bit hash of (support, values rounded to 1e-11), checked on hit."""
+        return hash(bi.tobytes() + np.round(bv, 11).tobytes())
 
     def _belief(self, n):
         s = self.node_bs[n]
@@ -256,10 +268,12 @@ class _Run:
         for j in range(m):
             ci = cidx[cptr[j]: cptr[j + 1]]
             cv = cval[cptr[j]: cptr[j + 1]]
-            key = ci.tobytes() + np.round(cv, 11).tobytes()
+            key = hash(ci.tobytes() + np.round(cv, 11).tobytes())
             c = index.get(key)
-            if c is None:
-                c = self._new_node(ci, cv, key)
+            if c is not None and not self._same_belief(c, ci, cv):
+                c = -1  # hash collision: keep the beliefs apart (the new one is not indexed)
+            if c is None or c < 0:
+                c = self._new_node(ci, cv, key if c is None else None)
             ids[j] = c
         e0 = self.n_edges
         self.e_child = self._ensure(self.e_child, e0 + m)
@@ -462,11 +476,13 @@ class _Run:
 class SARSOPSolver:
     """Point-based solver with SARSOP sampling; ``solve(model)`` returns a ``SolveResult``.
 
-    ``timeout`` is in CPU seconds (like pomdpsol); ``precision`` is the target gap at b0.
+    ``timeout`` is in CPU seconds (like pomdpsol; a wall-clock guard of 4x + 5 s also applies);
+    ``precision`` is the target gap at b0. Tuning: ``targets`` turns SARSOP's (L, U) trial targets on/off,
+    ``prune_delay`` is how many backups a vector may go unused before it is pruned, ``max_depth`` caps trials.
     """
 
     def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,
-                 report_every=1.0, callback=None, max_depth=None):
+                 report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=300):
         if precision <= 0:
             raise ModelError(f"precision must be positive, got {precision}")
         if timeout is not None and timeout <= 0:
@@ -481,17 +497,20 @@ class SARSOPSolver:
         self.report_every = report_every
         self.callback = callback
         self.max_depth = max_depth
+        self.targets = targets
+        self.prune_delay = prune_delay
 
     def settings(self) -> dict:
         return {"precision": self.precision, "timeout": self.timeout, "max_iterations": self.max_iterations,
-                "seed": self.seed, "max_depth": self.max_depth}
+                "seed": self.seed, "max_depth": self.max_depth, "targets": self.targets,
+                "prune_delay": self.prune_delay}
 
     def solve(self, model: POMDP) -> SolveResult:
         jit = warm_up()
         t0 = time.process_time()
         sm = to_sparse(model)
         run = _Run(sm, model, self.precision, self.timeout, self.max_iterations, self.verbose, self.report_every,
-                   self.callback, self.seed, self.max_depth)
+                   self.callback, self.seed, self.max_depth, self.prune_delay, self.targets)
         init_seconds = time.process_time() - t0
         final = run.run()
         solve_seconds = time.process_time() - t0
