@@ -1,4 +1,21 @@
-"""Offline POMDP solvers: point-based SARSOP, QMDP/FIB bounds, and an exact oracle for small models."""
+"""Offline POMDP solvers: point-based SARSOP, QMDP/FIB bounds, and an exact oracle for small models.
+
+Solvers are imported lazily so that ``import trimpomdp.solvers`` does not pay for numba start-up.
+"""
+from importlib import import_module
+
 from trimpomdp.solvers.result import SolveResult
 
-__all__ = ["SolveResult"]
+_LAZY = {
+    "SARSOPSolver": "trimpomdp.solvers.sarsop",
+    "QMDPSolver": "trimpomdp.solvers.bounds",
+    "ExactSolver": "trimpomdp.solvers.exact",
+}
+
+__all__ = ["SolveResult", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'trimpomdp.solvers' has no attribute {name!r}")
