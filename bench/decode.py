@@ -110,7 +110,7 @@ def bench_loop(model_spec: str, n_problems: int, max_steps: int, max_step_tokens
         secs = time.perf_counter() - t0
         steps = sum(len(r["steps"]) for r in recs)
         results[reuse] = (recs, g.stats, secs, steps)
-        mode = "reuse (per-problem KV cache)" if reuse else "re-encode (batched generate)"
+        mode = "reuse (KV cache per problem)" if reuse else "re-encode (batched generate)"
         print(f"[loop] {mode:30s} steps {steps:3d}  prompt tokens/step {g.stats.prompt_tokens / steps:7.1f}  "
               f"prefill tokens/step {g.stats.prefill_tokens / steps:7.1f}  generated {g.stats.generated_tokens:4d}  "
               f"{secs:7.2f} s  {g.stats.generated_tokens / secs:6.2f} tok/s")

@@ -82,6 +82,9 @@ class ExactSolver:
         gamma = model.discount
         if self.horizon is None and gamma >= 1.0:
             raise ModelError("the exact solver needs discount < 1 or a finite horizon")
+        if A * Z * S * S > 20_000_000:
+            raise ModelError(f"{model.name or 'model'} is too large for the exact solver ({S} states, {A} actions, "
+                             f"{Z} observations); use SARSOP")
         T, O, R = model.T_dense().copy(), model.O_dense(), model.R.copy()
         if model.terminal is not None and model.terminal.any():  # absorbing, value zero
             T[:, model.terminal, :] = 0.0
@@ -298,13 +301,10 @@ def _lex_argmax(vals: np.ndarray, cand: np.ndarray) -> np.ndarray:
     Lexicographic tie-breaking makes the chosen vector truly useful (Littman's lexicographic max), so the
     seeded set never contains a vector that another one covers.
     """
-    out = np.empty(vals.shape[0], dtype=np.int64)
+    out = np.argmax(vals, axis=1)
     top = vals.max(axis=1, keepdims=True)
     tie = vals >= top - 1e-12 * np.maximum(1.0, np.abs(top))
-    for p in range(vals.shape[0]):
+    for p in np.flatnonzero(tie.sum(axis=1) > 1):
         ks = np.flatnonzero(tie[p])
-        if ks.size == 1:
-            out[p] = ks[0]
-        else:
-            out[p] = ks[np.lexsort(cand[ks].T[::-1])[-1]]
+        out[p] = ks[np.lexsort(cand[ks].T[::-1])[-1]]
     return out
