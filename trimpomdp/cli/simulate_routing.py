@@ -64,7 +64,9 @@ def simulate_routing(spec, policies, sweeps, points, episodes, seed, plot, refer
     strong = simulate(tm, load_policy("strong"), pts, episodes, seed).summary()
     aw, as_, cs = weak["accuracy"], strong["accuracy"], strong["strong_tokens"]
     rows = [dict(weak, name="weak"), dict(strong, name="strong")]
-    for p in policies:
+    for p in dict.fromkeys(policies):  # weak and strong are always simulated as the anchors
+        if p in ("weak", "strong"):
+            continue
         r = simulate(tm, load_policy(p, tm), pts, episodes, seed).summary()
         rows.append(dict(r, name=p))
     families = {}

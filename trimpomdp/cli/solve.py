@@ -96,7 +96,7 @@ def solve(model, solver, precision, timeout, max_iterations, output, progress, a
     else:
         from trimpomdp.solvers.exact import ExactSolver
 
-        res = ExactSolver(timeout=timeout, verbose=(progress == "table")).solve(pomdp)
+        res = ExactSolver(tol=precision, timeout=timeout, verbose=(progress == "table")).solve(pomdp)
     if bar is not None:
         bar.close()
     written = _write_policy(res, pomdp, out)

@@ -18,6 +18,11 @@ import time
 import numpy as np
 from scipy.optimize import linprog
 
+try:  # scipy's bundled HiGHS binding (private, hence optional): persistent warm-started LPs
+    from scipy.optimize._highspy import _core as _hc
+except Exception:  # pragma: no cover
+    _hc = None
+
 from trimpomdp.errors import ModelError
 from trimpomdp.policy import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
@@ -33,16 +38,77 @@ class _Timeout(Exception):
 
 
 class _LP:
-    """Witness linear program: max_b (w.b - max_{u in W} u.b) over the belief simplex."""
+    """Witness linear program: max_b (w.b - max_{u in W} u.b) over the belief simplex.
+
+    One HiGHS instance is kept per vector set and rows are appended as the set grows, so consecutive
+    candidates re-solve from the previous basis (warm start, no presolve): about 5x cheaper than a fresh
+    ``linprog`` call, which dominated the solver's time. scipy's bundled HiGHS binding is private API, so any
+    import or solve failure falls back to ``linprog``.
+    """
 
     def __init__(self, n_states: int):
         self.S = n_states
         self.A_eq = np.r_[np.ones(n_states), 0.0][None, :]
         self.bounds = [(0.0, None)] * n_states + [(None, None)]
         self.calls = 0
+        self._h = None
+        self._rows = 0
+
+    # -- persistent model -------------------------------------------------------------------------
+    def reset(self, W: np.ndarray) -> None:
+        """Start a new LP whose constraint rows are the vectors of ``W``."""
+        self._W = [np.asarray(u, dtype=float) for u in W]
+        self._h = None
+        if _hc is None:
+            return
+        try:
+            S = self.S
+            h = _hc._Highs()
+            for k, v in (("output_flag", False), ("presolve", "off"),
+                         ("primal_feasibility_tolerance", 1e-10), ("dual_feasibility_tolerance", 1e-10)):
+                h.setOptionValue(k, v)
+            inf = _hc.kHighsInf
+            for _ in range(S):
+                h.addVar(0.0, inf)
+            h.addVar(-inf, inf)
+            h.changeColCost(S, 1.0)
+            self._idx = np.arange(S + 1, dtype=np.int32)
+            h.addRow(1.0, 1.0, S, self._idx[:-1], np.ones(S))
+            self._h = h
+            for u in self._W:
+                self._add_row(u)
+        except Exception:  # pragma: no cover - binding changed: use linprog
+            self._h = None
+
+    def _add_row(self, u: np.ndarray) -> None:
+        self._h.addRow(-_hc.kHighsInf, 0.0, self.S + 1, self._idx, np.r_[u, -1.0])
+
+    def add(self, u: np.ndarray) -> None:
+        """Append one vector to the constraint set of the current LP."""
+        self._W.append(np.asarray(u, dtype=float))
+        if self._h is not None:
+            self._add_row(self._W[-1])
+
+    def best(self, w: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """``witness(w, W)`` against the current set, warm-started."""
+        if self._h is not None:
+            self.calls += 1
+            h = self._h
+            try:
+                h.changeColsCost(self.S, self._idx[:-1], -np.asarray(w, dtype=float))
+                h.run()
+                if h.getModelStatus() == _hc.HighsModelStatus.kOptimal:
+                    b = np.clip(np.asarray(h.getSolution().col_value)[: self.S], 0.0, None)
+                    if b.sum() > 0:
+                        b /= b.sum()
+                        return float(-h.getInfo().objective_function_value), b
+            except Exception:  # pragma: no cover
+                pass
+            self.calls -= 1
+        return self.witness(w, np.asarray(self._W))
 
     def witness(self, w: np.ndarray, W: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """Largest advantage of ``w`` over the set ``W`` and the belief achieving it."""
+        """Largest advantage of ``w`` over the set ``W`` and the belief achieving it (fresh ``linprog``)."""
         self.calls += 1
         A_ub = np.c_[W, -np.ones(W.shape[0])]
         res = linprog(
@@ -66,13 +132,15 @@ class ExactSolver:
     """
 
     def __init__(self, horizon: int | None = None, tol: float = 1e-9, max_iterations: int = 10_000,
-                 timeout: float | None = None, prune_eps: float = 1e-11, verbose: bool = False):
+                 timeout: float | None = None, prune_eps: float = 1e-11, verbose: bool = False,
+                 eps_fraction: float = 0.05, warm_start: bool = True):
         if horizon is not None and horizon < 0:
             raise ModelError(f"horizon must be >= 0, got {horizon}")
         if tol <= 0:
             raise ModelError(f"tol must be > 0, got {tol}")
         self.horizon, self.tol, self.max_iterations = horizon, tol, max_iterations
         self.timeout, self.prune_eps, self.verbose = timeout, prune_eps, verbose
+        self.eps_fraction, self.warm_start = eps_fraction, warm_start
 
     # ------------------------------------------------------------------ public entry point
     def solve(self, model: POMDP) -> SolveResult:
@@ -97,7 +165,7 @@ class ExactSolver:
         if self.horizon is not None:
             steps = min(steps, float(self.horizon))
         self._scale = max(1.0, float(np.abs(R).max()) * steps)
-        self._eps = self.prune_eps * self._scale
+        self._eps0 = self._eps = self.prune_eps * self._scale
         self._points = [np.eye(S)[i] for i in range(S)] + [np.full(S, 1.0 / S), model.initial_belief]
 
         alphas, acts = np.zeros((1, S)), np.zeros(1, dtype=np.int64)
@@ -106,7 +174,22 @@ class ExactSolver:
         target = self.horizon if self.horizon is not None else self.max_iterations
         delta_total, shift = 0.0, 0.0
         try:
+            if self.horizon is None and self.warm_start:
+                # blind-policy values (repeat one action forever) are a lower bound close to V* on most models,
+                # so value iteration starts with a much smaller residual than from zero; the residual bounds
+                # below hold for any starting set
+                Tb = T.copy()
+                alphas = np.stack([np.linalg.solve(np.eye(S) - gamma * Tb[a], R[:, a]) for a in range(A)])
+                acts = np.arange(A, dtype=np.int64)
+                keep = self._prune(alphas, return_index=True)
+                alphas, acts = alphas[keep], acts[keep]
             while n_iter < target:
+                if self.horizon is None:
+                    # adaptive epsilon-pruning: the residual bounds charge the value lost to pruning, so early
+                    # iterations (gap still large) can prune coarsely and keep the vector sets small
+                    gap = upper - lower if math.isfinite(upper - lower) else self._scale
+                    budget = self.eps_fraction * (1.0 - gamma) * min(gap, self._scale) / (2 * Z + 1)
+                    self._eps = max(self._eps0, min(budget, 1e-3 * self._scale))
                 new_alphas, new_acts, delta = self._backup(alphas)
                 n_iter += 1
                 v0 = float(np.max(new_alphas @ b0))
@@ -165,12 +248,14 @@ class ExactSolver:
             cur = proj[0]
             for g in proj[1:]:
                 cur = self._prune((cur[:, None, :] + g[None, :, :]).reshape(-1, cur.shape[1]))
-            delta += 0.0 if alphas.shape[1] == 2 else self._eps * self._Z  # two states: pruning is exact
+            # Z pruned projections plus Z - 1 pruned partial cross sums, each losing at most eps (two states:
+            # the envelope is exact); the pointwise pre-filter adds its own 1e-3 * eps per prune
+            delta = 0.0 if alphas.shape[1] == 2 else self._eps * 1.001 * (2 * self._Z - 1)  # max over actions
             sets.append(cur)
             set_acts.append(np.full(len(cur), a, dtype=np.int64))
         allv, alla = np.concatenate(sets), np.concatenate(set_acts)
         keep = self._prune(allv, return_index=True)
-        return allv[keep], alla[keep], delta + (0.0 if alphas.shape[1] == 2 else self._eps)
+        return allv[keep], alla[keep], delta + (0.0 if alphas.shape[1] == 2 else self._eps * 1.001)
 
     # ------------------------------------------------------------------ pruning
     def _check_time(self):
@@ -192,10 +277,11 @@ class ExactSolver:
             order = [i for i in range(len(idx)) if i not in kept]
             kept = list(kept)
             F = set(order)
+            self._lp.reset(cand[kept])
             while F:
                 self._check_time()
                 i = F.pop()
-                d, b = self._lp.witness(cand[i], cand[kept])
+                d, b = self._lp.best(cand[i])
                 if b is None or d <= self._eps:
                     continue
                 # the best remaining candidate at the witness belief joins the kept set
@@ -204,6 +290,7 @@ class ExactSolver:
                 if float(b @ cand[j]) <= float(np.max(cand[kept] @ b)):
                     continue  # LP noise: nothing actually beats the kept set here
                 kept.append(int(j))
+                self._lp.add(cand[j])
                 F.discard(int(j))
                 if j != i:
                     F.add(i)
@@ -232,11 +319,12 @@ class ExactSolver:
         # cheap upper bound per x: min_y max_s (x - y)_s >= max_b min_y (x - y).b
         cheap = np.min(np.max(X[:, None, :] - Y[None, :, :], axis=2), axis=1)
         best = sampled
+        self._lp.reset(Y)
         for i in np.argsort(-cheap):
             if cheap[i] <= best + 1e-15:
                 break
             self._check_time()
-            d, b = self._lp.witness(X[i], Y)
+            d, b = self._lp.best(X[i])
             if b is not None:
                 d = max(d, float(X[i] @ b - np.max(Y @ b)))
             best = max(best, d)

@@ -31,6 +31,17 @@ def _grow_f(a, n):
 
 
 @njit(cache=True)
+def same_belief(pool_idx, pool_val, start, m, ci, cv, tol):
+    """Whether the stored belief pool[start:start+m] equals (ci, cv) up to ``tol`` (hash-hit check)."""
+    if m != ci.shape[0]:
+        return False
+    for t in range(m):
+        if pool_idx[start + t] != ci[t] or abs(pool_val[start + t] - cv[t]) > tol:
+            return False
+    return True
+
+
+@njit(cache=True)
 def successors(bi, bv, Tp, Ti, Tv, Op, Oi, Ov, R, Z, min_prob, pred, touched, pz, cnt):
     """Every child b^{a,o} of belief (bi, bv) with P(o | b, a) > min_prob, grouped by action.
 
@@ -171,6 +182,41 @@ def upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, 
 
 
 @njit(cache=True)
+def prune_dominated_points(corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts, dense):
+    """Mark dead every point whose own value is no better than the sawtooth of the other live points at
+    its belief (SARSOP's upper-bound pruning); returns how many were dropped. Checked newest first, so of
+    two equal points the older one goes."""
+    dropped = 0
+    for i in range(n_pts - 1, -1, -1):
+        if not p_alive[i]:
+            continue
+        p_alive[i] = False
+        ci = p_idx[p_ptr[i]:p_ptr[i + 1]]
+        cv = p_val[p_ptr[i]:p_ptr[i + 1]]
+        v0 = 0.0
+        for t in range(ci.shape[0]):
+            v0 += corner[ci[t]] * cv[t]
+        u = upper_value(ci, cv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense, 0)
+        if u - v0 <= p_gap[i] + 1e-12 * max(1.0, abs(v0)):
+            dropped += 1
+        else:
+            p_alive[i] = True
+    return dropped
+
+
+@njit(cache=True)
+def link_points(p_ptr, p_idx, n_pts, head, nxt):
+    """Rebuild the sawtooth buckets (newest first per first support state) of points 0..n_pts-1."""
+    head[:] = -1
+    for i in range(n_pts):
+        s0 = p_idx[p_ptr[i]]
+        nxt[i] = head[s0]
+        head[s0] = i
+    for i in range(n_pts, nxt.shape[0]):
+        nxt[i] = -1
+
+
+@njit(cache=True)
 def refresh_node(c, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
                  alphas, n_alpha, alpha_alive, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts,
                  dense):
@@ -281,6 +327,46 @@ def mark_used_at(node_ids, node_bs, node_bl, pool_idx, pool_val, alphas, n_alpha
         v, k = lower_value(pool_idx[s0:s0 + node_bl[n]], pool_val[s0:s0 + node_bl[n]], alphas, n_alpha, alive)
         if k >= 0:
             used[k] = stamp
+
+
+@njit(cache=True)
+def qmdp_iterate(Tp, Ti, Tv, R, gamma, V, tol, max_iter, Q):
+    """MDP value iteration from V until the largest change is <= tol (or max_iter sweeps); Q (A, S) gets
+    the Q-values of the last V. Returns the number of sweeps."""
+    A = Tp.shape[0]
+    S = V.shape[0]
+    Vn = np.empty(S)
+    it = 0
+    while it < max_iter:
+        it += 1
+        for s in range(S):
+            Vn[s] = NEG_INF
+        for a in range(A):
+            for s in range(S):
+                acc = 0.0
+                for j in range(Tp[a, s], Tp[a, s + 1]):
+                    acc += Tv[j] * V[Ti[j]]
+                q = R[s, a] + gamma * acc
+                if q > Vn[s]:
+                    Vn[s] = q
+        diff = 0.0
+        for s in range(S):
+            d = abs(Vn[s] - V[s])
+            if d > diff:
+                diff = d
+            V[s] = Vn[s]
+        if not diff <= tol:  # also stops on NaN/inf below
+            if diff != diff or diff > 1e300:
+                break
+            continue
+        break
+    for a in range(A):
+        for s in range(S):
+            acc = 0.0
+            for j in range(Tp[a, s], Tp[a, s + 1]):
+                acc += Tv[j] * V[Ti[j]]
+            Q[a, s] = R[s, a] + gamma * acc
+    return it
 
 
 @njit(cache=True)

@@ -44,8 +44,12 @@ def warm_up() -> float:
     O = np.array([[[0.8, 0.2], [0.3, 0.7]], [[0.5, 0.5], [0.5, 0.5]]])
     R = np.array([[1.0, 0.0], [0.0, 0.5]])
     tiny = POMDP.from_arrays(T, O, R, 0.9, name="warmup")
-    _Run(to_sparse(tiny), tiny, precision=1e-2, timeout=None, max_iterations=5, verbose=False,
-         report_every=1e9, callback=None, seed=0).run()
+    run = _Run(to_sparse(tiny), tiny, precision=1e-2, timeout=None, max_iterations=5, verbose=False,
+               report_every=1e9, callback=None, seed=0)
+    run.run()
+    run._compact_points()  # compiles the point pruning/relinking kernels too
+    bi, bv = run._belief(0)
+    run._same_belief(0, bi, bv)
     _JIT_DONE = True
     return time.process_time() - t0
 
@@ -133,6 +137,7 @@ class _Run:
         self.head = np.full(S, -1, np.int64)
         self.node_point = np.full(cap, -1, np.int64)
         self.n_pts = 0
+        self.p_dead = 0
         self.stamp = 0
         self.backups = 0
         self.trials = 0
@@ -211,9 +216,7 @@ class _Run:
         return n
 
     def _same_belief(self, n, bi, bv):
-        s, m = self.node_bs[n], self.node_bl[n]
-        return m == bi.shape[0] and np.array_equal(self.pool_idx[s: s + m], bi) and \
-            np.allclose(self.pool_val[s: s + m], bv, rtol=0.0, atol=1e-10)
+        return K.same_belief(self.pool_idx, self.pool_val, self.node_bs[n], self.node_bl[n], bi, bv, 1e-10)
 
     @staticmethod
     def _key(bi, bv):
@@ -230,6 +233,7 @@ class _Run:
         old = self.node_point[n]
         if old >= 0:
             self.p_alive[old] = False
+            self.p_dead += 1
         # corners stay fixed: every point's gap is measured against them (a corner belief is a point too)
         i = self.n_pts
         if i + 1 >= self.p_gap.shape[0]:
@@ -255,6 +259,36 @@ class _Run:
         self.node_point[n] = i
         self.n_pts += 1
 
+    def _compact_points(self):
+        """Drop replaced sawtooth points so that bucket scans stop walking them.
+
+        Point indices change, so every node rescans all points at its next refresh (its stored upper
+        value is kept as a cap, so this never loosens a bound)."""
+        n = self.n_pts
+        K.prune_dominated_points(self.corner, self.p_ptr, self.p_idx, self.p_val, self.p_gap, self.p_alive,
+                                 self.head, self.nxt, n, self.dense)
+        live = np.flatnonzero(self.p_alive[:n])
+        starts = self.p_ptr[live]
+        lens = self.p_ptr[live + 1] - starts
+        ptr = np.zeros(live.size + 1, np.int64)
+        np.cumsum(lens, out=ptr[1:])
+        src = np.arange(ptr[-1], dtype=np.int64) - np.repeat(ptr[:-1], lens) + np.repeat(starts, lens)
+        self.p_idx[: ptr[-1]] = self.p_idx[src]
+        self.p_val[: ptr[-1]] = self.p_val[src]
+        self.p_ptr[: live.size + 1] = ptr
+        self.p_gap[: live.size] = self.p_gap[live]
+        self.p_alive[:n] = False
+        self.p_alive[: live.size] = True
+        remap = np.full(n, -1, np.int64)
+        remap[live] = np.arange(live.size)
+        npt = self.node_point[: self.n_nodes]
+        has = npt >= 0
+        npt[has] = remap[npt[has]]
+        K.link_points(self.p_ptr, self.p_idx, live.size, self.head, self.nxt)
+        self.n_pts = live.size
+        self.p_dead = 0
+        self.node_pseen[:] = 0
+
     # ------------------------------------------------------------------ tree operations
     def expand(self, n):
         sm = self.sm
@@ -265,10 +299,14 @@ class _Run:
         m = obs.shape[0]
         ids = np.empty(m, np.int64)
         index = self.index
+        # one rounding and one byte copy per expansion (not per child): keys are slices of these
+        ib = cidx.tobytes()
+        vb = np.round(cval, 11).tobytes()
         for j in range(m):
-            ci = cidx[cptr[j]: cptr[j + 1]]
-            cv = cval[cptr[j]: cptr[j + 1]]
-            key = hash(ci.tobytes() + np.round(cv, 11).tobytes())
+            c0, c1 = int(cptr[j]), int(cptr[j + 1])
+            ci = cidx[c0: c1]
+            cv = cval[c0: c1]
+            key = hash(ib[8 * c0: 8 * c1] + vb[8 * c0: 8 * c1])
             c = index.get(key)
             if c is not None and not self._same_belief(c, ci, cv):
                 c = -1  # hash collision: keep the beliefs apart (the new one is not indexed)
@@ -446,6 +484,8 @@ class _Run:
                 # SARSOP's (L, U) targets end trials early; when a targeted trial changed nothing at the
                 # root, the next one falls back to the plain excess-gap rule so progress never stalls
                 self.use_targets = (self.node_lb[0], self.node_ub[0]) != before
+            if self.p_dead > 2000 and self.p_dead > self.n_pts // 2:
+                self._compact_points()
             n_alive = self.alive[: self.n_alpha].sum()
             if n_alive > 1.5 * alive_after_prune + 20:
                 self.prune_alphas()
