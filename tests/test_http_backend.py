@@ -267,3 +267,25 @@ def test_specs(server, monkeypatch):
     assert judge.score("What is 2+2?", [["good"]])[0] == pytest.approx(0.8 / 0.9)
     with pytest.raises(TrimError, match="http-score:<url> or http-judge"):
         prm_from_spec("judge:smollm2")
+
+
+def test_decode_cli_routes_through_http_servers(server, tmp_path):
+    """`trimpomdp decode` with server-hosted weak/strong models and an HTTP score PRM, end to end."""
+    from trimpomdp.cli.main import main
+    from trimpomdp.decode.trace import read_run
+
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(json.dumps({"question": "What is 4 * 3?", "answer": "#### 12"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    rc = main(["decode", str(problems), "-o", str(out), "--policy", "threshold:0.4", "--quiet",
+               "--weak", f"{server.url}/v1?model=weak", "--strong", f"{server.url}/v1?model=strong",
+               "--prm", f"http-score:{server.url}/score", "--max-steps", "4"])
+    assert rc == 0
+    (rec,) = read_run(out).records
+    scores = [s["prm_score"] for s in rec["steps"]]
+    # the fake PRM scores step i with 1/i, so the threshold policy regenerates from step 3 on
+    assert scores[:3] == pytest.approx([1.0, 0.5, 0.333], abs=1e-3)
+    assert [s["action"] for s in rec["steps"]][:3] == ["keep", "keep", "regenerate"]
+    assert rec["tokens"]["strong"] == sum(s["strong_tokens"] for s in rec["steps"]) > 0
+    models = {c["body"].get("model") for c in server.calls if c["path"] == "/v1/completions"}
+    assert models == {"weak", "strong"}

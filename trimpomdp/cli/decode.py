@@ -39,6 +39,10 @@ class ModelPool:
     def generator(self, spec: str, seed: int | None, temperature: float, reuse_cache: bool):
         from trimpomdp.decode.hf import HFStepGenerator
 
+        if spec.startswith(("http://", "https://")):  # an OpenAI-compatible server
+            from trimpomdp.decode.http import backend_from_spec
+
+            return backend_from_spec(spec)
         model, tok, style = self.get(spec)
         return HFStepGenerator(model, tok, name=spec, prompt_style=style, reuse_cache=reuse_cache,
                                temperature=temperature, seed=seed)
@@ -47,6 +51,10 @@ class ModelPool:
         from trimpomdp.decode.prm import JudgePRM, load_prm
 
         kind, _, target = spec.partition(":")
+        if kind in ("http-score", "http-judge"):
+            from trimpomdp.decode.http import prm_from_spec
+
+            return prm_from_spec(spec)
         if kind == "judge" and target:
             model, tok, style = self.get(target)
             return JudgePRM(model, tok, name=spec, prompt_style=style, batch_size=batch_size)
@@ -80,9 +88,9 @@ def build_policy(policy_spec: str, trim_model_path: str | None):
               help="pomdp:PATH.npz | pomdp:lambda=X (solved now) | threshold:K | weak | strong.")
 @click.option("--trim-model", "trim_model", default=None, type=click.Path(dir_okay=False),
               help="TRIM routing model spec (JSON) for the filter/solve [default: data/trim_math.json].")
-@click.option("--weak", default="smollm2", show_default=True, help="Weak model: packaged name, folder or .gguf.")
+@click.option("--weak", default="smollm2", show_default=True, help="Weak model: packaged name, folder, .gguf, or http://server/v1?model=NAME.")
 @click.option("--strong", default="gemma3", show_default=True, help="Strong model: packaged name, folder or .gguf.")
-@click.option("--prm", "prm_spec", default="judge:smollm2", show_default=True, help="judge:<model> | qwen:<folder>.")
+@click.option("--prm", "prm_spec", default="judge:smollm2", show_default=True, help="judge:<model> | qwen:<folder> | http-score:URL | http-judge:SERVER.")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--max-steps", default=12, show_default=True, type=click.IntRange(1))
 @click.option("--max-step-tokens", default=128, show_default=True, type=click.IntRange(1))

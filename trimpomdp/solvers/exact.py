@@ -133,7 +133,7 @@ class ExactSolver:
 
     def __init__(self, horizon: int | None = None, tol: float = 1e-9, max_iterations: int = 10_000,
                  timeout: float | None = None, prune_eps: float = 1e-11, verbose: bool = False,
-                 eps_fraction: float = 0.05, warm_start: bool = True):
+                 eps_fraction: float = 0.3, warm_start: bool = True):
         if horizon is not None and horizon < 0:
             raise ModelError(f"horizon must be >= 0, got {horizon}")
         if tol <= 0:
@@ -172,7 +172,7 @@ class ExactSolver:
         b0 = model.initial_belief
         n_iter, lower, upper, converged, history = 0, -math.inf, math.inf, False, []
         target = self.horizon if self.horizon is not None else self.max_iterations
-        delta_total, shift = 0.0, 0.0
+        delta_total, shift, min_gap = 0.0, 0.0, math.inf
         try:
             if self.horizon is None and self.warm_start:
                 # blind-policy values (repeat one action forever) are a lower bound close to V* on most models,
@@ -187,8 +187,11 @@ class ExactSolver:
                 if self.horizon is None:
                     # adaptive epsilon-pruning: the residual bounds charge the value lost to pruning, so early
                     # iterations (gap still large) can prune coarsely and keep the vector sets small
+                    # (the smallest gap so far: pruning noise inflates the next gap, and basing epsilon on the
+                    # latest one would feed back into ever coarser pruning)
                     gap = upper - lower if math.isfinite(upper - lower) else self._scale
-                    budget = self.eps_fraction * (1.0 - gamma) * min(gap, self._scale) / (2 * Z + 1)
+                    min_gap = min(min_gap, gap, self._scale)
+                    budget = self.eps_fraction * (1.0 - gamma) * min_gap / (2 * Z + 1)
                     self._eps = max(self._eps0, min(budget, 1e-3 * self._scale))
                 new_alphas, new_acts, delta = self._backup(alphas)
                 n_iter += 1

@@ -151,6 +151,7 @@ def lower_value(bi, bv, alphas, n_alpha, alive):
 def upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense, start=0):
     """Sawtooth interpolation: corner . b + min_i phi_i(b) * (v_i - corner . b_i), over points i >= start.
 
+    Point i's belief is p_idx/p_val[p_ptr[i, 0]:p_ptr[i, 1]] (a slice of the belief pool, not a copy).
     Points are bucketed by the first state of their support (``head``/``nxt`` linked lists, newest first):
     a point can only contribute when its whole support lies inside supp(b), so only the buckets of supp(b)
     are read, and a bucket is left as soon as it reaches points older than ``start`` (callers keep the
@@ -167,7 +168,7 @@ def upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, 
             g = p_gap[i]
             if p_alive[i] and g < best:
                 phi = 1e300
-                for j in range(p_ptr[i], p_ptr[i + 1]):
+                for j in range(p_ptr[i, 0], p_ptr[i, 1]):
                     r = dense[p_idx[j]] / p_val[j]
                     if r < phi:
                         phi = r
@@ -191,8 +192,8 @@ def prune_dominated_points(corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nx
         if not p_alive[i]:
             continue
         p_alive[i] = False
-        ci = p_idx[p_ptr[i]:p_ptr[i + 1]]
-        cv = p_val[p_ptr[i]:p_ptr[i + 1]]
+        ci = p_idx[p_ptr[i, 0]:p_ptr[i, 1]]
+        cv = p_val[p_ptr[i, 0]:p_ptr[i, 1]]
         v0 = 0.0
         for t in range(ci.shape[0]):
             v0 += corner[ci[t]] * cv[t]
@@ -209,7 +210,7 @@ def link_points(p_ptr, p_idx, n_pts, head, nxt):
     """Rebuild the sawtooth buckets (newest first per first support state) of points 0..n_pts-1."""
     head[:] = -1
     for i in range(n_pts):
-        s0 = p_idx[p_ptr[i]]
+        s0 = p_idx[p_ptr[i, 0]]
         nxt[i] = head[s0]
         head[s0] = i
     for i in range(n_pts, nxt.shape[0]):
