@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from trimpomdp.errors import ModelError
 from trimpomdp.pomdp.model import POMDP
-from trimpomdp.solvers.exact import ExactSolver, _envelope_2state, _pointwise_undominated
+from trimpomdp.solvers.exact import _LP, ExactSolver, _envelope_2state, _pointwise_undominated
 
 TIGER_OPT = 19.3713683749  # our converged value (bounds within 1e-9); literature: about 19.37
 
@@ -139,3 +139,43 @@ def test_errors():
     with pytest.raises(ModelError, match="discount"):
         ExactSolver().solve(tiger(discount=1.0))
     assert ExactSolver(horizon=2).solve(tiger(discount=1.0)).upper == pytest.approx(-2.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), S=st.integers(2, 6), K=st.integers(1, 30))
+def test_warm_started_lp_matches_fresh_linprog(seed, S, K):
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(K, S))
+    lp = _LP(S)
+    lp.reset(W[: max(1, K // 2)])
+    for u in W[max(1, K // 2):]:
+        lp.add(u)  # rows appended to the live model
+    for w in rng.normal(size=(4, S)):
+        d, b = lp.best(w)
+        d_ref, _ = lp.witness(w, W)
+        assert d == pytest.approx(d_ref, abs=1e-8)
+        # the witness belief is on the simplex and attains the advantage
+        assert b.min() >= 0 and b.sum() == pytest.approx(1.0)
+        assert float(w @ b - np.max(W @ b)) == pytest.approx(d, abs=1e-7)
+
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 10_000), A=st.integers(2, 3), Z=st.integers(2, 3))
+def test_coarse_adaptive_pruning_and_warm_start_keep_valid_bounds(seed, A, Z):
+    """Epsilon-pruning is charged to the upper bound, so coarse pruning and a blind-policy start must still
+    bracket the optimum found by a near-exact cold run."""
+    m = random_model(seed, 3, A, Z, 0.6)
+    ref = ExactSolver(tol=1e-7, eps_fraction=1e-6, warm_start=False, timeout=10).solve(m)
+    assert ref.converged
+    for frac, warm in ((0.5, True), (0.5, False), (0.3, True)):
+        res = ExactSolver(tol=1e-5, eps_fraction=frac, warm_start=warm, timeout=10).solve(m)
+        assert res.converged and res.upper - res.lower <= 1e-5
+        assert res.lower <= ref.upper + 1e-9 and ref.lower <= res.upper + 1e-9
+        assert res.policy.value(m.initial_belief) == pytest.approx(res.lower, abs=1e-9)
+
+
+def test_capped_coarse_run_brackets_tiger():
+    # early iterations prune with a large epsilon; whatever is reached must still bracket the optimum
+    for it in (1, 3, 10, 30):
+        res = ExactSolver(max_iterations=it, eps_fraction=0.9).solve(tiger())
+        assert res.lower - 1e-9 <= TIGER_OPT <= res.upper + 1e-9

@@ -6,7 +6,9 @@ observations, and the union over actions is pruned once more. Pruning is Lark's 
 programs (``scipy.optimize.linprog(method="highs")``), preceded by pointwise-dominance removal and by seeding
 the kept set with the best vectors at known witness beliefs, so that most candidates never need an LP.
 
-Only small models are tractable (the vector sets can grow doubly exponentially), hence ``timeout`` and
+Infinite-horizon runs start from the blind-policy vectors and prune with an epsilon proportional to the
+current gap (the loss is charged to the upper bound), and the LPs are warm-started HiGHS models that grow a
+row per kept vector. Only small models are tractable (the vector sets can grow doubly exponentially), hence ``timeout`` and
 ``max_iterations``; an interrupted run still returns valid-looking bounds from the last residual bound.
 """
 from __future__ import annotations
@@ -52,7 +54,7 @@ class _LP:
         self.bounds = [(0.0, None)] * n_states + [(None, None)]
         self.calls = 0
         self._h = None
-        self._rows = 0
+        self._W: list[np.ndarray] = []
 
     # -- persistent model -------------------------------------------------------------------------
     def reset(self, W: np.ndarray) -> None:
@@ -133,7 +135,7 @@ class ExactSolver:
 
     def __init__(self, horizon: int | None = None, tol: float = 1e-9, max_iterations: int = 10_000,
                  timeout: float | None = None, prune_eps: float = 1e-11, verbose: bool = False,
-                 eps_fraction: float = 0.3, warm_start: bool = True):
+                 eps_fraction: float = 0.5, warm_start: bool = True):
         if horizon is not None and horizon < 0:
             raise ModelError(f"horizon must be >= 0, got {horizon}")
         if tol <= 0:
@@ -178,8 +180,7 @@ class ExactSolver:
                 # blind-policy values (repeat one action forever) are a lower bound close to V* on most models,
                 # so value iteration starts with a much smaller residual than from zero; the residual bounds
                 # below hold for any starting set
-                Tb = T.copy()
-                alphas = np.stack([np.linalg.solve(np.eye(S) - gamma * Tb[a], R[:, a]) for a in range(A)])
+                alphas = np.stack([np.linalg.solve(np.eye(S) - gamma * T[a], R[:, a]) for a in range(A)])
                 acts = np.arange(A, dtype=np.int64)
                 keep = self._prune(alphas, return_index=True)
                 alphas, acts = alphas[keep], acts[keep]

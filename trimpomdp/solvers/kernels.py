@@ -320,6 +320,54 @@ def backup_node(n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, 
 
 
 @njit(cache=True)
+def trial_step(n, t, node_qub, node_qlb, node_rew, aptr, e_child, e_prob, node_lb, node_ub, eps, ginv, g, L, U):
+    """One SARSOP descent choice at expanded node n: the upper bound's best action, then the child with the
+    largest weighted excess gap, with the (L, U) targets propagated to it.
+
+    Returns (status, child, L, U): status 0 = go to child, 1 = stop here, 2 = stop after backing n up."""
+    A = aptr.shape[1] - 1
+    a = 0
+    for b in range(1, A):
+        if node_qub[n, b] > node_qub[n, a]:
+            a = b
+    e0 = aptr[n, a]
+    e1 = aptr[n, a + 1]
+    if e1 == e0:
+        return 1, -1, L, U
+    ginv_next = ginv / g if g < 1.0 else 1.0
+    jb = e0
+    best = NEG_INF
+    Lsum = 0.0
+    Usum = 0.0
+    for e in range(e0, e1):
+        c = e_child[e]
+        p = e_prob[e]
+        sc = p * (node_ub[c] - node_lb[c] - eps * ginv_next)
+        if sc > best:
+            best = sc
+            jb = e
+        Lsum += p * node_lb[c]
+        Usum += p * node_ub[c]
+    if best <= 0 and t > 0:
+        return 2, -1, L, U
+    qmax = node_qlb[n, 0]
+    for b in range(1, A):
+        if node_qlb[n, b] > qmax:
+            qmax = node_qlb[n, b]
+    Lp = max(L, qmax)
+    Up = max(U, Lp + eps * ginv)
+    cj = e_child[jb]
+    pj = e_prob[jb]
+    Lsum -= pj * node_lb[cj]
+    Usum -= pj * node_ub[cj]
+    if g > 0:
+        rba = node_rew[n, a]
+        L = ((Lp - rba) / g - Lsum) / pj
+        U = ((Up - rba) / g - Usum) / pj
+    return 0, cj, L, U
+
+
+@njit(cache=True)
 def mark_used_at(node_ids, node_bs, node_bl, pool_idx, pool_val, alphas, n_alpha, alive, used, stamp):
     """Stamp the vector that is best at each of the given nodes (witnesses kept by pruning)."""
     for t in range(node_ids.shape[0]):

@@ -8,8 +8,10 @@ one use the plain gap rule. The path is then backed up bottom-up: a point-based 
 lower bound and a sawtooth belief-value point for the upper bound (FIB corners, blind-policy initial
 vectors). Each node caches its bounds and only re-reads vectors/points added since its last refresh.
 Vectors that were nobody's maximiser for ``prune_delay`` backups are dropped (the root's best is kept).
-All arithmetic runs in ``kernels.py`` (numba); this module keeps the growable arrays, the trial loop,
-pruning, progress and stopping rules.
+Sawtooth points reference their node's belief in the pool (no copy); once replaced points pile up, points
+dominated by the others are pruned (as SARSOP does) and the survivors compacted, so bucket scans stay short.
+All arithmetic (including each trial step's action/child choice) runs in ``kernels.py`` (numba); this
+module keeps the growable arrays, the trial loop, pruning, progress and stopping rules.
 """
 from __future__ import annotations
 
@@ -160,7 +162,7 @@ class _Run:
                     self.node_aseen[:] = 0
             else:
                 n = 2 * self.alphas.shape[0]
-                self.alphas = np.concatenate([self.alphas, np.zeros_like(self.alphas)])
+                self.alphas.resize((n, self.alphas.shape[1]), refcheck=False)  # in place, no transient copy
                 self.alpha_act = np.resize(self.alpha_act, n)
                 self.alive = np.concatenate([self.alive, np.zeros(n // 2, bool)])
                 self.used = np.resize(self.used, n)
@@ -203,8 +205,13 @@ class _Run:
         n = self.n_nodes
         self._grow_nodes(n + 1)
         m = bi.shape[0]
-        self.pool_idx = self._ensure(self.pool_idx, self.pool_n + m)
-        self.pool_val = self._ensure(self.pool_val, self.pool_n + m)
+        need = self.pool_n + m
+        if need > self.pool_idx.shape[0]:
+            # the pool is most of the memory: grow it in place (realloc/mremap, no transient copy); no view
+            # of it is held across this call (kernels get self.pool_* afresh each call)
+            size = max(need, self.pool_idx.shape[0] + self.pool_idx.shape[0] // 2)
+            self.pool_idx.resize(size, refcheck=False)
+            self.pool_val.resize(size, refcheck=False)
         self.pool_idx[self.pool_n: self.pool_n + m] = bi
         self.pool_val[self.pool_n: self.pool_n + m] = bv
         self.node_bs[n] = self.pool_n
@@ -370,33 +377,17 @@ class _Run:
             if ub - lb <= thr or (self.use_targets and t > 0 and ub <= L and ub <= max(U, lb + thr)) \
                     or t >= self.max_depth:
                 break
-            qub = self.node_qub[n]
-            a = int(np.argmax(qub))
-            e0, e1 = self.aptr[n, a], self.aptr[n, a + 1]
-            if e1 == e0:
+            status, child, L, U = K.trial_step(n, t, self.node_qub, self.node_qlb, self.node_rew, self.aptr,
+                                               self.e_child, self.e_prob, self.node_lb, self.node_ub, eps,
+                                               ginv, g, L, U)
+            if status == 1:
                 break
-            ch = self.e_child[e0:e1]
-            p = self.e_prob[e0:e1]
-            clb, cub = self.node_lb[ch], self.node_ub[ch]
-            ginv_next = ginv / g if g < 1.0 else 1.0
-            score = p * (cub - clb - eps * ginv_next)
-            j = int(np.argmax(score))
-            if score[j] <= 0 and t > 0:
-                path.append(n)
-                break
-            Lp = max(L, self.node_qlb[n].max())
-            Up = max(U, Lp + eps * ginv)
-            rba = self.node_rew[n, a]
-            pj = p[j]
-            Lsum = float(p @ clb) - pj * clb[j]
-            Usum = float(p @ cub) - pj * cub[j]
-            if g > 0:
-                L = ((Lp - rba) / g - Lsum) / pj
-                U = ((Up - rba) / g - Usum) / pj
             path.append(n)
-            n = int(ch[j])
+            if status == 2:
+                break
+            n = int(child)
             t += 1
-            ginv = ginv_next
+            ginv = ginv / g if g < 1.0 else 1.0
         if self.expanded[n] and (not path or path[-1] != n):
             path.append(n)
         for m in reversed(path):
