@@ -176,7 +176,7 @@ class ExactSolver:
         target = self.horizon if self.horizon is not None else self.max_iterations
         delta_total, shift, min_gap = 0.0, 0.0, math.inf
         try:
-            if self.horizon is None and self.warm_start:
+            if self.horizon is None and self.warm_start and S > 2:  # (two states: exact envelopes, cold start)
                 # blind-policy values (repeat one action forever) are a lower bound close to V* on most models,
                 # so value iteration starts with a much smaller residual than from zero; the residual bounds
                 # below hold for any starting set
