@@ -179,3 +179,14 @@ def test_point_pruning_keeps_every_recorded_upper_value():
     for _ in range(40):
         run.trial()
     assert lb0 <= run.node_lb[0] <= run.node_ub[0] <= ub0
+
+
+def test_undiscounted_model_with_unbounded_value_is_refused(pomdp_dir):
+    """ejs2 has discount 1 and a positive average reward per step: its value is infinite, so the solver
+    must say so instead of returning crossed bounds."""
+    from trimpomdp.errors import ModelError
+    from trimpomdp.pomdp import load_model
+
+    model = load_model(pomdp_dir / "ejs2.POMDP")
+    with pytest.raises(ModelError, match="discount 1"):
+        SARSOPSolver(timeout=10).solve(model)

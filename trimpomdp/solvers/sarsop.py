@@ -534,6 +534,12 @@ class SARSOPSolver:
                    self.callback, self.seed, self.max_depth, self.prune_delay, self.targets)
         init_seconds = time.process_time() - t0
         final = run.run()
+        if final["lower"] > final["upper"] + 1e-6 * max(1.0, abs(final["upper"])):
+            why = ("with discount 1 the value is unbounded unless every policy reaches absorbing zero-reward "
+                   "states; use a discount < 1 or mark terminal states") if model.discount >= 1 else \
+                "the bounds are inconsistent"
+            raise ModelError(f"{model.name or 'model'}: lower bound {final['lower']:.6g} exceeds upper bound "
+                             f"{final['upper']:.6g}: {why}")
         solve_seconds = time.process_time() - t0
         for h in run.history:  # times measured from the start of the solve, bounds included
             h["time"] += init_seconds
