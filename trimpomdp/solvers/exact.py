@@ -35,6 +35,10 @@ from trimpomdp.solvers.result import SolveResult
 _HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
+#: largest cross sum formed in one backup (vectors); beyond it the solve stops early, bounds still valid
+MAX_CROSS_SUM = 2_000_000
+
+
 class _Timeout(Exception):
     pass
 
@@ -251,6 +255,8 @@ class ExactSolver:
             proj = [self._prune(g) for g in proj]
             cur = proj[0]
             for g in proj[1:]:
+                if cur.shape[0] * g.shape[0] > MAX_CROSS_SUM:
+                    raise _Timeout  # stop with the last valid bounds instead of exhausting memory
                 cur = self._prune((cur[:, None, :] + g[None, :, :]).reshape(-1, cur.shape[1]))
             # Z pruned projections plus Z - 1 pruned partial cross sums, each losing at most eps (two states:
             # the envelope is exact); the pointwise pre-filter adds its own 1e-3 * eps per prune
