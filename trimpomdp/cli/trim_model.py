@@ -75,9 +75,6 @@ def trim_model(
     """Build a TRIM routing spec: p_weak/p_strong, length distribution, token costs, observation model."""
     from trimpomdp.routing.spec import DEFAULT_STEP_TOKENS, TrimModel
 
-    kwargs = {}
-    if step_tokens is not None:
-        kwargs["mean_step_tokens"] = step_tokens
     tm = TrimModel.from_step_stats(
         step_stats,
         weak,
@@ -89,7 +86,7 @@ def trim_model(
         p_strong=p_strong,
         token_sigma=token_sigma,
         token_bins=token_bins,
-        **({"mean_step_tokens": DEFAULT_STEP_TOKENS} | kwargs),
+        mean_step_tokens=DEFAULT_STEP_TOKENS if step_tokens is None else step_tokens,
     )
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
