@@ -19,6 +19,8 @@ from trimpomdp.solvers.sparse import to_sparse
 
 #: iteration cap for undiscounted models (discount 1), where value iteration may not contract
 MAX_ITER = 10_000
+#: below this many states a dense LAPACK solve beats scipy's sparse LU set-up
+DENSE_SOLVE_MAX = 300
 
 
 def _tol(sm, tol):
@@ -48,17 +50,12 @@ def fib_alphas(model: POMDP, tol: float = 1e-7, init: np.ndarray | None = None) 
 
     Started from QMDP, which it can only tighten, so every iterate stays a valid upper bound.
     """
-    from trimpomdp.solvers.kernels import fib_sweep
+    from trimpomdp.solvers.kernels import fib_iterate
 
     sm = to_sparse(model)
     alph = qmdp_alphas(model, tol) if init is None else np.array(init, dtype=np.float64)
     alph = np.ascontiguousarray(alph)
-    out = np.empty_like(alph)
-    for _ in range(MAX_ITER):
-        diff = fib_sweep(alph, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.discount, sm.Z, out)
-        alph, out = out, alph
-        if diff <= _tol(sm, tol):
-            break
+    fib_iterate(alph, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.discount, sm.Z, _tol(sm, tol), MAX_ITER)
     _horizon_guard(sm, alph)
     return alph
 
@@ -70,7 +67,9 @@ def blind_alphas(model: POMDP, tol: float = 1e-9) -> np.ndarray:
     out = np.empty((sm.A, sm.S))
     eye = sp.identity(sm.S, format="csc")
     for a in range(sm.A):
-        if g < 1.0:
+        if g < 1.0 and sm.S <= DENSE_SOLVE_MAX:
+            out[a] = np.linalg.solve(np.eye(sm.S) - g * sm.T[a].toarray(), sm.R[:, a])
+        elif g < 1.0:
             out[a] = spla.spsolve((eye - g * sm.T[a]).tocsc(), sm.R[:, a])
         else:  # undiscounted: iterate (converges when the action reaches terminal states)
             v = np.zeros(sm.S)

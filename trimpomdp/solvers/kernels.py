@@ -268,10 +268,14 @@ def backup_node(n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, 
 
     Refreshes the children's bound values, stores Q bounds per action, writes the point-based lower-bound
     backup vector of the best lower action into ``new_alpha`` and returns
-    (best lower action, its value at b, max upper Q, current lower value at b, current sawtooth at b).
+    (best lower action, its value at b, max upper Q, current lower value at b, current sawtooth at b);
+    the action is -1 (nothing done) when a child's belief is not in the pool.
     """
     A = aptr.shape[1] - 1
     S = h.shape[0]
+    for e in range(aptr[n, 0], aptr[n, A]):
+        if node_bs[e_child[e]] < 0:  # a child's belief was evicted: the caller recomputes it first
+            return -1, 0.0, 0.0, 0.0, 0.0
     lb_here, k_here, ub_here = refresh_node(
         n, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
         alphas, n_alpha, alpha_alive, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts, dense)
@@ -365,6 +369,43 @@ def trial_step(n, t, node_qub, node_qlb, node_rew, aptr, e_child, e_prob, node_l
         L = ((Lp - rba) / g - Lsum) / pj
         U = ((Up - rba) / g - Usum) / pj
     return 0, cj, L, U
+
+
+@njit(cache=True)
+def evict_leaves(order, aptr, e_child, expanded, node_bs, node_bl, to_free):
+    """Drop the pool beliefs of unexpanded children of the expanded nodes in ``order`` (least recently backed
+    up first) until ``to_free`` entries are freed; marks them with ``node_bs = -1`` and returns the count.
+    Their cached bounds stay (still valid); the beliefs are recomputed from a parent when needed again."""
+    A = aptr.shape[1] - 1
+    freed = 0
+    for t in range(order.shape[0]):
+        if freed >= to_free:
+            break
+        n = order[t]
+        for e in range(aptr[n, 0], aptr[n, A]):
+            c = e_child[e]
+            if not expanded[c] and node_bs[c] >= 0:
+                node_bs[c] = -1
+                freed += node_bl[c]
+    return freed
+
+
+@njit(cache=True)
+def compact_pool(live, node_bs, node_bl, pool_idx, pool_val):
+    """Slide the beliefs of ``live`` nodes (sorted by pool offset) to the front of the pool, in place;
+    returns the new pool length."""
+    pos = 0
+    for t in range(live.shape[0]):
+        n = live[t]
+        s0 = node_bs[n]
+        m = node_bl[n]
+        if s0 != pos:
+            for j in range(m):
+                pool_idx[pos + j] = pool_idx[s0 + j]
+                pool_val[pos + j] = pool_val[s0 + j]
+            node_bs[n] = pos
+        pos += m
+    return pos
 
 
 @njit(cache=True)
@@ -464,3 +505,200 @@ def fib_sweep(alph, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, out):
                 diff = d
             out[a, s] = v
     return diff
+
+
+
+@njit(cache=True)
+def fib_iterate(alph, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, tol, max_iter):
+    """FIB sweeps from ``alph`` (in place) until the largest change is <= tol; returns the sweep count.
+    Every iterate of an upper bound stays an upper bound, so stopping early is safe."""
+    out = np.empty_like(alph)
+    it = 0
+    while it < max_iter:
+        it += 1
+        diff = fib_sweep(alph, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, out)
+        alph[:, :] = out
+        if not diff > tol:  # also stops on NaN
+            break
+    return it
+
+# ---------------------------------------------------------------------------------------------- trial loop
+# run_trials keeps its resumable state in two small arrays so that it can hand control back to Python in
+# the middle of a trial (to expand a node, recompute evicted beliefs, or grow an array) and carry on after.
+ST_PHASE, ST_NODE, ST_PARENT, ST_DEPTH, ST_PLEN, ST_POS, ST_PENDING, ST_TARGETS, ST_NEED, ST_TRIALS, \
+    ST_BACKUPS, ST_STAMP, ST_NALPHA, ST_NPTS, ST_PDEAD, ST_NALIVE = range(16)
+SF_GINV, SF_L, SF_U, SF_EPS, SF_LB0, SF_UB0 = range(6)
+#: run_trials return codes
+DONE, CONVERGED, NEED_EXPAND, NEED_BELIEFS, NEED_ALPHA_ROOM, NEED_POINT_ROOM, MAINTENANCE = range(7)
+
+
+@njit(cache=True)
+def backup_update(n, st, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew,
+                  node_lb, node_ub, node_qlb, node_qub, node_bestk, node_aseen, node_pseen, node_touch, node_point,
+                  alphas, alpha_act, alive, used, corner, p_ptr, p_node, p_gap, p_alive, head, nxt,
+                  dense, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha):
+    """Back node n up and store the results: a new alpha vector when the lower bound improves, a new
+    sawtooth point (replacing n's old one) when the upper bound does. Returns DONE, or NEED_BELIEFS /
+    NEED_ALPHA_ROOM / NEED_POINT_ROOM (then nothing was changed and the call can simply be repeated)."""
+    if st[ST_NALPHA] >= alphas.shape[0]:
+        return NEED_ALPHA_ROOM
+    if st[ST_NPTS] + 1 >= p_gap.shape[0]:
+        return NEED_POINT_ROOM
+    stamp = st[ST_STAMP] + 1
+    a, ql, qu, lb_here, ub_here = backup_node(
+        n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew, node_lb, node_ub,
+        node_qlb, node_qub, node_bestk, node_aseen, node_pseen, alphas, st[ST_NALPHA], alive, used, stamp,
+        corner, p_ptr, pool_idx, pool_val, p_gap, p_alive, head, nxt, st[ST_NPTS], dense,
+        Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha)
+    if a < 0:
+        st[ST_NEED] = n
+        return NEED_BELIEFS
+    st[ST_STAMP] = stamp
+    node_touch[n] = stamp
+    st[ST_BACKUPS] += 1
+    if ql > lb_here + 1e-10 * max(1.0, abs(lb_here)):
+        k = st[ST_NALPHA]
+        alphas[k, :] = new_alpha
+        alpha_act[k] = a
+        alive[k] = True
+        used[k] = stamp
+        st[ST_NALPHA] = k + 1
+        st[ST_NALIVE] += 1
+        node_bestk[n] = k
+        node_aseen[n] = k + 1
+        lb_here = ql
+    ub = min(qu, ub_here, node_ub[n])
+    if ub < lb_here:
+        ub = lb_here
+    if ub < ub_here - 1e-12:
+        old = node_point[n]
+        if old >= 0:
+            p_alive[old] = False
+            st[ST_PDEAD] += 1
+        i = st[ST_NPTS]
+        s0 = node_bs[n]
+        m = node_bl[n]
+        v0 = 0.0
+        for t in range(m):
+            v0 += corner[pool_idx[s0 + t]] * pool_val[s0 + t]
+        p_node[i] = n
+        p_ptr[i, 0] = s0
+        p_ptr[i, 1] = s0 + m
+        p_gap[i] = ub - v0
+        p_alive[i] = True
+        first = pool_idx[s0]
+        nxt[i] = head[first]
+        head[first] = i
+        node_point[n] = i
+        st[ST_NPTS] = i + 1
+    node_lb[n] = lb_here
+    node_ub[n] = ub
+    return DONE
+
+
+@njit(cache=True)
+def run_trials(st, sf, path, max_trials, precision, kappa, max_depth, targets_enabled, pdead_limit, alive_limit,
+               expanded, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew,
+               node_lb, node_ub, node_qlb, node_qub, node_bestk, node_aseen, node_pseen, node_touch, node_point,
+               alphas, alpha_act, alive, used, corner, p_ptr, p_node, p_gap, p_alive, head, nxt,
+               dense, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha):
+    """SARSOP trials (descent by upper-bound action and weighted excess gap with (L, U) targets, then
+    bottom-up backups of the path) until ``max_trials`` more are done, the root gap is <= ``precision``,
+    or Python is needed (see the return codes); ``st``/``sf``/``path`` carry a trial across such returns.
+    Phase 0 = between trials, 1 = descending, 2 = backing up path[ST_POS] and then the nodes above it."""
+    done = 0
+    while True:
+        if st[ST_PHASE] == 0:
+            if node_ub[0] - node_lb[0] <= precision:
+                return CONVERGED
+            if done >= max_trials:
+                return DONE
+            if st[ST_PDEAD] > pdead_limit and st[ST_PDEAD] > st[ST_NPTS] // 2:
+                return MAINTENANCE
+            if st[ST_NALIVE] > alive_limit:
+                return MAINTENANCE
+            gap_root = node_ub[0] - node_lb[0]
+            eps = max(kappa * gap_root, precision * 0.5)
+            sf[SF_EPS] = eps
+            sf[SF_L] = node_lb[0]
+            sf[SF_U] = node_lb[0] + eps
+            sf[SF_GINV] = 1.0
+            sf[SF_LB0] = node_lb[0]
+            sf[SF_UB0] = node_ub[0]
+            st[ST_NODE] = 0
+            st[ST_PARENT] = -1
+            st[ST_DEPTH] = 0
+            st[ST_PLEN] = 0
+            st[ST_PENDING] = 0
+            st[ST_PHASE] = 1
+        if st[ST_PHASE] == 1:
+            eps = sf[SF_EPS]
+            while True:
+                n = st[ST_NODE]
+                t = st[ST_DEPTH]
+                ginv = sf[SF_GINV]
+                thr = eps * ginv
+                if st[ST_PENDING] == 1:  # n was just expanded by Python: back it up before reading it
+                    code = backup_update(n, st, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob,
+                                         e_obs, node_rew, node_lb, node_ub, node_qlb, node_qub, node_bestk,
+                                         node_aseen, node_pseen, node_touch, node_point, alphas, alpha_act, alive,
+                                         used, corner, p_ptr, p_node, p_gap, p_alive, head, nxt, dense,
+                                         Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha)
+                    if code != DONE:
+                        return code
+                    st[ST_PENDING] = 0
+                elif not expanded[n]:
+                    # leaves whose stored bounds already stop the trial are not expanded
+                    if node_ub[n] - node_lb[n] <= thr or t >= max_depth:
+                        break
+                    if node_bs[n] < 0:
+                        st[ST_NEED] = st[ST_PARENT]
+                        return NEED_BELIEFS
+                    st[ST_NEED] = n
+                    st[ST_PENDING] = 1
+                    return NEED_EXPAND
+                lb = node_lb[n]
+                ub = node_ub[n]
+                L = sf[SF_L]
+                U = sf[SF_U]
+                if ub - lb <= thr or (st[ST_TARGETS] == 1 and t > 0 and ub <= L and ub <= max(U, lb + thr)) \
+                        or t >= max_depth:
+                    break
+                status, child, L, U = trial_step(n, t, node_qub, node_qlb, node_rew, aptr, e_child, e_prob,
+                                                 node_lb, node_ub, eps, ginv, gamma, L, U)
+                sf[SF_L] = L
+                sf[SF_U] = U
+                if status == 1:
+                    break
+                path[st[ST_PLEN]] = n
+                st[ST_PLEN] += 1
+                if status == 2:
+                    break
+                st[ST_PARENT] = n
+                st[ST_NODE] = child
+                st[ST_DEPTH] = t + 1
+                if gamma < 1.0:
+                    sf[SF_GINV] = ginv / gamma
+            n = st[ST_NODE]
+            if expanded[n] and (st[ST_PLEN] == 0 or path[st[ST_PLEN] - 1] != n):
+                path[st[ST_PLEN]] = n
+                st[ST_PLEN] += 1
+            st[ST_POS] = st[ST_PLEN] - 1
+            st[ST_PHASE] = 2
+        if st[ST_PHASE] == 2:
+            while st[ST_POS] >= 0:
+                code = backup_update(path[st[ST_POS]], st, node_bs, node_bl, pool_idx, pool_val, aptr, e_child,
+                                     e_prob, e_obs, node_rew, node_lb, node_ub, node_qlb, node_qub, node_bestk,
+                                     node_aseen, node_pseen, node_touch, node_point, alphas, alpha_act, alive,
+                                     used, corner, p_ptr, p_node, p_gap, p_alive, head, nxt, dense,
+                                     Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha)
+                if code != DONE:
+                    return code
+                st[ST_POS] -= 1
+            st[ST_TRIALS] += 1
+            done += 1
+            if targets_enabled:
+                # a targeted trial that changed nothing at the root makes the next one use the plain gap rule
+                changed = node_lb[0] != sf[SF_LB0] or node_ub[0] != sf[SF_UB0]
+                st[ST_TARGETS] = 1 if changed else 0
+            st[ST_PHASE] = 0

@@ -50,17 +50,32 @@ def warm_up() -> float:
                report_every=1e9, callback=None, seed=0)
     run.run()
     run._compact_points()  # compiles the point pruning/relinking kernels too
+    run.memory_bytes = 1.0
+    run.evict()  # and the eviction ones
+    run.materialise(0)
     bi, bv = run._belief(0)
     run._same_belief(0, bi, bv)
     _JIT_DONE = True
     return time.process_time() - t0
 
 
+def _counter(slot):
+    """A counter kept in the kernel state array ``st`` (so that run_trials can update it)."""
+    return property(lambda self: int(self.st[slot]), lambda self, v: self.st.__setitem__(slot, v))
+
+
 class _Run:
     """State of one solve: tree arrays, alpha set, sawtooth points; grown by doubling."""
 
+    n_alpha = _counter(K.ST_NALPHA)
+    n_pts = _counter(K.ST_NPTS)
+    p_dead = _counter(K.ST_PDEAD)
+    stamp = _counter(K.ST_STAMP)
+    backups = _counter(K.ST_BACKUPS)
+    trials = _counter(K.ST_TRIALS)
+
     def __init__(self, sm: SparseModel, model: POMDP, precision, timeout, max_iterations, verbose,
-                 report_every, callback, seed, max_depth=None, prune_delay=300, targets=True):
+                 report_every, callback, seed, max_depth=None, prune_delay=300, targets=True, memory_mb=None):
         self.sm, self.model = sm, model
         self.precision = float(precision)
         self.timeout = timeout
@@ -71,7 +86,11 @@ class _Run:
         self.rng = np.random.default_rng(seed)
         self.prune_delay = prune_delay
         self.targets_enabled = bool(targets)
-        self.use_targets = bool(targets)
+        self.memory_bytes = None if memory_mb is None else float(memory_mb) * 2**20
+        self.evictions = 0
+        self.st = np.zeros(16, np.int64)  # kernel state: trial position and counters (see kernels.ST_*)
+        self.sf = np.zeros(6)
+        self.st[K.ST_TARGETS] = int(bool(targets))
         S, A, Z = sm.S, sm.A, sm.Z
         g = sm.discount
         rng_r = float(sm.R.max() - min(sm.R.min(), 0.0)) + 1e-12
@@ -82,6 +101,7 @@ class _Run:
             else:
                 max_depth = 500
         self.max_depth = max_depth
+        self.path = np.zeros(max_depth + 3, np.int64)
         # scratch for the kernels
         self.pred = np.zeros(S)
         self.touched = np.zeros(S, np.int64)
@@ -108,13 +128,13 @@ class _Run:
         self.node_bestk = np.full(cap, -1, np.int64)
         self.node_aseen = np.zeros(cap, np.int64)
         self.node_pseen = np.zeros(cap, np.int64)
+        self.node_touch = np.zeros(cap, np.int64)
         self.n_nodes = 0
         self.index: dict[int, int] = {}
         self.e_child = np.zeros(1024, np.int64)
         self.e_prob = np.zeros(1024)
         self.e_obs = np.zeros(1024, np.int64)
         self.n_edges = 0
-        self.stamp = 0
         # lower bound: alpha vectors (blind policies)
         blind = blind_alphas(model)
         self.alphas = np.zeros((max(64, 2 * A), S))
@@ -133,45 +153,46 @@ class _Run:
         # point i's belief is pool[p_ptr[i, 0]:p_ptr[i, 1]]: beliefs never move in the pool, so points
         # reference their node's belief instead of copying it (half the memory on large supports)
         self.p_ptr = np.zeros((256, 2), np.int64)
+        self.p_node = np.zeros(256, np.int64)
         self.p_gap = np.zeros(256)
         self.p_alive = np.zeros(256, bool)
         self.nxt = np.full(256, -1, np.int64)
         self.head = np.full(S, -1, np.int64)
         self.node_point = np.full(cap, -1, np.int64)
-        self.n_pts = 0
-        self.p_dead = 0
-        self.stamp = 0
-        self.backups = 0
-        self.trials = 0
         self.history: list[dict] = []
 
     # ------------------------------------------------------------------ storage
+    def _grow_alphas(self):
+        """Make room for one more vector: compact when half the rows are dead, otherwise double in place."""
+        live = np.flatnonzero(self.alive[: self.n_alpha])
+        if live.size < self.n_alpha // 2:
+            self.alphas[: live.size] = self.alphas[live]
+            self.alpha_act[: live.size] = self.alpha_act[live]
+            self.used[: live.size] = self.used[live]
+            self.alive[:] = False
+            self.alive[: live.size] = True
+            self.n_alpha = live.size
+            # vector indices changed: every node rescans all vectors at its next refresh
+            if hasattr(self, "node_bestk"):
+                self.node_bestk[:] = -1
+                self.node_aseen[:] = 0
+        else:
+            n = 2 * self.alphas.shape[0]
+            self.alphas.resize((n, self.alphas.shape[1]), refcheck=False)  # in place, no transient copy
+            self.alpha_act = np.resize(self.alpha_act, n)
+            self.alive = np.concatenate([self.alive, np.zeros(n // 2, bool)])
+            self.used = np.resize(self.used, n)
+
     def _add_alpha(self, vec, a):
         if self.n_alpha == self.alphas.shape[0]:
-            live = np.flatnonzero(self.alive[: self.n_alpha])
-            if live.size < self.n_alpha // 2:  # compact instead of growing
-                self.alphas[: live.size] = self.alphas[live]
-                self.alpha_act[: live.size] = self.alpha_act[live]
-                self.used[: live.size] = self.used[live]
-                self.alive[:] = False
-                self.alive[: live.size] = True
-                self.n_alpha = live.size
-                # vector indices changed: every node rescans all vectors at its next refresh
-                if hasattr(self, "node_bestk"):
-                    self.node_bestk[:] = -1
-                    self.node_aseen[:] = 0
-            else:
-                n = 2 * self.alphas.shape[0]
-                self.alphas.resize((n, self.alphas.shape[1]), refcheck=False)  # in place, no transient copy
-                self.alpha_act = np.resize(self.alpha_act, n)
-                self.alive = np.concatenate([self.alive, np.zeros(n // 2, bool)])
-                self.used = np.resize(self.used, n)
+            self._grow_alphas()
         k = self.n_alpha
         self.alphas[k] = vec
         self.alpha_act[k] = a
         self.alive[k] = True
         self.used[k] = self.stamp
         self.n_alpha += 1
+        self.st[K.ST_NALIVE] += 1
         return k
 
     def _grow_nodes(self, need):
@@ -192,6 +213,7 @@ class _Run:
         self.node_point = g(self.node_point, -1)
         self.node_bestk = g(self.node_bestk, -1)
         self.node_aseen, self.node_pseen = g(self.node_aseen, 0), g(self.node_pseen, 0)
+        self.node_touch = g(self.node_touch, 0)
 
     @staticmethod
     def _ensure(arr, need):
@@ -204,6 +226,14 @@ class _Run:
     def _new_node(self, bi, bv, key):
         n = self.n_nodes
         self._grow_nodes(n + 1)
+        self._store_belief(n, bi, bv)
+        self.n_nodes += 1
+        if key is not None:
+            self.index[key] = n
+        return n
+
+    def _store_belief(self, n, bi, bv):
+        """Append node n's belief to the pool (new nodes, and evicted ones recomputed)."""
         m = bi.shape[0]
         need = self.pool_n + m
         if need > self.pool_idx.shape[0]:
@@ -217,10 +247,6 @@ class _Run:
         self.node_bs[n] = self.pool_n
         self.node_bl[n] = m
         self.pool_n += m
-        self.n_nodes += 1
-        if key is not None:
-            self.index[key] = n
-        return n
 
     def _same_belief(self, n, bi, bv):
         return K.same_belief(self.pool_idx, self.pool_val, self.node_bs[n], self.node_bl[n], bi, bv, 1e-10)
@@ -234,34 +260,17 @@ class _Run:
         s = self.node_bs[n]
         return self.pool_idx[s: s + self.node_bl[n]], self.pool_val[s: s + self.node_bl[n]]
 
-    def _add_point(self, n, value):
-        """Record (b_n, value) for the sawtooth upper bound, replacing n's previous point."""
-        bi, bv = self._belief(n)
-        old = self.node_point[n]
-        if old >= 0:
-            self.p_alive[old] = False
-            self.p_dead += 1
-        # corners stay fixed: every point's gap is measured against them (a corner belief is a point too)
-        i = self.n_pts
-        if i + 1 >= self.p_gap.shape[0]:
-            n2 = 2 * self.p_gap.shape[0]
-            self.p_gap = self._ensure(self.p_gap, n2)
-            self.p_alive = self._ensure(self.p_alive, n2)
-            nx = np.full(n2, -1, np.int64)
-            nx[: self.nxt.shape[0]] = self.nxt
-            self.nxt = nx
-            pp = np.zeros((n2, 2), np.int64)
-            pp[: self.p_ptr.shape[0]] = self.p_ptr
-            self.p_ptr = pp
-        self.p_ptr[i, 0] = self.node_bs[n]
-        self.p_ptr[i, 1] = self.node_bs[n] + self.node_bl[n]
-        self.p_gap[i] = value - float(self.corner[bi] @ bv)
-        self.p_alive[i] = True
-        s0 = bi[0]
-        self.nxt[i] = self.head[s0]
-        self.head[s0] = i
-        self.node_point[n] = i
-        self.n_pts += 1
+    def _grow_points(self):
+        n2 = 2 * self.p_gap.shape[0]
+        self.p_gap = self._ensure(self.p_gap, n2)
+        self.p_alive = self._ensure(self.p_alive, n2)
+        self.p_node = self._ensure(self.p_node, n2)
+        nx = np.full(n2, -1, np.int64)
+        nx[: self.nxt.shape[0]] = self.nxt
+        self.nxt = nx
+        pp = np.zeros((n2, 2), np.int64)
+        pp[: self.p_ptr.shape[0]] = self.p_ptr
+        self.p_ptr = pp
 
     def _compact_points(self):
         """Drop replaced sawtooth points so that bucket scans stop walking them.
@@ -273,6 +282,7 @@ class _Run:
                                  self.head, self.nxt, n, self.dense)
         live = np.flatnonzero(self.p_alive[:n])
         self.p_ptr[: live.size] = self.p_ptr[live]
+        self.p_node[: live.size] = self.p_node[live]
         self.p_gap[: live.size] = self.p_gap[live]
         self.p_alive[:n] = False
         self.p_alive[: live.size] = True
@@ -305,7 +315,9 @@ class _Run:
             cv = cval[c0: c1]
             key = hash(ib[8 * c0: 8 * c1] + vb[8 * c0: 8 * c1])
             c = index.get(key)
-            if c is not None and not self._same_belief(c, ci, cv):
+            if c is not None and self.node_bs[c] < 0:
+                self._store_belief(c, ci, cv)  # an evicted belief met again: store it back
+            elif c is not None and not self._same_belief(c, ci, cv):
                 c = -1  # hash collision: keep the beliefs apart (the new one is not indexed)
             if c is None or c < 0:
                 c = self._new_node(ci, cv, key if c is None else None)
@@ -323,77 +335,98 @@ class _Run:
         self.expanded[n] = True
 
     def backup(self, n):
-        sm = self.sm
-        self.stamp += 1
-        a, ql, qu, lb_here, ub_here = K.backup_node(
-            n, self.node_bs, self.node_bl, self.pool_idx, self.pool_val, self.aptr, self.e_child, self.e_prob,
-            self.e_obs, self.node_rew, self.node_lb, self.node_ub, self.node_qlb, self.node_qub,
-            self.node_bestk, self.node_aseen, self.node_pseen,
-            self.alphas, self.n_alpha, self.alive, self.used, self.stamp,
-            self.corner, self.p_ptr, self.pool_idx, self.pool_val, self.p_gap, self.p_alive, self.head, self.nxt,
-            self.n_pts, self.dense, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.discount, sm.Z, self.kobs, self.h,
-            self.new_alpha)
-        self.backups += 1
-        if ql > lb_here + 1e-10 * max(1.0, abs(lb_here)):
-            k = self._add_alpha(self.new_alpha, a)
-            self.node_bestk[n] = k
-            self.node_aseen[n] = self.n_alpha
-            lb_here = ql
-        ub = min(qu, ub_here, self.node_ub[n])
-        if ub < lb_here:
-            ub = lb_here
-        if ub < ub_here - 1e-12:
-            self._add_point(n, ub)
-        self.node_lb[n] = lb_here
-        self.node_ub[n] = ub
+        """Back one expanded node up (both bounds), handling the kernel's requests."""
+        while True:
+            code = K.backup_update(n, self.st, *self._tree_args())
+            if code == K.DONE:
+                return
+            self._serve(code)
 
-    def visit(self, n):
-        if not self.expanded[n]:
-            self.expand(n)
-            self.backup(n)
+    def _tree_args(self):
+        sm = self.sm
+        return (self.node_bs, self.node_bl, self.pool_idx, self.pool_val, self.aptr, self.e_child, self.e_prob,
+                self.e_obs, self.node_rew, self.node_lb, self.node_ub, self.node_qlb, self.node_qub,
+                self.node_bestk, self.node_aseen, self.node_pseen, self.node_touch, self.node_point,
+                self.alphas, self.alpha_act, self.alive, self.used, self.corner, self.p_ptr, self.p_node,
+                self.p_gap, self.p_alive, self.head, self.nxt, self.dense, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi,
+                sm.Ov, sm.R, sm.discount, sm.Z, self.kobs, self.h, self.new_alpha)
+
+    def _serve(self, code):
+        """Do what run_trials/backup_update handed back to Python; the kernel then resumes where it was."""
+        need = int(self.st[K.ST_NEED])
+        if code == K.NEED_EXPAND:
+            self.expand(need)
+        elif code == K.NEED_BELIEFS:
+            self.materialise(need)
+        elif code == K.NEED_ALPHA_ROOM:
+            self._grow_alphas()
+        elif code == K.NEED_POINT_ROOM:
+            self._grow_points()
+        else:  # pragma: no cover - a new return code without a handler
+            raise RuntimeError(f"unexpected kernel request {code}")
+
+    def trials_until(self, max_trials, alive_limit=1 << 62):
+        """Run up to ``max_trials`` trials in numba; returns DONE, CONVERGED or MAINTENANCE."""
+        while True:
+            code = K.run_trials(self.st, self.sf, self.path, max_trials, self.precision, TRIAL_KAPPA,
+                                self.max_depth, self.targets_enabled, 2000, alive_limit, self.expanded,
+                                *self._tree_args())
+            if code in (K.DONE, K.CONVERGED, K.MAINTENANCE):
+                return code
+            self._serve(code)
 
     def trial(self):
-        """One SARSOP sampling descent from the root, then backups along the path (bottom-up)."""
-        g = self.sm.discount
-        root = 0
-        gap_root = self.node_ub[root] - self.node_lb[root]
-        eps = max(TRIAL_KAPPA * gap_root, self.precision * 0.5)
-        L = self.node_lb[root]
-        U = L + eps
-        path = []
-        n = root
-        t = 0
-        ginv = 1.0
-        while True:
-            thr = eps * ginv
-            if not self.expanded[n]:
-                # leaves whose stored bounds (refreshed by the parent's backup) already stop the trial are
-                # not expanded: that keeps the tree to the beliefs trials actually pass through
-                lb, ub = self.node_lb[n], self.node_ub[n]
-                if ub - lb <= thr or t >= self.max_depth:
-                    break
-                self.visit(n)
-            lb, ub = self.node_lb[n], self.node_ub[n]
-            if ub - lb <= thr or (self.use_targets and t > 0 and ub <= L and ub <= max(U, lb + thr)) \
-                    or t >= self.max_depth:
+        """One SARSOP trial: descent from the root, then backups along the path (bottom-up)."""
+        before = self.trials
+        while self.trials == before:
+            if self.trials_until(1) == K.CONVERGED:
                 break
-            status, child, L, U = K.trial_step(n, t, self.node_qub, self.node_qlb, self.node_rew, self.aptr,
-                                               self.e_child, self.e_prob, self.node_lb, self.node_ub, eps,
-                                               ginv, g, L, U)
-            if status == 1:
-                break
-            path.append(n)
-            if status == 2:
-                break
-            n = int(child)
-            t += 1
-            ginv = ginv / g if g < 1.0 else 1.0
-        if self.expanded[n] and (not path or path[-1] != n):
-            path.append(n)
-        for m in reversed(path):
-            self.backup(m)
-        self.trials += 1
-        return t
+
+    # ------------------------------------------------------------------ memory
+    def materialise(self, n):
+        """Recompute the evicted beliefs among the children of expanded node n (same order as expand)."""
+        sm = self.sm
+        bi, bv = self._belief(n)
+        act_ptr, obs, prob, cptr, cidx, cval, rew = K.successors(
+            bi, bv, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.Z, MIN_OBS_PROB,
+            self.pred, self.touched, self.pz, self.cnt)
+        e0 = self.aptr[n, 0]
+        assert obs.shape[0] == self.aptr[n, -1] - e0, "successors changed between expansion and recomputation"
+        for j in range(obs.shape[0]):
+            c = int(self.e_child[e0 + j])
+            if self.node_bs[c] < 0:
+                self._store_belief(c, cidx[cptr[j]: cptr[j + 1]].copy(), cval[cptr[j]: cptr[j + 1]].copy())
+
+    def memory_in_use(self) -> int:
+        """Bytes held by the solver's growable arrays (the tree, its belief pool, vectors and points)."""
+        arrays = (self.pool_idx, self.pool_val, self.node_bs, self.node_bl, self.node_lb, self.node_ub,
+                  self.node_rew, self.node_qlb, self.node_qub, self.aptr, self.expanded, self.node_bestk,
+                  self.node_aseen, self.node_pseen, self.node_touch, self.node_point, self.e_child, self.e_prob,
+                  self.e_obs, self.alphas, self.p_ptr, self.p_node, self.p_gap, self.p_alive, self.nxt)
+        return sum(a.nbytes for a in arrays) + 100 * len(self.index)
+
+    def evict(self):
+        """Keep the solver inside ``memory_mb``: drop the beliefs of unexpanded leaves whose parents were
+        backed up least recently, then compact the pool. The leaves keep their (valid) cached bounds; a
+        parent's next backup, or a trial entering the leaf, recomputes them (one ``successors`` call)."""
+        over = self.memory_in_use() - 0.75 * self.memory_bytes
+        if over <= 0:
+            return
+        N = self.n_nodes
+        exp = np.flatnonzero(self.expanded[:N])
+        order = exp[np.argsort(self.node_touch[exp], kind="stable")]
+        K.evict_leaves(order, self.aptr, self.e_child, self.expanded, self.node_bs, self.node_bl,
+                       int(over // 16) + 1)
+        live = np.flatnonzero(self.node_bs[:N] >= 0)
+        live = live[np.argsort(self.node_bs[live], kind="stable")]
+        self.pool_n = int(K.compact_pool(live, self.node_bs, self.node_bl, self.pool_idx, self.pool_val))
+        size = max(1024, self.pool_n + self.pool_n // 8)
+        self.pool_idx.resize(size, refcheck=False)  # give the memory back
+        self.pool_val.resize(size, refcheck=False)
+        npt = self.n_pts
+        self.p_ptr[:npt, 0] = self.node_bs[self.p_node[:npt]]
+        self.p_ptr[:npt, 1] = self.p_ptr[:npt, 0] + self.node_bl[self.p_node[:npt]]
+        self.evictions += 1
 
     def prune_alphas(self):
         """Drop vectors that were nobody's maximiser for ``prune_delay`` backups (root's best kept)."""
@@ -402,6 +435,7 @@ class _Run:
                        self.alphas, self.n_alpha, self.alive, self.used, self.stamp)
         stale = self.alive[: self.n_alpha] & (self.used[: self.n_alpha] < self.stamp - self.prune_delay)
         self.alive[: self.n_alpha][stale] = False
+        self.st[K.ST_NALIVE] = int(self.alive[: self.n_alpha].sum())
 
     # ------------------------------------------------------------------ main loop
     def root_bounds(self):
@@ -440,7 +474,7 @@ class _Run:
             print(f"{'Time':>8} | {'#Trial':>7} | {'#Backup':>8} | {'LBound':>11} | {'UBound':>11} | "
                   f"{'Precision':>10} | {'#Alphas':>7} | {'#Beliefs':>8}", file=sys.stderr)
             print("-" * 96, file=sys.stderr)
-        it = 0
+        budget = 1  # trials per kernel call, adapted so that a call takes a few milliseconds
         while True:
             tc, tw = time.process_time() - t0, time.perf_counter() - w0
             entry = self.record(tc, tw)
@@ -450,7 +484,7 @@ class _Run:
                 break
             if self.timeout is not None and (tc >= self.timeout or tw >= self.timeout * 4 + 5):
                 break
-            if self.max_iterations is not None and it >= self.max_iterations:
+            if self.max_iterations is not None and self.trials >= self.max_iterations:
                 break
             if tc - last_report >= self.report_every:
                 last_report = tc
@@ -458,19 +492,19 @@ class _Run:
                     self._print_row(entry)
                 if self.callback is not None:
                     self.callback(entry)
-            before = (self.node_lb[0], self.node_ub[0])
-            self.trial()
-            it += 1
-            if self.targets_enabled:
-                # SARSOP's (L, U) targets end trials early; when a targeted trial changed nothing at the
-                # root, the next one falls back to the plain excess-gap rule so progress never stalls
-                self.use_targets = (self.node_lb[0], self.node_ub[0]) != before
+            limit = budget if self.max_iterations is None else min(budget, self.max_iterations - self.trials)
+            c0 = time.perf_counter()
+            self.trials_until(limit, int(1.5 * alive_after_prune + 20))
+            dt = time.perf_counter() - c0
+            budget = budget * 2 if dt < 0.002 else (max(1, budget // 2) if dt > 0.02 else budget)
             if self.p_dead > 2000 and self.p_dead > self.n_pts // 2:
                 self._compact_points()
-            n_alive = self.alive[: self.n_alpha].sum()
-            if n_alive > 1.5 * alive_after_prune + 20:
+            if self.st[K.ST_NALIVE] > 1.5 * alive_after_prune + 20:
                 self.prune_alphas()
-                alive_after_prune = self.alive[: self.n_alpha].sum()
+                alive_after_prune = self.st[K.ST_NALIVE]
+            if self.memory_bytes is not None and self.memory_in_use() > self.memory_bytes:
+                self.evict()
+        it = self.trials
         self.iterations = it
         self.cpu = time.process_time() - t0
         self.wall = time.perf_counter() - w0
@@ -500,10 +534,13 @@ class SARSOPSolver:
     ``timeout`` is in CPU seconds (like pomdpsol; a wall-clock guard of 4x + 5 s also applies);
     ``precision`` is the target gap at b0. Tuning: ``targets`` turns SARSOP's (L, U) trial targets on/off,
     ``prune_delay`` is how many backups a vector may go unused before it is pruned, ``max_depth`` caps trials.
+    ``memory_mb`` is a soft cap on the solver's arrays: past it, the beliefs of the least recently used
+    unexpanded leaves are dropped (and recomputed if needed again), so long runs on large models keep a
+    bounded footprint; ``None`` disables it.
     """
 
     def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,
-                 report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=300):
+                 report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=300, memory_mb=1024):
         if precision <= 0:
             raise ModelError(f"precision must be positive, got {precision}")
         if timeout is not None and timeout <= 0:
@@ -520,18 +557,21 @@ class SARSOPSolver:
         self.max_depth = max_depth
         self.targets = targets
         self.prune_delay = prune_delay
+        if memory_mb is not None and memory_mb <= 0:
+            raise ModelError(f"memory_mb must be positive, got {memory_mb}")
+        self.memory_mb = memory_mb
 
     def settings(self) -> dict:
         return {"precision": self.precision, "timeout": self.timeout, "max_iterations": self.max_iterations,
                 "seed": self.seed, "max_depth": self.max_depth, "targets": self.targets,
-                "prune_delay": self.prune_delay}
+                "prune_delay": self.prune_delay, "memory_mb": self.memory_mb}
 
     def solve(self, model: POMDP) -> SolveResult:
         jit = warm_up()
         t0 = time.process_time()
         sm = to_sparse(model)
         run = _Run(sm, model, self.precision, self.timeout, self.max_iterations, self.verbose, self.report_every,
-                   self.callback, self.seed, self.max_depth, self.prune_delay, self.targets)
+                   self.callback, self.seed, self.max_depth, self.prune_delay, self.targets, self.memory_mb)
         init_seconds = time.process_time() - t0
         final = run.run()
         if final["lower"] > final["upper"] + 1e-6 * max(1.0, abs(final["upper"])):
@@ -547,7 +587,7 @@ class SARSOPSolver:
         meta = {"model_fingerprint": model.fingerprint(), "solver": "sarsop", "settings": self.settings(),
                 "lower": final["lower"], "upper": final["upper"], "solve_seconds": solve_seconds,
                 "wall_seconds": run.wall + init_seconds, "jit_seconds": jit, "init_seconds": init_seconds,
-                "trials": run.trials, "backups": run.backups, "beliefs": run.n_nodes,
+                "trials": run.trials, "backups": run.backups, "beliefs": run.n_nodes, "evictions": run.evictions,
                 "converged": run.converged, "model": model.name}
         return SolveResult(AlphaVectorPolicy(alphas, acts, meta), final["lower"], final["upper"], solve_seconds,
                            jit, int(alphas.shape[0]), int(run.n_nodes), run.iterations, run.converged,
