@@ -49,6 +49,7 @@ def test_default_output_next_to_model(capsys, pomdp_dir, tmp_path):
     (["--sweep", "1,2"], "--sweep"),
     (["--precision", "0"], "--precision"),
     (["--timeout", "-1"], "--timeout"),
+    (["--memory", "0"], "--memory"),
     (["-o", "policy.txt"], "must end with"),
 ])
 def test_bad_options_one_line_errors(capsys, pomdp_dir, tmp_path, args, needle):

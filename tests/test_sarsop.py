@@ -75,6 +75,20 @@ def test_rocksample_4_4_reaches_optimum():
     assert res.policy.value(m.initial_belief) == pytest.approx(res.lower, abs=1e-9)
 
 
+def test_memory_cap_evicts_leaf_beliefs_and_keeps_bounds_valid():
+    """With a tiny memory cap the solver keeps dropping leaf beliefs (recomputing them when a parent is
+    backed up again), yet converges to the same optimum with a pool far smaller than the tree's beliefs."""
+    m = rocksample_model(4, 4)
+    free = SARSOPSolver(precision=1e-2, timeout=20, memory_mb=None).solve(m)
+    capped = SARSOPSolver(precision=1e-2, timeout=20, memory_mb=0.5).solve(m)
+    assert free.policy.meta["evictions"] == 0 and capped.policy.meta["evictions"] > 10
+    check_history(capped.history)
+    assert free.converged and capped.converged
+    assert capped.lower <= free.upper + 1e-9 and free.lower <= capped.upper + 1e-9
+    assert capped.lower == pytest.approx(18.0247, abs=1e-2)
+    assert capped.policy.value(m.initial_belief) == pytest.approx(capped.lower, abs=1e-9)
+
+
 def test_rocksample_generator_round_trip(tmp_path):
     from trimpomdp.pomdp.io import load_model
 

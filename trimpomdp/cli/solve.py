@@ -49,6 +49,8 @@ def _write_policy(result, model, out: Path) -> str:
 @click.option("--precision", type=float, default=1e-3, show_default=True, help="Target gap at the initial belief.")
 @click.option("--timeout", type=float, default=None, help="CPU seconds before stopping with the bounds reached.")
 @click.option("--max-iterations", type=int, default=None, help="Maximum number of trials (sarsop).")
+@click.option("--memory", "memory_mb", type=float, default=1024, show_default=True,
+              help="Soft cap (MB) on the SARSOP tree: past it, least recently used leaf beliefs are dropped.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Policy file (.npz; .policy/.xml for pomdpsol-style XML). Default: <model stem>.policy.npz")
 @click.option("--progress", type=click.Choice(["table", "bar", "none"]), default="table", show_default=True)
@@ -57,8 +59,8 @@ def _write_policy(result, model, out: Path) -> str:
 @click.option("--budget", type=str, default=None, help="TRIM models (.json) only: one budget.")
 @click.option("--sweep", type=str, default=None, help="TRIM models (.json) only: a budget sweep.")
 @click.option("--curve", type=click.Path(dir_okay=False), default=None, help="TRIM models only: curve output.")
-def solve(model, solver, precision, timeout, max_iterations, output, progress, as_json, seed, budget, sweep,
-          curve):
+def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, progress, as_json, seed, budget,
+          sweep, curve):
     """Solve MODEL (.pomdp/.pomdpx with SARSOP, QMDP or the exact solver; .json TRIM specs)."""
     path = Path(model)
     if path.suffix.lower() == ".json":
@@ -78,6 +80,8 @@ def solve(model, solver, precision, timeout, max_iterations, output, progress, a
         raise TrimError(f"solve: --timeout must be > 0, got {timeout}")
     if max_iterations is not None and max_iterations < 0:
         raise TrimError(f"solve: --max-iterations must be >= 0, got {max_iterations}")
+    if memory_mb <= 0:
+        raise TrimError(f"solve: --memory must be > 0 (MB), got {memory_mb}")
     from trimpomdp.pomdp.io import load_model
 
     pomdp = load_model(path)
@@ -87,7 +91,7 @@ def solve(model, solver, precision, timeout, max_iterations, output, progress, a
         from trimpomdp.solvers.sarsop import SARSOPSolver
 
         res = SARSOPSolver(precision=precision, timeout=timeout, max_iterations=max_iterations, seed=seed,
-                           verbose=(progress == "table"), callback=cb,
+                           memory_mb=memory_mb, verbose=(progress == "table"), callback=cb,
                            report_every=1.0 if progress == "table" else 0.2).solve(pomdp)
     elif solver == "qmdp":
         from trimpomdp.solvers.bounds import QMDPSolver

@@ -130,7 +130,7 @@ def successors(bi, bv, Tp, Ti, Tv, Op, Oi, Ov, R, Z, min_prob, pred, touched, pz
     return act_ptr, obs[:nc].copy(), prob[:nc].copy(), cptr[: nc + 1].copy(), cidx[:ne].copy(), cval[:ne].copy(), rew
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lower_value(bi, bv, alphas, n_alpha, alive):
     """max_k alphas[k] . b over live vectors, and the maximising k."""
     best = NEG_INF
@@ -147,7 +147,7 @@ def lower_value(bi, bv, alphas, n_alpha, alive):
     return best, kb
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def upper_value(bi, bv, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, dense, start=0):
     """Sawtooth interpolation: corner . b + min_i phi_i(b) * (v_i - corner . b_i), over points i >= start.
 
@@ -217,7 +217,7 @@ def link_points(p_ptr, p_idx, n_pts, head, nxt):
         nxt[i] = -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def refresh_node(c, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
                  alphas, n_alpha, alpha_alive, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts,
                  dense):
@@ -258,72 +258,7 @@ def refresh_node(c, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node
     return best, kb, uv
 
 
-@njit(cache=True)
-def backup_node(n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew,
-                node_lb, node_ub, node_qlb, node_qub, node_bestk, node_aseen, node_pseen,
-                alphas, n_alpha, alpha_alive, alpha_used, stamp,
-                corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts, dense,
-                Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha):
-    """Bellman backup of both bounds at node n from its children (already expanded).
-
-    Refreshes the children's bound values, stores Q bounds per action, writes the point-based lower-bound
-    backup vector of the best lower action into ``new_alpha`` and returns
-    (best lower action, its value at b, max upper Q, current lower value at b, current sawtooth at b);
-    the action is -1 (nothing done) when a child's belief is not in the pool.
-    """
-    A = aptr.shape[1] - 1
-    S = h.shape[0]
-    for e in range(aptr[n, 0], aptr[n, A]):
-        if node_bs[e_child[e]] < 0:  # a child's belief was evicted: the caller recomputes it first
-            return -1, 0.0, 0.0, 0.0, 0.0
-    lb_here, k_here, ub_here = refresh_node(
-        n, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
-        alphas, n_alpha, alpha_alive, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts, dense)
-    if k_here >= 0:
-        alpha_used[k_here] = stamp
-    best_ql = NEG_INF
-    best_qu = NEG_INF
-    a_best = 0
-    for a in range(A):
-        ql = node_rew[n, a]
-        qu = ql
-        for e in range(aptr[n, a], aptr[n, a + 1]):
-            c = e_child[e]
-            lv, k, uv = refresh_node(
-                c, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
-                alphas, n_alpha, alpha_alive, corner, p_ptr, p_idx, p_val, p_gap, p_alive, head, nxt, n_pts,
-                dense)
-            p = e_prob[e]
-            ql += gamma * p * lv
-            qu += gamma * p * uv
-        node_qlb[n, a] = ql
-        node_qub[n, a] = qu
-        if ql > best_ql:
-            best_ql = ql
-            a_best = a
-        if qu > best_qu:
-            best_qu = qu
-    # the backed-up vector: observations impossible from b keep the vector best at b itself
-    for o in range(Z):
-        kobs[o] = k_here
-    for e in range(aptr[n, a_best], aptr[n, a_best + 1]):
-        k = node_bestk[e_child[e]]
-        kobs[e_obs[e]] = k
-        alpha_used[k] = stamp
-    for s in range(S):
-        acc = 0.0
-        for j in range(Op[a_best, s], Op[a_best, s + 1]):
-            acc += Ov[j] * alphas[kobs[Oi[j]], s]
-        h[s] = acc
-    for s in range(S):
-        acc = 0.0
-        for j in range(Tp[a_best, s], Tp[a_best, s + 1]):
-            acc += Tv[j] * h[Ti[j]]
-        new_alpha[s] = R[s, a_best] + gamma * acc
-    return a_best, best_ql, best_qu, lb_here, ub_here
-
-
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def trial_step(n, t, node_qub, node_qlb, node_rew, aptr, e_child, e_prob, node_lb, node_ub, eps, ginv, g, L, U):
     """One SARSOP descent choice at expanded node n: the upper bound's best action, then the child with the
     largest weighted excess gap, with the (L, U) targets propagated to it.
@@ -532,31 +467,85 @@ SF_GINV, SF_L, SF_U, SF_EPS, SF_LB0, SF_UB0 = range(6)
 DONE, CONVERGED, NEED_EXPAND, NEED_BELIEFS, NEED_ALPHA_ROOM, NEED_POINT_ROOM, MAINTENANCE = range(7)
 
 
-@njit(cache=True)
-def backup_update(n, st, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew,
-                  node_lb, node_ub, node_qlb, node_qub, node_bestk, node_aseen, node_pseen, node_touch, node_point,
-                  alphas, alpha_act, alive, used, corner, p_ptr, p_node, p_gap, p_alive, head, nxt,
-                  dense, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha):
-    """Back node n up and store the results: a new alpha vector when the lower bound improves, a new
-    sawtooth point (replacing n's old one) when the upper bound does. Returns DONE, or NEED_BELIEFS /
+@njit(cache=True, inline="always")
+def backup_update(n, st, tol, tree):
+    """Bellman backup of both bounds at expanded node n from its children, and storage of the result.
+
+    Refreshes the children's cached bounds (only vectors/points added since their last refresh are read),
+    stores Q bounds per action, and keeps a new alpha vector (the point-based backup of the best lower
+    action) when the lower bound improves, and a new sawtooth point (replacing n's old one) when the upper
+    bound does, by more than ``tol`` (smaller gains are recomputed from the children at the next backup,
+    so they are not lost, only not stored). ``tree`` is the tuple built by ``_Run._tree_args``: one
+    argument, so that numba can inline this into run_trials. Returns DONE, or NEED_BELIEFS /
     NEED_ALPHA_ROOM / NEED_POINT_ROOM (then nothing was changed and the call can simply be repeated)."""
-    if st[ST_NALPHA] >= alphas.shape[0]:
+    (node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew, node_lb, node_ub, node_qlb,
+     node_qub, node_bestk, node_aseen, node_pseen, node_touch, node_point, alphas, alpha_act, alive, used,
+     corner, p_ptr, p_node, p_gap, p_alive, head, nxt, dense, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h,
+     new_alpha) = tree
+    n_alpha = st[ST_NALPHA]
+    n_pts = st[ST_NPTS]
+    if n_alpha >= alphas.shape[0]:
         return NEED_ALPHA_ROOM
-    if st[ST_NPTS] + 1 >= p_gap.shape[0]:
+    if n_pts + 1 >= p_gap.shape[0]:
         return NEED_POINT_ROOM
     stamp = st[ST_STAMP] + 1
-    a, ql, qu, lb_here, ub_here = backup_node(
-        n, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew, node_lb, node_ub,
-        node_qlb, node_qub, node_bestk, node_aseen, node_pseen, alphas, st[ST_NALPHA], alive, used, stamp,
-        corner, p_ptr, pool_idx, pool_val, p_gap, p_alive, head, nxt, st[ST_NPTS], dense,
-        Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha)
-    if a < 0:
-        st[ST_NEED] = n
-        return NEED_BELIEFS
+    A = aptr.shape[1] - 1
+    S = h.shape[0]
+    for e in range(aptr[n, 0], aptr[n, A]):
+        if node_bs[e_child[e]] < 0:  # a child's belief was evicted: the caller recomputes it first
+            st[ST_NEED] = n
+            return NEED_BELIEFS
+    lb_here, k_here, ub_here = refresh_node(
+        n, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
+        alphas, n_alpha, alive, corner, p_ptr, pool_idx, pool_val, p_gap, p_alive, head, nxt, n_pts, dense)
+    if k_here >= 0:
+        used[k_here] = stamp
+    best_ql = NEG_INF
+    best_qu = NEG_INF
+    a_best = 0
+    for a in range(A):
+        ql = node_rew[n, a]
+        qu = ql
+        for e in range(aptr[n, a], aptr[n, a + 1]):
+            c = e_child[e]
+            lv, k, uv = refresh_node(
+                c, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
+                alphas, n_alpha, alive, corner, p_ptr, pool_idx, pool_val, p_gap, p_alive, head, nxt, n_pts,
+                dense)
+            p = e_prob[e]
+            ql += gamma * p * lv
+            qu += gamma * p * uv
+        node_qlb[n, a] = ql
+        node_qub[n, a] = qu
+        if ql > best_ql:
+            best_ql = ql
+            a_best = a
+        if qu > best_qu:
+            best_qu = qu
+    # the backed-up vector: observations impossible from b keep the vector best at b itself
+    for o in range(Z):
+        kobs[o] = k_here
+    for e in range(aptr[n, a_best], aptr[n, a_best + 1]):
+        k = node_bestk[e_child[e]]
+        kobs[e_obs[e]] = k
+        used[k] = stamp
+    for s in range(S):
+        acc = 0.0
+        for j in range(Op[a_best, s], Op[a_best, s + 1]):
+            acc += Ov[j] * alphas[kobs[Oi[j]], s]
+        h[s] = acc
+    for s in range(S):
+        acc = 0.0
+        for j in range(Tp[a_best, s], Tp[a_best, s + 1]):
+            acc += Tv[j] * h[Ti[j]]
+        new_alpha[s] = R[s, a_best] + gamma * acc
+    a = a_best
+    ql = best_ql
+    qu = best_qu
     st[ST_STAMP] = stamp
     node_touch[n] = stamp
     st[ST_BACKUPS] += 1
-    if ql > lb_here + 1e-10 * max(1.0, abs(lb_here)):
+    if ql > lb_here + tol:
         k = st[ST_NALPHA]
         alphas[k, :] = new_alpha
         alpha_act[k] = a
@@ -570,7 +559,7 @@ def backup_update(n, st, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_
     ub = min(qu, ub_here, node_ub[n])
     if ub < lb_here:
         ub = lb_here
-    if ub < ub_here - 1e-12:
+    if ub < ub_here - tol:
         old = node_point[n]
         if old >= 0:
             p_alive[old] = False
@@ -597,15 +586,15 @@ def backup_update(n, st, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_
 
 
 @njit(cache=True)
-def run_trials(st, sf, path, max_trials, precision, kappa, max_depth, targets_enabled, pdead_limit, alive_limit,
-               expanded, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew,
-               node_lb, node_ub, node_qlb, node_qub, node_bestk, node_aseen, node_pseen, node_touch, node_point,
-               alphas, alpha_act, alive, used, corner, p_ptr, p_node, p_gap, p_alive, head, nxt,
-               dense, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha):
+def run_trials(st, sf, path, max_trials, precision, tol, kappa, max_depth, targets_enabled, pdead_limit, alive_limit,
+               expanded, tree):
     """SARSOP trials (descent by upper-bound action and weighted excess gap with (L, U) targets, then
     bottom-up backups of the path) until ``max_trials`` more are done, the root gap is <= ``precision``,
     or Python is needed (see the return codes); ``st``/``sf``/``path`` carry a trial across such returns.
     Phase 0 = between trials, 1 = descending, 2 = backing up path[ST_POS] and then the nodes above it."""
+    node_bs, aptr, e_child, e_prob, node_rew, node_lb, node_ub, node_qlb, node_qub = \
+        tree[0], tree[4], tree[5], tree[6], tree[8], tree[9], tree[10], tree[11], tree[12]
+    gamma = tree[37]
     done = 0
     while True:
         if st[ST_PHASE] == 0:
@@ -639,11 +628,7 @@ def run_trials(st, sf, path, max_trials, precision, kappa, max_depth, targets_en
                 ginv = sf[SF_GINV]
                 thr = eps * ginv
                 if st[ST_PENDING] == 1:  # n was just expanded by Python: back it up before reading it
-                    code = backup_update(n, st, node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob,
-                                         e_obs, node_rew, node_lb, node_ub, node_qlb, node_qub, node_bestk,
-                                         node_aseen, node_pseen, node_touch, node_point, alphas, alpha_act, alive,
-                                         used, corner, p_ptr, p_node, p_gap, p_alive, head, nxt, dense,
-                                         Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha)
+                    code = backup_update(n, st, tol, tree)
                     if code != DONE:
                         return code
                     st[ST_PENDING] = 0
@@ -687,11 +672,7 @@ def run_trials(st, sf, path, max_trials, precision, kappa, max_depth, targets_en
             st[ST_PHASE] = 2
         if st[ST_PHASE] == 2:
             while st[ST_POS] >= 0:
-                code = backup_update(path[st[ST_POS]], st, node_bs, node_bl, pool_idx, pool_val, aptr, e_child,
-                                     e_prob, e_obs, node_rew, node_lb, node_ub, node_qlb, node_qub, node_bestk,
-                                     node_aseen, node_pseen, node_touch, node_point, alphas, alpha_act, alive,
-                                     used, corner, p_ptr, p_node, p_gap, p_alive, head, nxt, dense,
-                                     Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h, new_alpha)
+                code = backup_update(path[st[ST_POS]], st, tol, tree)
                 if code != DONE:
                     return code
                 st[ST_POS] -= 1

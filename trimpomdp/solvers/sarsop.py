@@ -33,6 +33,8 @@ from trimpomdp.solvers.sparse import SparseModel, to_sparse
 MIN_OBS_PROB = 1e-12
 #: trial-gap factor: a trial aims to shrink gaps below this fraction of the current root gap
 TRIAL_KAPPA = 0.5
+#: a backup stores a new vector/point only when it improves the node's bound by more than this x precision
+IMPROVE_TOL = 1e-3
 _JIT_DONE = False
 
 
@@ -78,6 +80,7 @@ class _Run:
                  report_every, callback, seed, max_depth=None, prune_delay=300, targets=True, memory_mb=None):
         self.sm, self.model = sm, model
         self.precision = float(precision)
+        self.tol = IMPROVE_TOL * self.precision
         self.timeout = timeout
         self.max_iterations = max_iterations
         self.verbose = verbose
@@ -337,7 +340,7 @@ class _Run:
     def backup(self, n):
         """Back one expanded node up (both bounds), handling the kernel's requests."""
         while True:
-            code = K.backup_update(n, self.st, *self._tree_args())
+            code = K.backup_update(n, self.st, self.tol, self._tree_args())
             if code == K.DONE:
                 return
             self._serve(code)
@@ -368,9 +371,9 @@ class _Run:
     def trials_until(self, max_trials, alive_limit=1 << 62):
         """Run up to ``max_trials`` trials in numba; returns DONE, CONVERGED or MAINTENANCE."""
         while True:
-            code = K.run_trials(self.st, self.sf, self.path, max_trials, self.precision, TRIAL_KAPPA,
+            code = K.run_trials(self.st, self.sf, self.path, max_trials, self.precision, self.tol, TRIAL_KAPPA,
                                 self.max_depth, self.targets_enabled, 2000, alive_limit, self.expanded,
-                                *self._tree_args())
+                                self._tree_args())
             if code in (K.DONE, K.CONVERGED, K.MAINTENANCE):
                 return code
             self._serve(code)
