@@ -20,7 +20,7 @@ from trimpomdp.solvers.sparse import to_sparse
 #: iteration cap for undiscounted models (discount 1), where value iteration may not contract
 MAX_ITER = 10_000
 #: below this many states a dense LAPACK solve beats scipy's sparse LU set-up
-DENSE_SOLVE_MAX = 300
+DENSE_SOLVE_MAX = 100
 
 
 def _tol(sm, tol):

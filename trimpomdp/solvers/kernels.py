@@ -307,12 +307,23 @@ def trial_step(n, t, node_qub, node_qlb, node_rew, aptr, e_child, e_prob, node_l
 
 
 @njit(cache=True)
-def evict_leaves(order, aptr, e_child, expanded, node_bs, node_bl, to_free):
-    """Drop the pool beliefs of unexpanded children of the expanded nodes in ``order`` (least recently backed
-    up first) until ``to_free`` entries are freed; marks them with ``node_bs = -1`` and returns the count.
-    Their cached bounds stay (still valid); the beliefs are recomputed from a parent when needed again."""
+def evict_leaves(order, aptr, e_child, expanded, node_bs, node_bl, node_qub, node_lb, to_free):
+    """Drop the pool beliefs of unexpanded children: first those under pruned actions (never read again),
+    then those of the expanded nodes in ``order`` (least recently backed up first) until ``to_free`` entries
+    are freed; marks them with ``node_bs = -1`` and returns the count. Their cached bounds stay (still
+    valid); the beliefs are recomputed from a parent when needed again."""
     A = aptr.shape[1] - 1
     freed = 0
+    for t in range(order.shape[0]):
+        n = order[t]
+        cut = node_lb[n] - 1e-9 * (1.0 + abs(node_lb[n]))  # as in backup_update
+        for a in range(A):
+            if node_qub[n, a] < cut:
+                for e in range(aptr[n, a], aptr[n, a + 1]):
+                    c = e_child[e]
+                    if not expanded[c] and node_bs[c] >= 0:
+                        node_bs[c] = -1
+                        freed += node_bl[c]
     for t in range(order.shape[0]):
         if freed >= to_free:
             break
@@ -491,19 +502,29 @@ def backup_update(n, st, tol, tree):
     stamp = st[ST_STAMP] + 1
     A = aptr.shape[1] - 1
     S = h.shape[0]
-    for e in range(aptr[n, 0], aptr[n, A]):
-        if node_bs[e_child[e]] < 0:  # a child's belief was evicted: the caller recomputes it first
-            st[ST_NEED] = n
-            return NEED_BELIEFS
     lb_here, k_here, ub_here = refresh_node(
         n, node_bs, node_bl, pool_idx, pool_val, node_lb, node_ub, node_bestk, node_aseen, node_pseen,
         alphas, n_alpha, alive, corner, p_ptr, pool_idx, pool_val, p_gap, p_alive, head, nxt, n_pts, dense)
+    cut = lb_here - 1e-9 * (1.0 + abs(lb_here))  # pruning threshold, with room for rounding
+    for a in range(A):
+        if node_qub[n, a] >= cut:
+            for e in range(aptr[n, a], aptr[n, a + 1]):
+                if node_bs[e_child[e]] < 0:  # a child's belief was evicted: the caller recomputes it first
+                    st[ST_NEED] = n
+                    return NEED_BELIEFS
     if k_here >= 0:
         used[k_here] = stamp
     best_ql = NEG_INF
     best_qu = NEG_INF
-    a_best = 0
+    a_best = -1
     for a in range(A):
+        if node_qub[n, a] < cut:
+            # SARSOP's action pruning: upper bounds only fall and lower bounds only rise, so an action whose
+            # Q upper bound is below the lower value here never becomes optimal; its stored Q bounds stay
+            # valid and its children are neither refreshed nor needed in memory any more
+            if node_qub[n, a] > best_qu:
+                best_qu = node_qub[n, a]
+            continue
         ql = node_rew[n, a]
         qu = ql
         for e in range(aptr[n, a], aptr[n, a + 1]):
@@ -522,23 +543,24 @@ def backup_update(n, st, tol, tree):
             a_best = a
         if qu > best_qu:
             best_qu = qu
-    # the backed-up vector: observations impossible from b keep the vector best at b itself
-    for o in range(Z):
-        kobs[o] = k_here
-    for e in range(aptr[n, a_best], aptr[n, a_best + 1]):
-        k = node_bestk[e_child[e]]
-        kobs[e_obs[e]] = k
-        used[k] = stamp
-    for s in range(S):
-        acc = 0.0
-        for j in range(Op[a_best, s], Op[a_best, s + 1]):
-            acc += Ov[j] * alphas[kobs[Oi[j]], s]
-        h[s] = acc
-    for s in range(S):
-        acc = 0.0
-        for j in range(Tp[a_best, s], Tp[a_best, s + 1]):
-            acc += Tv[j] * h[Ti[j]]
-        new_alpha[s] = R[s, a_best] + gamma * acc
+    if a_best >= 0:
+        # the backed-up vector: observations impossible from b keep the vector best at b itself
+        for o in range(Z):
+            kobs[o] = k_here
+        for e in range(aptr[n, a_best], aptr[n, a_best + 1]):
+            k = node_bestk[e_child[e]]
+            kobs[e_obs[e]] = k
+            used[k] = stamp
+        for s in range(S):
+            acc = 0.0
+            for j in range(Op[a_best, s], Op[a_best, s + 1]):
+                acc += Ov[j] * alphas[kobs[Oi[j]], s]
+            h[s] = acc
+        for s in range(S):
+            acc = 0.0
+            for j in range(Tp[a_best, s], Tp[a_best, s + 1]):
+                acc += Tv[j] * h[Ti[j]]
+            new_alpha[s] = R[s, a_best] + gamma * acc
     a = a_best
     ql = best_ql
     qu = best_qu

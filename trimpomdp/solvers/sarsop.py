@@ -125,7 +125,7 @@ class _Run:
         self.node_ub = np.full(cap, np.inf)
         self.node_rew = np.zeros((cap, A))
         self.node_qlb = np.zeros((cap, A))
-        self.node_qub = np.zeros((cap, A))
+        self.node_qub = np.full((cap, A), np.inf)  # +inf until the first backup: never pruned before
         self.aptr = np.zeros((cap, A + 1), np.int64)
         self.expanded = np.zeros(cap, bool)
         self.node_bestk = np.full(cap, -1, np.int64)
@@ -211,7 +211,7 @@ class _Run:
 
         self.node_bs, self.node_bl = g(self.node_bs, 0), g(self.node_bl, 0)
         self.node_lb, self.node_ub = g(self.node_lb, -np.inf), g(self.node_ub, np.inf)
-        self.node_rew, self.node_qlb, self.node_qub = g(self.node_rew, 0), g(self.node_qlb, 0), g(self.node_qub, 0)
+        self.node_rew, self.node_qlb, self.node_qub = g(self.node_rew, 0), g(self.node_qlb, 0), g(self.node_qub, np.inf)
         self.aptr, self.expanded = g(self.aptr, 0), g(self.expanded, False)
         self.node_point = g(self.node_point, -1)
         self.node_bestk = g(self.node_bestk, -1)
@@ -418,8 +418,8 @@ class _Run:
         N = self.n_nodes
         exp = np.flatnonzero(self.expanded[:N])
         order = exp[np.argsort(self.node_touch[exp], kind="stable")]
-        K.evict_leaves(order, self.aptr, self.e_child, self.expanded, self.node_bs, self.node_bl,
-                       int(over // 16) + 1)
+        K.evict_leaves(order, self.aptr, self.e_child, self.expanded, self.node_bs, self.node_bl, self.node_qub,
+                       self.node_lb, int(over // 16) + 1)
         live = np.flatnonzero(self.node_bs[:N] >= 0)
         live = live[np.argsort(self.node_bs[live], kind="stable")]
         self.pool_n = int(K.compact_pool(live, self.node_bs, self.node_bl, self.pool_idx, self.pool_val))
