@@ -7,11 +7,15 @@ targets propagated from the root are met; a targeted trial that changes nothing 
 one use the plain gap rule. The path is then backed up bottom-up: a point-based alpha-vector backup for the
 lower bound and a sawtooth belief-value point for the upper bound (FIB corners, blind-policy initial
 vectors). Each node caches its bounds and only re-reads vectors/points added since its last refresh.
-Vectors that were nobody's maximiser for ``prune_delay`` backups are dropped (the root's best is kept).
-Sawtooth points reference their node's belief in the pool (no copy); once replaced points pile up, points
-dominated by the others are pruned (as SARSOP does) and the survivors compacted, so bucket scans stay short.
-All arithmetic (including each trial step's action/child choice) runs in ``kernels.py`` (numba); this
-module keeps the growable arrays, the trial loop, pruning, progress and stopping rules.
+Actions whose Q upper bound falls below a node's lower value are pruned there (their children are no longer
+refreshed), vectors that were nobody's maximiser for ``prune_delay`` backups are dropped (the root's best is
+kept), and once replaced sawtooth points pile up, points dominated by the others are pruned and the
+survivors compacted. Past ``memory_mb``, the beliefs of unexpanded leaves (pruned actions' first, then least
+recently used) leave the pool; they keep their bounds and are recomputed from a parent when needed.
+
+Whole trials (descent, backups, bookkeeping) run in ``kernels.run_trials`` (numba), which hands control back
+only to expand a node (the belief index is a Python dict), recompute evicted beliefs, or grow an array; this
+module keeps the growable arrays, pruning, progress and stopping rules.
 """
 from __future__ import annotations
 
