@@ -613,13 +613,25 @@ def run_trials(st, sf, path, max_trials, precision, tol, kappa, max_depth, targe
     """SARSOP trials (descent by upper-bound action and weighted excess gap with (L, U) targets, then
     bottom-up backups of the path) until ``max_trials`` more are done, the root gap is <= ``precision``,
     or Python is needed (see the return codes); ``st``/``sf``/``path`` carry a trial across such returns.
-    Phase 0 = between trials, 1 = descending, 2 = backing up path[ST_POS] and then the nodes above it."""
+    Phase 0 = between trials, 1 = descending, 2 = backing up path[ST_POS] and then the nodes above it.
+    Each pass of the loop does one step (one backup or one descent move), so backup_update is inlined once."""
     node_bs, aptr, e_child, e_prob, node_rew, node_lb, node_ub, node_qlb, node_qub = \
         tree[0], tree[4], tree[5], tree[6], tree[8], tree[9], tree[10], tree[11], tree[12]
     gamma = tree[37]
     done = 0
     while True:
-        if st[ST_PHASE] == 0:
+        phase = st[ST_PHASE]
+        # a backup is due: a node Python has just expanded (visited while descending) or the next path node
+        if (phase == 1 and st[ST_PENDING] == 1) or (phase == 2 and st[ST_POS] >= 0):
+            code = backup_update(st[ST_NODE] if phase == 1 else path[st[ST_POS]], st, tol, tree)
+            if code != DONE:
+                return code
+            if phase == 1:
+                st[ST_PENDING] = 0
+            else:
+                st[ST_POS] -= 1
+            continue
+        if phase == 0:
             if node_ub[0] - node_lb[0] <= precision:
                 return CONVERGED
             if done >= max_trials:
@@ -628,8 +640,7 @@ def run_trials(st, sf, path, max_trials, precision, tol, kappa, max_depth, targe
                 return MAINTENANCE
             if st[ST_NALIVE] > alive_limit:
                 return MAINTENANCE
-            gap_root = node_ub[0] - node_lb[0]
-            eps = max(kappa * gap_root, precision * 0.5)
+            eps = max(kappa * (node_ub[0] - node_lb[0]), precision * 0.5)
             sf[SF_EPS] = eps
             sf[SF_L] = node_lb[0]
             sf[SF_U] = node_lb[0] + eps
@@ -642,62 +653,57 @@ def run_trials(st, sf, path, max_trials, precision, tol, kappa, max_depth, targe
             st[ST_PLEN] = 0
             st[ST_PENDING] = 0
             st[ST_PHASE] = 1
-        if st[ST_PHASE] == 1:
+        elif phase == 1:
+            n = st[ST_NODE]
+            t = st[ST_DEPTH]
+            ginv = sf[SF_GINV]
             eps = sf[SF_EPS]
-            while True:
-                n = st[ST_NODE]
-                t = st[ST_DEPTH]
-                ginv = sf[SF_GINV]
-                thr = eps * ginv
-                if st[ST_PENDING] == 1:  # n was just expanded by Python: back it up before reading it
-                    code = backup_update(n, st, tol, tree)
-                    if code != DONE:
-                        return code
-                    st[ST_PENDING] = 0
-                elif not expanded[n]:
-                    # leaves whose stored bounds already stop the trial are not expanded
-                    if node_ub[n] - node_lb[n] <= thr or t >= max_depth:
-                        break
-                    if node_bs[n] < 0:
-                        st[ST_NEED] = st[ST_PARENT]
-                        return NEED_BELIEFS
+            thr = eps * ginv
+            stop = False
+            if not expanded[n]:
+                # leaves whose stored bounds already stop the trial are not expanded
+                if node_ub[n] - node_lb[n] <= thr or t >= max_depth:
+                    stop = True
+                elif node_bs[n] < 0:
+                    st[ST_NEED] = st[ST_PARENT]
+                    return NEED_BELIEFS
+                else:
                     st[ST_NEED] = n
-                    st[ST_PENDING] = 1
+                    st[ST_PENDING] = 1  # back n up (and go on from it) once Python has expanded it
                     return NEED_EXPAND
+            if not stop:
                 lb = node_lb[n]
                 ub = node_ub[n]
                 L = sf[SF_L]
                 U = sf[SF_U]
                 if ub - lb <= thr or (st[ST_TARGETS] == 1 and t > 0 and ub <= L and ub <= max(U, lb + thr)) \
                         or t >= max_depth:
-                    break
-                status, child, L, U = trial_step(n, t, node_qub, node_qlb, node_rew, aptr, e_child, e_prob,
-                                                 node_lb, node_ub, eps, ginv, gamma, L, U)
-                sf[SF_L] = L
-                sf[SF_U] = U
-                if status == 1:
-                    break
-                path[st[ST_PLEN]] = n
-                st[ST_PLEN] += 1
-                if status == 2:
-                    break
-                st[ST_PARENT] = n
-                st[ST_NODE] = child
-                st[ST_DEPTH] = t + 1
-                if gamma < 1.0:
-                    sf[SF_GINV] = ginv / gamma
-            n = st[ST_NODE]
-            if expanded[n] and (st[ST_PLEN] == 0 or path[st[ST_PLEN] - 1] != n):
-                path[st[ST_PLEN]] = n
-                st[ST_PLEN] += 1
-            st[ST_POS] = st[ST_PLEN] - 1
-            st[ST_PHASE] = 2
-        if st[ST_PHASE] == 2:
-            while st[ST_POS] >= 0:
-                code = backup_update(path[st[ST_POS]], st, tol, tree)
-                if code != DONE:
-                    return code
-                st[ST_POS] -= 1
+                    stop = True
+                else:
+                    status, child, L, U = trial_step(n, t, node_qub, node_qlb, node_rew, aptr, e_child, e_prob,
+                                                     node_lb, node_ub, eps, ginv, gamma, L, U)
+                    sf[SF_L] = L
+                    sf[SF_U] = U
+                    if status == 1:
+                        stop = True
+                    else:
+                        path[st[ST_PLEN]] = n
+                        st[ST_PLEN] += 1
+                        if status == 2:
+                            stop = True
+                        else:
+                            st[ST_PARENT] = n
+                            st[ST_NODE] = child
+                            st[ST_DEPTH] = t + 1
+                            if gamma < 1.0:
+                                sf[SF_GINV] = ginv / gamma
+            if stop:
+                if expanded[n] and (st[ST_PLEN] == 0 or path[st[ST_PLEN] - 1] != n):
+                    path[st[ST_PLEN]] = n
+                    st[ST_PLEN] += 1
+                st[ST_POS] = st[ST_PLEN] - 1
+                st[ST_PHASE] = 2
+        else:  # phase 2 with the whole path backed up: the trial is over
             st[ST_TRIALS] += 1
             done += 1
             if targets_enabled:
