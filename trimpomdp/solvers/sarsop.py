@@ -59,6 +59,7 @@ def warm_up() -> float:
     run.memory_bytes = 1.0
     run.evict()  # and the eviction ones
     run.materialise(0)
+    run.prune_alphas()
     bi, bv = run._belief(0)
     run._same_belief(0, bi, bv)
     _JIT_DONE = True
