@@ -355,39 +355,6 @@ def compact_pool(live, node_bs, node_bl, pool_idx, pool_val):
 
 
 @njit(cache=True)
-def prune_stale(alive, used, refc, succ, n_alpha, n_fixed, cut):
-    """Take vectors unused since stamp ``cut`` out of the working set, and release the storage of those no
-    kept vector continues with, cascading. Returns how many left the working set.
-
-    Each point-based vector is "act, then continue with vector succ[k, o] after o". A vector leaves the
-    working set (``alive``: what bounds and backups read) once stale, but stays stored (and in the policy)
-    while a stored vector has it as a successor (``refc`` > 0): then the greedy policy of the stored set is
-    at least as good as each vector's value, which dropping successors could break. The first ``n_fixed``
-    vectors (blind policies, their own successors) stay."""
-    Z = succ.shape[1]
-    stack = np.empty(n_alpha, np.int64)
-    top = 0
-    dropped = 0
-    for k in range(n_fixed, n_alpha):
-        if alive[k] and used[k] < cut:
-            alive[k] = False
-            dropped += 1
-            if refc[k] == 0:
-                stack[top] = k
-                top += 1
-    while top > 0:
-        top -= 1
-        k = stack[top]
-        for o in range(Z):
-            j = succ[k, o]
-            refc[j] -= 1
-            if refc[j] == 0 and not alive[j] and j >= n_fixed:
-                stack[top] = j
-                top += 1
-    return dropped
-
-
-@njit(cache=True)
 def mark_used_at(node_ids, node_bs, node_bl, pool_idx, pool_val, alphas, n_alpha, alive, used, stamp):
     """Stamp the vector that is best at each of the given nodes (witnesses kept by pruning)."""
     for t in range(node_ids.shape[0]):
@@ -525,7 +492,7 @@ def backup_update(n, st, tol, tree):
     (node_bs, node_bl, pool_idx, pool_val, aptr, e_child, e_prob, e_obs, node_rew, node_lb, node_ub, node_qlb,
      node_qub, node_bestk, node_aseen, node_pseen, node_touch, node_point, alphas, alpha_act, alive, used,
      corner, p_ptr, p_node, p_gap, p_alive, head, nxt, dense, Tp, Ti, Tv, Op, Oi, Ov, R, gamma, Z, kobs, h,
-     new_alpha, succ, refc) = tree
+     new_alpha) = tree
     n_alpha = st[ST_NALPHA]
     n_pts = st[ST_NPTS]
     if n_alpha >= alphas.shape[0]:
@@ -604,10 +571,6 @@ def backup_update(n, st, tol, tree):
         k = st[ST_NALPHA]
         alphas[k, :] = new_alpha
         alpha_act[k] = a
-        for o in range(Z):  # the policy graph: k's successors stay alive while k is (see prune_stale)
-            succ[k, o] = kobs[o]
-            refc[kobs[o]] += 1
-        refc[k] = 0
         alive[k] = True
         used[k] = stamp
         st[ST_NALPHA] = k + 1
