@@ -91,9 +91,9 @@ def test_memory_cap_evicts_leaf_beliefs_and_keeps_bounds_valid():
 
 @pytest.mark.parametrize("name", ["tiger.95", "cheese.95", "parr95.95"])
 def test_greedy_policy_achieves_its_lower_bound_under_aggressive_pruning(pomdp_dir, name):
-    """The policy's exact value at b0 is at least the reported lower bound, even when vectors leave the
-    working set after a single unused backup: every stored vector's successors stay stored. (Dropping
-    them made Tiger's greedy policy worth -14 against a bound of 19.37.)"""
+    """The policy's exact value at b0 is at least the reported lower bound, even when unused vectors are
+    pruned after a single backup: each tree node's best vector is kept, so every vector's continuation is
+    still covered. (Pruning by staleness alone made Tiger's greedy policy worth -14 against 19.37.)"""
     from trimpomdp.evaluation import evaluate_exact
     from trimpomdp.pomdp import load_model
 
