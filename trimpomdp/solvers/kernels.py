@@ -608,10 +608,11 @@ def backup_update(n, st, tol, tree):
 
 
 @njit(cache=True)
-def run_trials(st, sf, path, max_trials, precision, tol, kappa, max_depth, targets_enabled, pdead_limit, alive_limit,
-               expanded, tree):
+def run_trials(st, sf, path, max_trials, max_backups, precision, tol, kappa, max_depth, targets_enabled, pdead_limit,
+               alive_limit, expanded, tree):
     """SARSOP trials (descent by upper-bound action and weighted excess gap with (L, U) targets, then
-    bottom-up backups of the path) until ``max_trials`` more are done, the root gap is <= ``precision``,
+    bottom-up backups of the path) until ``max_trials`` more trials or ``max_backups`` more backups are
+    done (checked between trials: numba has no CPU clock), the root gap is <= ``precision``,
     or Python is needed (see the return codes); ``st``/``sf``/``path`` carry a trial across such returns.
     Phase 0 = between trials, 1 = descending, 2 = backing up path[ST_POS] and then the nodes above it.
     Each pass of the loop does one step (one backup or one descent move), so backup_update is inlined once."""
@@ -619,6 +620,7 @@ def run_trials(st, sf, path, max_trials, precision, tol, kappa, max_depth, targe
         tree[0], tree[4], tree[5], tree[6], tree[8], tree[9], tree[10], tree[11], tree[12]
     gamma = tree[37]
     done = 0
+    b_start = st[ST_BACKUPS]
     while True:
         phase = st[ST_PHASE]
         # a backup is due: a node Python has just expanded (visited while descending) or the next path node
@@ -634,7 +636,7 @@ def run_trials(st, sf, path, max_trials, precision, tol, kappa, max_depth, targe
         if phase == 0:
             if node_ub[0] - node_lb[0] <= precision:
                 return CONVERGED
-            if done >= max_trials:
+            if done >= max_trials or st[ST_BACKUPS] - b_start >= max_backups:
                 return DONE
             if st[ST_PDEAD] > pdead_limit and st[ST_PDEAD] > st[ST_NPTS] // 2:
                 return MAINTENANCE

@@ -378,10 +378,12 @@ class _Run:
         else:  # pragma: no cover - a new return code without a handler
             raise RuntimeError(f"unexpected kernel request {code}")
 
-    def trials_until(self, max_trials, alive_limit=1 << 62):
-        """Run up to ``max_trials`` trials in numba; returns DONE, CONVERGED or MAINTENANCE."""
+    def trials_until(self, max_trials, alive_limit=1 << 62, max_backups=1 << 62):
+        """Run up to ``max_trials`` trials (or about ``max_backups`` backups) in numba; returns DONE,
+        CONVERGED or MAINTENANCE."""
         while True:
-            code = K.run_trials(self.st, self.sf, self.path, max_trials, self.precision, self.tol, TRIAL_KAPPA,
+            code = K.run_trials(self.st, self.sf, self.path, max_trials, max_backups, self.precision, self.tol,
+                                TRIAL_KAPPA,
                                 self.max_depth, self.targets_enabled, 2000, alive_limit, self.expanded,
                                 self._tree_args())
             if code in (K.DONE, K.CONVERGED, K.MAINTENANCE):
@@ -498,7 +500,7 @@ class _Run:
             print(f"{'Time':>8} | {'#Trial':>7} | {'#Backup':>8} | {'LBound':>11} | {'UBound':>11} | "
                   f"{'Precision':>10} | {'#Alphas':>7} | {'#Beliefs':>8}", file=sys.stderr)
             print("-" * 96, file=sys.stderr)
-        budget = 1  # trials per kernel call, adapted so that a call takes a few milliseconds
+        budget = 16  # backups per kernel call, adapted so that a call takes about 5 ms
         while True:
             tc, tw = time.process_time() - t0, time.perf_counter() - w0
             entry = self.record(tc, tw)
@@ -516,14 +518,12 @@ class _Run:
                     self._print_row(entry)
                 if self.callback is not None:
                     self.callback(entry)
-            limit = budget if self.max_iterations is None else min(budget, self.max_iterations - self.trials)
-            c0 = time.perf_counter()
-            code = self.trials_until(limit, int(1.5 * alive_after_prune + 20))
-            dt = time.perf_counter() - c0
-            if code == K.DONE and dt < 0.002:
-                budget = min(2 * budget, 1 << 20)
-            elif dt > 0.02:
-                budget = max(1, budget // 2)
+            limit = 1 << 62 if self.max_iterations is None else self.max_iterations - self.trials
+            c0, b0 = time.perf_counter(), self.backups
+            self.trials_until(limit, int(1.5 * alive_after_prune + 20), budget)
+            dt, done = time.perf_counter() - c0, self.backups - b0
+            if done > 0 and dt > 0:
+                budget = int(min(max(0.5 * budget, min(2 * budget, done / dt * 0.005)), 1 << 20)) + 1
             if self.p_dead > 2000 and self.p_dead > self.n_pts // 2:
                 self._compact_points()
             if self.st[K.ST_NALIVE] > 1.5 * alive_after_prune + 20:
