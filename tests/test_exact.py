@@ -7,7 +7,8 @@ from hypothesis import assume, given, settings, strategies as st
 
 from trimpomdp.errors import ModelError
 from trimpomdp.pomdp.model import POMDP
-from trimpomdp.solvers.exact import _LP, ExactSolver, _envelope_2state, _pointwise_undominated
+from trimpomdp.solvers.exact import ExactSolver, _envelope_2state, _reachable_domain
+from trimpomdp.solvers.exact_kernels import advantage_bounds, game_lp, lark_filter
 
 TIGER_OPT = 19.3713683749  # our converged value (bounds within 1e-9); literature: about 19.37
 
@@ -129,9 +130,58 @@ def test_two_state_envelope_keeps_exactly_the_maximisers(seed, K):
     assert np.allclose(vals[:, sorted(keep)].max(axis=1), top)
 
 
-def test_pointwise_dominance():
-    V = np.array([[1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0], [2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
-    assert _pointwise_undominated(V, 1e-12).tolist() == [0, 3, 4]
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), q=st.integers(3, 6), K=st.integers(1, 60), eps=st.sampled_from([0.0, 1e-3, 0.05]))
+def test_lark_filter_keeps_the_envelope_within_the_reported_loss(seed, q, K, eps):
+    rng = np.random.default_rng(seed)
+    V = rng.normal(size=(K, q))
+    if seed % 3 == 0:  # ties and exact duplicates
+        V = np.round(V, 1)
+    seeded = np.zeros(K, dtype=bool)  # as in the solver: the best vector at some belief
+    seeded[np.argmax(V @ rng.dirichlet(np.ones(q)))] = True
+    keep, loss, wit = lark_filter(V, seeded, eps)
+    assert keep.any() and 0.0 <= loss <= eps + 1e-12
+    lam = np.r_[rng.dirichlet(np.ones(q) * 0.3, size=4000), np.eye(q)]
+    full, kept = (lam @ V.T).max(axis=1), (lam @ V[keep].T).max(axis=1)
+    assert np.all(kept >= full - loss - 1e-9)
+    # no kept vector is strictly dominated by the other kept ones, and the witnesses are real
+    for k in np.flatnonzero(keep):
+        others = V[keep & (np.arange(K) != k)]
+        if len(others):
+            lo, hi = game_lp(V[k], others, len(others), np.empty(q), np.empty(len(others)))
+            assert hi >= -1e-9
+    for lam_w in wit:
+        assert lam_w.min() >= 0 and lam_w.sum() == pytest.approx(1.0)
+
+
+def test_reachable_domain_contains_every_reachable_belief(pomdp_dir):
+    """Beliefs sampled along random action/observation sequences from b0 lie in some piece of the domain."""
+    from scipy.optimize import linprog
+
+    from trimpomdp.pomdp import load_model
+
+    for name in ("shuttle.95", "4x3.95", "cheese.95"):
+        m = load_model(pomdp_dir / f"{name}.POMDP")
+        T, O = m.T_dense(), m.O_dense()
+        pieces = _reachable_domain(T, O, m.initial_belief)
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            b = m.initial_belief
+            for _step in range(rng.integers(0, 6)):
+                a = rng.integers(m.n_actions)
+                joint = (b @ T[a])[:, None] * O[a]
+                p = joint.sum(axis=0)
+                o = rng.choice(len(p), p=p / p.sum())
+                b = joint[:, o] / p[o]
+            inside = False
+            for piece in pieces:
+                if piece.isolated:
+                    inside |= bool(np.any(np.abs(piece.M - b).max(axis=1) <= 1e-9))
+                else:
+                    res = linprog(np.zeros(piece.q), A_eq=np.r_[piece.M.T, np.ones((1, piece.q))],
+                                  b_eq=np.r_[b, 1.0], bounds=[(0, None)] * piece.q, method="highs")
+                    inside |= res.status == 0
+            assert inside, (name, b)
 
 
 def test_errors():
@@ -144,22 +194,30 @@ def test_errors():
     assert ExactSolver(horizon=2).solve(tiger(discount=1.0)).upper == pytest.approx(-2.0)
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), S=st.integers(2, 6), K=st.integers(1, 30))
-def test_warm_started_lp_matches_fresh_linprog(seed, S, K):
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), q=st.integers(1, 8), K=st.integers(1, 80), stop=st.sampled_from([-np.inf, 0.0, 0.5]))
+def test_certified_game_lp_brackets_linprog(seed, q, K, stop):
+    """Both LP routines return a certified interval around the witness LP optimum (HiGHS as reference)."""
+    from scipy.optimize import linprog
+
     rng = np.random.default_rng(seed)
-    W = rng.normal(size=(K, S))
-    lp = _LP(S)
-    lp.reset(W[: max(1, K // 2)])
-    for u in W[max(1, K // 2):]:
-        lp.add(u)  # rows appended to the live model
-    for w in rng.normal(size=(4, S)):
-        d, b = lp.best(w)
-        d_ref, _ = lp.witness(w, W)
-        assert d == pytest.approx(d_ref, abs=1e-8)
-        # the witness belief is on the simplex and attains the advantage
-        assert b.min() >= 0 and b.sum() == pytest.approx(1.0)
-        assert float(w @ b - np.max(W @ b)) == pytest.approx(d, abs=1e-7)
+    U = rng.normal(size=(K, q))
+    w = rng.normal(size=q) * rng.choice([0.1, 1.0, 10.0])
+    if seed % 3 == 0:  # degenerate: ties everywhere
+        U, w = np.round(U, 1), np.round(w, 1)
+    res = linprog(np.r_[-w, 1.0], A_ub=np.c_[U, -np.ones(K)], b_ub=np.zeros(K),
+                  A_eq=np.r_[np.ones(q), 0.0][None, :], b_eq=[1.0], bounds=[(0, None)] * q + [(None, None)],
+                  method="highs")
+    ref = -res.fun
+    lam, mu = np.empty(q), np.empty(K)
+    lo, hi = game_lp(w, U, K, lam, mu)
+    assert lo <= ref + 1e-9 and ref <= hi + 1e-9 and hi - lo <= 1e-9
+    assert lam.min() >= 0 and lam.sum() == pytest.approx(1.0)
+    assert float(np.min((w - U) @ lam)) == pytest.approx(lo, abs=1e-12)  # d_lo is attained at lam
+    lo, hi = advantage_bounds(w, U, K, stop, lam, mu, np.empty((K, q)))
+    assert lo <= ref + 1e-9 and ref <= hi + 1e-9
+    if hi > stop:  # not stopped early: tight
+        assert hi - lo <= 1e-9
 
 
 @settings(max_examples=4, deadline=None)
@@ -182,3 +240,17 @@ def test_capped_coarse_run_brackets_tiger():
     for it in (1, 3, 10, 30):
         res = ExactSolver(max_iterations=it, eps_fraction=0.9).solve(tiger())
         assert res.lower - 1e-9 <= TIGER_OPT <= res.upper + 1e-9
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), S=st.integers(3, 4), A=st.integers(2, 3), Z=st.integers(2, 3))
+def test_reachable_domain_and_whole_simplex_agree(seed, S, A, Z):
+    """Pruning on the beliefs reachable from b0 gives the same bounds at b0 as pruning on the whole simplex."""
+    m = random_model(seed, S, A, Z, 0.7)
+    near = ExactSolver(tol=1e-6, timeout=3).solve(m)
+    full = ExactSolver(tol=1e-6, timeout=3, reachable=False).solve(m)
+    assert near.lower <= full.upper + 1e-9 and full.lower <= near.upper + 1e-9
+    if near.converged and full.converged:
+        assert 0.5 * (near.lower + near.upper) == pytest.approx(0.5 * (full.lower + full.upper), abs=2e-6)
+    # the shifted vectors are a lower bound whose value at b0 is the reported lower bound
+    assert near.policy.value(m.initial_belief) == pytest.approx(near.lower, abs=1e-9)

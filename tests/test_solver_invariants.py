@@ -5,9 +5,9 @@ Undiscounted classics (discount 1): concert has a zero-cost action and no positi
 finite-horizon exact values equal it from horizon 1 on; it is compared with SARSOP. ejs1, ejs2 and ejs4 have
 no absorbing states and a non-zero average reward, so their H-step values grow linearly in H and no
 infinite-horizon value exists to compare; the tests check that growth and the exact solver's refusal.
-Where exact value iteration does not converge within a few seconds (shuttle.95, 4x3.95) we compare
-intervals instead: the exact solver's residual bounds are valid after every iteration, so SARSOP's
-[lower, upper] must overlap them.
+The discounted classics (tiger.95, parr95.95, cheese.95, shuttle.95, 4x3.95) are all solved exactly to a
+1e-4 gap at b0 (shuttle.95 and 4x3.95 in seconds because the exact solver prunes on the beliefs reachable
+from b0 only), and SARSOP must agree with them tightly.
 """
 from __future__ import annotations
 
@@ -64,22 +64,13 @@ def test_sarsop_bounds_overlap_exact_bounds(seed, S, A, Z, discount):
     assert sa.policy.value(m.initial_belief) <= ex.upper + SLACK
 
 
-@pytest.mark.parametrize("name", ["tiger.95", "parr95.95", "cheese.95"])
+@pytest.mark.parametrize("name", ["tiger.95", "parr95.95", "cheese.95", "shuttle.95", "4x3.95"])
 def test_sarsop_agrees_with_exact_on_classics(pomdp_dir, name):
     m = load_model(pomdp_dir / f"{name}.POMDP")
-    ex = ExactSolver(tol=1e-4, timeout=60).solve(m)
+    ex = ExactSolver(tol=1e-4, timeout=120).solve(m)  # 4x3.95, the slowest, needs about 10 s on 2 cores
     assert ex.converged and ex.upper - ex.lower <= 1e-4
     sa = SARSOPSolver(precision=1e-4, timeout=30).solve(m)
     assert abs(0.5 * (sa.lower + sa.upper) - 0.5 * (ex.lower + ex.upper)) <= 1e-3
-    assert sa.lower <= ex.upper + SLACK and ex.lower <= sa.upper + SLACK
-    check_history(sa)
-
-
-@pytest.mark.parametrize("name", ["shuttle.95", "4x3.95"])
-def test_sarsop_within_capped_exact_bounds(pomdp_dir, name):
-    m = load_model(pomdp_dir / f"{name}.POMDP")
-    ex = ExactSolver(tol=1e-4, timeout=3.0).solve(m)
-    sa = SARSOPSolver(precision=1e-3, timeout=30).solve(m)
     assert sa.lower <= ex.upper + SLACK and ex.lower <= sa.upper + SLACK
     check_history(sa)
 

@@ -1,15 +1,24 @@
 """Exact value iteration with incremental pruning: the test oracle for the approximate solvers.
 
-Each Bellman backup builds the new alpha-vector set as in Cassandra, Littman & Zhang (1997):
-``Gamma^{a,o}`` is projected and pruned, the per-action set is an incrementally pruned cross sum over
-observations, and the union over actions is pruned once more. Pruning is Lark's filter with HiGHS linear
-programs (``scipy.optimize.linprog(method="highs")``), preceded by pointwise-dominance removal and by seeding
-the kept set with the best vectors at known witness beliefs, so that most candidates never need an LP.
+Each Bellman backup builds the new alpha-vector set as in Cassandra, Littman & Zhang (1997): the
+projections ``Gamma^{a,o}`` are pruned, the per-action set is an incrementally pruned cross sum over
+observations, and the union over actions is pruned once more. Pruning is Lark's filter: a candidate is kept
+when a linear program finds a belief where it beats the kept set.
 
-Infinite-horizon runs start from the blind-policy vectors and prune with an epsilon proportional to the
-current gap (the loss is charged to the upper bound), and the LPs are warm-started HiGHS models that grow a
-row per kept vector. Only small models are tractable (the vector sets can grow doubly exponentially), hence ``timeout`` and
-``max_iterations``; an interrupted run still returns valid-looking bounds from the last residual bound.
+Infinite-horizon runs only need V* at the beliefs reachable from b0, and those lie in a small closed set
+``B``: ``b0`` plus, for every (action, observation), the convex hull of the successors of the simplex
+corners (``_reachable_domain``). The Bellman operator restricted to functions on ``B`` is still a monotone
+gamma-contraction with fixed point V* on ``B``, so value iteration may drop every vector that is not
+maximal somewhere on ``B`` and take the Bellman residual over ``B`` only. ``B`` is a union of
+low-dimensional pieces on the classic problems (at most four states in a piece of shuttle or 4x3), and
+each piece keeps its own vector sets in its own barycentric coordinates, so the cross sums, the vector
+sets and the linear programs stay small. The LPs are tiny matrix games solved by a Numba simplex whose
+answers are certified by their primal and dual solutions (``exact_kernels``).
+
+The runs start from the blind-policy vectors (each a policy's value, so every backed-up vector is one too)
+and prune with an epsilon proportional to the current gap; the value actually lost to pruning is charged
+to the upper bound. Only small models are tractable, hence ``timeout`` and ``max_iterations``; an
+interrupted run still returns valid bounds from the last residual bound.
 """
 from __future__ import annotations
 
@@ -20,133 +29,140 @@ import time
 import numpy as np
 from scipy.optimize import linprog
 
-try:  # scipy's bundled HiGHS binding (private, hence optional): persistent warm-started LPs
-    from scipy.optimize._highspy import _core as _hc
-except Exception:  # pragma: no cover
-    _hc = None
-
 from trimpomdp.errors import ModelError
 from trimpomdp.policy import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
-from trimpomdp.solvers.exact_kernels import upper_envelope
+from trimpomdp.solvers.exact_kernels import best_at, lark_filter, max_advantage, upper_envelope
 from trimpomdp.solvers.result import SolveResult
 
-#: HiGHS tolerances: the defaults (1e-7) are too loose for an oracle compared at 1e-6 and below
-_HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
-
-
-#: largest cross sum formed in one backup (vectors); beyond it the solve stops early, bounds still valid
+#: largest cross sum formed in one prune (vectors); beyond it the solve stops early, bounds still valid
 MAX_CROSS_SUM = 2_000_000
+
+#: witness beliefs remembered per piece (the first candidates kept without an LP in later prunes)
+MAX_SEEDS = 150
 
 
 class _Timeout(Exception):
     pass
 
 
-class _LP:
-    """Witness linear program: max_b (w.b - max_{u in W} u.b) over the belief simplex.
+class _Piece:
+    """One convex piece of the pruning domain: the beliefs ``M.T @ lam`` for ``lam`` in the q-simplex.
 
-    One HiGHS instance is kept per vector set and rows are appended as the set grows, so consecutive
-    candidates re-solve from the previous basis (warm start, no presolve): about 5x cheaper than a fresh
-    ``linprog`` call, which dominated the solver's time. scipy's bundled HiGHS binding is private API, so any
-    import or solve failure falls back to ``linprog``.
+    Vectors are pruned on a piece in its barycentric coordinates (``V @ M.T`` has q columns, often far fewer
+    than the states), so its linear programs are small. ``isolated`` pieces hold separate beliefs (one per
+    row of ``M``), where the best vector is simply evaluated; the others use Lark's filter with LPs and
+    epsilon (two-vertex pieces, segments, first take the exact upper envelope of their lines).
     """
 
-    def __init__(self, n_states: int):
-        self.S = n_states
-        self.A_eq = np.r_[np.ones(n_states), 0.0][None, :]
-        self.bounds = [(0.0, None)] * n_states + [(None, None)]
-        self.calls = 0
-        self._h = None
-        self._W: list[np.ndarray] = []
+    def __init__(self, vertices: np.ndarray, isolated: bool = False):
+        self.M = np.asarray(vertices, dtype=float)
+        self.q = self.M.shape[0]
+        self.isolated = isolated or self.q == 1
+        # corners and centre: the first witnesses to try
+        self.seeds = np.r_[np.eye(self.q), np.full((1, self.q), 1.0 / self.q)]
+        self.n_fixed = len(self.seeds)
 
-    # -- persistent model -------------------------------------------------------------------------
-    def reset(self, W: np.ndarray) -> None:
-        """Start a new LP whose constraint rows are the vectors of ``W``."""
-        self._W = [np.asarray(u, dtype=float) for u in W]
-        self._h = None
-        if _hc is None:
-            return
-        try:
-            S = self.S
-            h = _hc._Highs()
-            for k, v in (("output_flag", False), ("presolve", "off"),
-                         ("primal_feasibility_tolerance", 1e-10), ("dual_feasibility_tolerance", 1e-10)):
-                h.setOptionValue(k, v)
-            inf = _hc.kHighsInf
-            for _ in range(S):
-                h.addVar(0.0, inf)
-            h.addVar(-inf, inf)
-            h.changeColCost(S, 1.0)
-            self._idx = np.arange(S + 1, dtype=np.int32)
-            h.addRow(1.0, 1.0, S, self._idx[:-1], np.ones(S))
-            self._h = h
-            for u in self._W:
-                self._add_row(u)
-        except Exception:  # pragma: no cover - binding changed: use linprog
-            self._h = None
+    def add_seeds(self, lams: np.ndarray) -> None:
+        """Remember new witness mixes; the oldest ones go first (corners and centre stay)."""
+        if len(lams):
+            self.seeds = np.r_[self.seeds, lams]
+            extra = len(self.seeds) - self.n_fixed - MAX_SEEDS
+            if extra > 0:
+                self.seeds = np.r_[self.seeds[:self.n_fixed], self.seeds[self.n_fixed + extra:]]
 
-    def _add_row(self, u: np.ndarray) -> None:
-        self._h.addRow(-_hc.kHighsInf, 0.0, self.S + 1, self._idx, np.r_[u, -1.0])
 
-    def add(self, u: np.ndarray) -> None:
-        """Append one vector to the constraint set of the current LP."""
-        self._W.append(np.asarray(u, dtype=float))
-        if self._h is not None:
-            self._add_row(self._W[-1])
+def _successors(V: np.ndarray, T: np.ndarray, O: np.ndarray, a: int, o: int) -> np.ndarray:
+    """Distinct beliefs after action ``a`` and observation ``o`` from the beliefs in the rows of ``V``
+    (rows where ``o`` has probability zero have no successor)."""
+    U = (V @ T[a]) * O[a][:, o][None, :]
+    d = U.sum(axis=1)
+    U = U[d > 0] / d[d > 0, None]
+    return np.unique(U, axis=0)
 
-    def best(self, w: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """``witness(w, W)`` against the current set, warm-started."""
-        if self._h is not None:
-            self.calls += 1
-            h = self._h
-            try:
-                h.changeColsCost(self.S, self._idx[:-1], -np.asarray(w, dtype=float))
-                h.run()
-                if h.getModelStatus() == _hc.HighsModelStatus.kOptimal:
-                    b = np.clip(np.asarray(h.getSolution().col_value)[: self.S], 0.0, None)
-                    if b.sum() > 0:
-                        b /= b.sum()
-                        return float(-h.getInfo().objective_function_value), b
-            except Exception:  # pragma: no cover
-                pass
-            self.calls -= 1
-        return self.witness(w, np.asarray(self._W))
 
-    def witness(self, w: np.ndarray, W: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """Largest advantage of ``w`` over the set ``W`` and the belief achieving it (fresh ``linprog``)."""
-        self.calls += 1
-        A_ub = np.c_[W, -np.ones(W.shape[0])]
-        res = linprog(
-            np.r_[-w, 1.0], A_ub=A_ub, b_ub=np.zeros(W.shape[0]), A_eq=self.A_eq, b_eq=[1.0],
-            bounds=self.bounds, method="highs", options=_HIGHS,
-        )
-        if res.status != 0:  # numerically troubled LP: fall back to the pointwise bound, no witness
-            return float(np.max(np.min(w[None, :] - W, axis=0))), None
-        b = np.clip(res.x[: self.S], 0.0, None)
-        b /= b.sum()
-        return float(-res.fun), b
+def _reachable_domain(T: np.ndarray, O: np.ndarray, b0: np.ndarray) -> list[_Piece]:
+    """A union of polytopes that contains every belief reachable from ``b0`` and is closed under successors.
+
+    Belief updates are projective maps, ``tau(b) = M b / 1'M b``, which map the convex hull of some beliefs
+    into the convex hull of their images. The successors of *any* belief under (a, o) therefore lie in
+    ``P_ao = conv{tau(e_s, a, o)}`` (the images of the simplex corners), so ``{b0}`` plus any supersets of
+    the A*Z pieces ``P_ao`` is closed. Single-belief pieces are evaluated directly; the others are merged per
+    support (``_merge_by_support``), and isolated beliefs that are a vertex of a piece are dropped.
+    """
+    A, Z, S = T.shape[0], O.shape[2], T.shape[1]
+    pieces = [_successors(np.eye(S), T, O, a, o) for a in range(A) for o in range(Z)]
+    points = [np.asarray(b0, dtype=float)[None, :]] + [P for P in pieces if len(P) == 1]
+    out = [_Piece(M) for M in _merge_by_support([P for P in pieces if len(P) > 1])]
+    vertices = {bytes(v) for piece in out for v in piece.M}
+    pts = np.unique(np.concatenate(points), axis=0)
+    pts = np.array([p for p in pts if bytes(p) not in vertices]).reshape(-1, S)
+    if len(pts):
+        out.append(_Piece(pts, isolated=True))
+    return out
+
+
+def _merge_by_support(polys: list[np.ndarray]) -> list[np.ndarray]:
+    """One piece per support (set of states with positive belief): the convex hull of the union of the
+    pieces with that support, or the support's face of the simplex when that has fewer vertices.
+
+    Both contain the original pieces, so the domain stays closed under successors (any successor lies in one
+    of the original pieces). Pieces with one support usually overlap heavily, and each piece costs its own
+    linear programs.
+    """
+    groups: dict[bytes, list[np.ndarray]] = {}
+    for P in polys:
+        groups.setdefault(np.packbits(P.sum(axis=0) > 0).tobytes(), []).append(P)
+    out = []
+    for Ps in groups.values():
+        V = _extreme_points(np.unique(np.concatenate(Ps), axis=0))
+        support = np.flatnonzero(V.sum(axis=0) > 0)
+        if len(V) > len(support):
+            V = np.eye(V.shape[1])[support]
+        out.append(V)
+    return out
+
+
+def _extreme_points(V: np.ndarray) -> np.ndarray:
+    """The rows of ``V`` that are not a convex combination of the other rows (one feasibility LP each)."""
+    keep = np.ones(len(V), dtype=bool)
+    for i in range(len(V)):
+        others = V[keep & (np.arange(len(V)) != i)]
+        if len(others) == 0:
+            continue
+        res = linprog(np.zeros(len(others)), A_eq=np.r_[others.T, np.ones((1, len(others)))],
+                      b_eq=np.r_[V[i], 1.0], bounds=[(0.0, None)] * len(others), method="highs")
+        # V[i] lies in the hull of the others (checked on the weights themselves, not on HiGHS's tolerance):
+        # dropping it leaves the piece unchanged
+        if res.status == 0 and np.max(np.abs(np.clip(res.x, 0.0, None) @ others - V[i])) <= 1e-13 \
+                and abs(np.clip(res.x, 0.0, None).sum() - 1.0) <= 1e-13:
+            keep[i] = False
+    return V[keep]
 
 
 class ExactSolver:
     """Value iteration over alpha vectors with LP pruning (incremental pruning).
 
     ``horizon=None`` iterates until the bounds on V*(b0) implied by the Bellman residual (its minimum and
-    maximum over all beliefs) are within ``tol``; ``horizon=H`` gives the exact H-step value (``lower`` only
-    differs from ``upper`` by the epsilon-pruning slack). The returned vectors are shifted by the residual's
-    lower bound, which keeps the greedy actions and makes them a global lower bound on V*.
+    maximum over the beliefs reachable from b0) are within ``tol``; ``horizon=H`` gives the exact H-step
+    value on the whole simplex (``lower`` only differs from ``upper`` by the epsilon-pruning slack).
+
+    ``reachable=False`` prunes on the whole simplex instead of the reachable domain; two-state models always
+    use the whole belief line, whose exact envelope is cheap. The returned vectors are shifted by the
+    residual's lower bound where that helps: they keep the greedy actions and are a lower bound on V* at
+    every belief reachable from b0 (at every belief when not shifted up).
     """
 
     def __init__(self, horizon: int | None = None, tol: float = 1e-9, max_iterations: int = 10_000,
                  timeout: float | None = None, prune_eps: float = 1e-11, verbose: bool = False,
-                 eps_fraction: float = 0.5, warm_start: bool = True):
+                 eps_fraction: float = 0.5, warm_start: bool = True, reachable: bool = True):
         if horizon is not None and horizon < 0:
             raise ModelError(f"horizon must be >= 0, got {horizon}")
         if tol <= 0:
             raise ModelError(f"tol must be > 0, got {tol}")
         self.horizon, self.tol, self.max_iterations = horizon, tol, max_iterations
         self.timeout, self.prune_eps, self.verbose = timeout, prune_eps, verbose
-        self.eps_fraction, self.warm_start = eps_fraction, warm_start
+        self.eps_fraction, self.warm_start, self.reachable = eps_fraction, warm_start, reachable
 
     # ------------------------------------------------------------------ public entry point
     def solve(self, model: POMDP) -> SolveResult:
@@ -166,34 +182,40 @@ class ExactSolver:
         # P[a, o] = gamma * T[a] * diag(O[a, :, o]): projects a future alpha vector to the current step
         self._P = gamma * np.einsum("ast,ato->aost", T, O)
         self._R, self._Z = R, Z
-        self._lp = _LP(S)
+        b0 = model.initial_belief
+        if self.horizon is None and S > 2 and self.reachable:
+            self._domain = _reachable_domain(T, O, b0)
+        else:
+            self._domain = [_Piece(np.eye(S))]
         steps = 1.0 / (1.0 - gamma) if gamma < 1.0 else math.inf
         if self.horizon is not None:
             steps = min(steps, float(self.horizon))
         self._scale = max(1.0, float(np.abs(R).max()) * steps)
         self._eps0 = self._eps = self.prune_eps * self._scale
-        self._points = [np.eye(S)[i] for i in range(S)] + [np.full(S, 1.0 / S), model.initial_belief]
+        self._lps = 0
 
         alphas, acts = np.zeros((1, S)), np.zeros(1, dtype=np.int64)
-        b0 = model.initial_belief
         n_iter, lower, upper, converged, history = 0, -math.inf, math.inf, False, []
         target = self.horizon if self.horizon is not None else self.max_iterations
         delta_total, shift, min_gap = 0.0, 0.0, math.inf
+        # blind-policy start: every vector is then the value of a policy (a plan tree ending in one action
+        # repeated forever), so max_k alpha_k . b0 itself is a lower bound on V*(b0)
+        plan_values = self.horizon is None and self.warm_start and S > 2
         try:
-            if self.horizon is None and self.warm_start and S > 2:  # (two states: exact envelopes, cold start)
-                # blind-policy values (repeat one action forever) are a lower bound close to V* on most models,
-                # so value iteration starts with a much smaller residual than from zero; the residual bounds
-                # below hold for any starting set
+            if plan_values:
+                # blind-policy values are a lower bound close to V* on most models, so value iteration starts
+                # with a much smaller residual than from zero; the residual bounds below hold for any start
                 alphas = np.stack([np.linalg.solve(np.eye(S) - gamma * T[a], R[:, a]) for a in range(A)])
                 acts = np.arange(A, dtype=np.int64)
-                keep = self._prune(alphas, return_index=True)
+                per_piece = [self._prune(piece, alphas)[0] for piece in self._domain]
+                keep = np.unique(np.concatenate(per_piece))
                 alphas, acts = alphas[keep], acts[keep]
             while n_iter < target:
                 if self.horizon is None:
-                    # adaptive epsilon-pruning: the residual bounds charge the value lost to pruning, so early
-                    # iterations (gap still large) can prune coarsely and keep the vector sets small
-                    # (the smallest gap so far: pruning noise inflates the next gap, and basing epsilon on the
-                    # latest one would feed back into ever coarser pruning)
+                    # adaptive epsilon-pruning: the bounds charge the value lost to pruning, so early iterations
+                    # (gap still large) can prune coarsely and keep the vector sets small (the smallest gap so
+                    # far: pruning noise inflates the next gap, and basing epsilon on the latest one would
+                    # feed back into ever coarser pruning)
                     gap = upper - lower if math.isfinite(upper - lower) else self._scale
                     min_gap = min(min_gap, gap, self._scale)
                     budget = self.eps_fraction * (1.0 - gamma) * min_gap / (2 * Z + 1)
@@ -209,14 +231,18 @@ class ExactSolver:
                     continue
                 lo_diff, hi_diff = self._residual(new_alphas, alphas)
                 alphas, acts = new_alphas, new_acts
-                # V* - V_{n+1} lies in [gamma*l/(1-gamma), (delta + gamma*u)/(1-gamma)] (monotone contraction)
-                lower = v0 + gamma * lo_diff / (1.0 - gamma)
+                # on the closed domain, V* - V_{n+1} lies in [gamma*l/(1-gamma), (delta + gamma*u)/(1-gamma)]
+                # (monotone contraction); plan values are a lower bound without the shift
+                shift = gamma * lo_diff / (1.0 - gamma)
+                if plan_values:
+                    shift = max(shift, 0.0)
+                lower = v0 + shift
                 upper = v0 + (delta + gamma * hi_diff) / (1.0 - gamma)
                 history.append(self._record(t0, n_iter, lower, upper, alphas))
                 if self.verbose:
-                    print(f"iter {n_iter}: {len(alphas)} vectors, V(b0) in [{lower:.9g}, {upper:.9g}]",
+                    print(f"iter {n_iter}: {len(alphas)} vectors, V(b0) in [{lower:.9g}, {upper:.9g}], pruning "
+                          f"loss {delta / (1.0 - gamma):.3g} ({time.perf_counter() - t0:.2f}s, {self._lps} LPs)",
                           file=sys.stderr)
-                shift = gamma * lo_diff / (1.0 - gamma)
                 if upper - lower <= self.tol:
                     converged = True
                     break
@@ -228,144 +254,125 @@ class ExactSolver:
             if self.horizon is None:
                 lower, upper = float(R.min()) / (1.0 - gamma), float(R.max()) / (1.0 - gamma)
                 shift = lower
+                if plan_values:  # the blind-policy vectors are plan values already
+                    shift = 0.0
+                    lower = max(lower, float(np.max(alphas @ b0)))
             elif self.horizon == 0:
                 lower = upper = 0.0
             else:
                 lower, upper = -math.inf, math.inf
-        # V_n + gamma*l/(1-gamma) <= V* at every belief: shifting by a constant keeps the greedy actions and
-        # turns the vectors into a global lower bound whose value at b0 is ``lower``
+        # V_n + gamma*l/(1-gamma) <= V* on the domain: shifting by a constant keeps the greedy actions and
+        # turns the vectors into a lower bound whose value at b0 is ``lower``
         policy = AlphaVectorPolicy(alphas + shift, acts, {
             "solver": "exact", "model_fingerprint": model.fingerprint(), "horizon": self.horizon,
             "iterations": n_iter, "tol": self.tol,
         })
         return SolveResult(
             policy=policy, lower=float(lower), upper=float(upper), solve_seconds=time.perf_counter() - t0,
-            alphas=len(alphas), beliefs=len(self._points), iterations=n_iter, converged=converged,
-            history=history,
+            alphas=len(alphas), beliefs=sum(len(p.seeds) for p in self._domain), iterations=n_iter,
+            converged=converged, history=history,
         )
 
     # ------------------------------------------------------------------ one Bellman backup
     def _backup(self, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """Exact backup of the alpha set; returns (vectors, actions, max value lost to epsilon-pruning)."""
-        A = self._P.shape[0]
-        sets, set_acts, delta = [], [], 0.0
-        for a in range(A):
-            base = self._R[:, a] / self._Z
-            proj = [base[None, :] + alphas @ self._P[a, o].T for o in range(self._Z)]  # (K, S) each
-            proj = [self._prune(g) for g in proj]
-            cur = proj[0]
-            for g in proj[1:]:
-                if cur.shape[0] * g.shape[0] > MAX_CROSS_SUM:
-                    raise _Timeout  # stop with the last valid bounds instead of exhausting memory
-                cur = self._prune((cur[:, None, :] + g[None, :, :]).reshape(-1, cur.shape[1]))
-            # Z pruned projections plus Z - 1 pruned partial cross sums, each losing at most eps (two states:
-            # the envelope is exact); the pointwise pre-filter adds its own 1e-3 * eps per prune
-            delta = 0.0 if alphas.shape[1] == 2 else self._eps * 1.001 * (2 * self._Z - 1)  # max over actions
-            sets.append(cur)
-            set_acts.append(np.full(len(cur), a, dtype=np.int64))
-        allv, alla = np.concatenate(sets), np.concatenate(set_acts)
-        keep = self._prune(allv, return_index=True)
-        return allv[keep], alla[keep], delta + (0.0 if alphas.shape[1] == 2 else self._eps * 1.001)
+        """Exact backup of the alpha set; returns (vectors, actions, max value lost to epsilon-pruning).
+
+        Each piece of the domain is backed up on its own: a sum u + w of projections can only be needed on
+        a piece where both u and w are, so the cross sums only combine each piece's own survivors (the
+        pieces' final sets are then merged). The loss is the one actually incurred: along one action's chain
+        the losses of the pruned projections and partial cross sums add up (the maximum of a cross sum is
+        the sum of the maxima), the union over actions adds its own, and the worst piece counts.
+        """
+        A, Z = self._P.shape[0], self._Z
+        # projections of every vector, shared by the pieces: proj[a][o] is (K, S)
+        proj = [[self._R[:, a][None, :] / Z + alphas @ self._P[a, o].T for o in range(Z)] for a in range(A)]
+        kept = [[[self._prune(piece, proj[a][o]) for o in range(Z)] for a in range(A)] for piece in self._domain]
+        # small sets first keeps the partial sums small; one order for all pieces makes a vector kept on
+        # several pieces bitwise identical in each
+        order = [sorted(range(Z), key=lambda o: sum(len(k[a][o][0]) for k in kept)) for a in range(A)]
+        vecs, vacts, delta = [], [], 0.0
+        for piece, pkept in zip(self._domain, kept):
+            sets, set_acts, chain = [], [], 0.0
+            for a in range(A):
+                loss = sum(pkept[a][o][1] for o in range(Z))
+                cur = None
+                for o in order[a]:
+                    g = proj[a][o][pkept[a][o][0]]
+                    if cur is None:
+                        cur = g
+                        continue
+                    if cur.shape[0] * g.shape[0] > MAX_CROSS_SUM:
+                        raise _Timeout  # stop with the last valid bounds instead of exhausting memory
+                    cur = (cur[:, None, :] + g[None, :, :]).reshape(-1, cur.shape[1])
+                    keep, lost = self._prune(piece, cur)
+                    cur = cur[keep]
+                    loss += lost
+                chain = max(chain, loss)
+                sets.append(cur)
+                set_acts.append(np.full(len(cur), a, dtype=np.int64))
+            allv, alla = np.concatenate(sets), np.concatenate(set_acts)
+            keep, lost = self._prune(piece, allv)
+            vecs.append(allv[keep])
+            vacts.append(alla[keep])
+            delta = max(delta, chain + lost)
+        allv, alla = np.concatenate(vecs), np.concatenate(vacts)
+        # a vector kept on several pieces is computed identically for each (same sums in the same order)
+        _, first = np.unique(allv, axis=0, return_index=True)
+        first = np.sort(first)
+        return allv[first], alla[first], delta
 
     # ------------------------------------------------------------------ pruning
     def _check_time(self):
         if self._deadline is not None and time.perf_counter() > self._deadline:
             raise _Timeout
 
-    def _prune(self, V: np.ndarray, return_index: bool = False):
-        """Lark's filter: keep the vectors that are strictly best somewhere on the belief simplex."""
+    def _prune(self, piece: _Piece, V: np.ndarray) -> tuple[np.ndarray, float]:
+        """Indices of the vectors of ``V`` that are (within eps) best somewhere on ``piece``, and the largest
+        value lost by dropping the others anywhere on the piece."""
         self._check_time()
-        if V.shape[1] == 2:  # one-dimensional belief: exact upper envelope of lines, no LP needed
-            idx = _envelope_2state(V)
-            return idx if return_index else V[idx]
-        idx = _pointwise_undominated(V, self._eps * 1e-3)
-        if len(idx) > 1:
-            cand = V[idx]
-            pts = np.asarray(self._points)
-            vals = pts @ cand.T  # (P, K)
-            kept = set(_lex_argmax(vals, cand).tolist())
-            order = [i for i in range(len(idx)) if i not in kept]
-            kept = list(kept)
-            F = set(order)
-            self._lp.reset(cand[kept])
-            while F:
-                self._check_time()
-                i = F.pop()
-                d, b = self._lp.best(cand[i])
-                if b is None or d <= self._eps:
-                    continue
-                # the best remaining candidate at the witness belief joins the kept set
-                rest = np.array(sorted(F | {i}))
-                j = rest[_lex_argmax((b @ cand[rest].T)[None, :], cand[rest])[0]]
-                if float(b @ cand[j]) <= float(np.max(cand[kept] @ b)):
-                    continue  # LP noise: nothing actually beats the kept set here
-                kept.append(int(j))
-                self._lp.add(cand[j])
-                F.discard(int(j))
-                if j != i:
-                    F.add(i)
-                self._points.append(b)
-                if len(self._points) > 2000:
-                    del self._points[self._points_fixed():self._points_fixed() + 500]
-            idx = idx[np.sort(np.array(kept, dtype=np.int64))]
-        return idx if return_index else V[idx]
-
-    def _points_fixed(self) -> int:
-        return self._R.shape[0] + 2
+        if len(V) <= 1:
+            return np.arange(len(V)), 0.0
+        Y = np.ascontiguousarray(V @ piece.M.T)  # values at the vertices: the piece's barycentric coordinates
+        if piece.isolated:
+            return np.unique(_lex_argmax(Y.T, V)), 0.0
+        idx, loss = np.arange(len(Y)), 0.0
+        if piece.q == 2:  # a segment: its exact upper envelope first, O(K log K), so the LPs only see the hull
+            idx = _envelope_2state(Y)  # (skips lines best on less than 1e-12 of the segment)
+            if len(_envelope_2state(Y, 0.0)) > len(idx):  # such a line beats the rest by < 2e-12 max|Y|
+                loss = 2e-12 * float(np.abs(Y).max())
+            if len(idx) <= 1:
+                return idx, loss
+            Y = np.ascontiguousarray(Y[idx])
+        seeded = best_at(piece.seeds, Y)  # the best vectors at known witnesses need no LP
+        keep, lost, wit = lark_filter(Y, seeded, self._eps)
+        self._lps += int(len(Y) - seeded.sum())
+        piece.add_seeds(wit)
+        return idx[keep], loss + lost
 
     # ------------------------------------------------------------------ residual bounds
     def _residual(self, new: np.ndarray, old: np.ndarray) -> tuple[float, float]:
-        """(min_b, max_b) of V_new(b) - V_old(b): pointwise bounds first, LPs only where they matter."""
-        return -self._max_gap(old, new), self._max_gap(new, old)
-
-    def _max_gap(self, X: np.ndarray, Y: np.ndarray) -> float:
-        """max_b (max_{x in X} x.b - max_{y in Y} y.b), exactly via one LP per vector of X."""
-        if X.shape[1] == 2:  # exact: the gap is piecewise linear with kinks at envelope breakpoints
-            p = np.unique(np.r_[0.0, 1.0, _breakpoints(X), _breakpoints(Y)])
-            pts = np.c_[1.0 - p, p]
-            return float(np.max(np.max(pts @ X.T, axis=1) - np.max(pts @ Y.T, axis=1)))
-        pts = np.asarray(self._points)
-        sampled = float(np.max(np.max(pts @ X.T, axis=1) - np.max(pts @ Y.T, axis=1)))
-        # cheap upper bound per x: min_y max_s (x - y)_s >= max_b min_y (x - y).b
-        cheap = np.min(np.max(X[:, None, :] - Y[None, :, :], axis=2), axis=1)
-        best = sampled
-        self._lp.reset(Y)
-        for i in np.argsort(-cheap):
-            if cheap[i] <= best + 1e-15:
-                break
+        """(min, max) over the domain of V_new(b) - V_old(b), from certified LP bounds."""
+        lo = hi = -math.inf
+        for piece in self._domain:
             self._check_time()
-            d, b = self._lp.best(X[i])
-            if b is not None:
-                d = max(d, float(X[i] @ b - np.max(Y @ b)))
-            best = max(best, d)
-        return best
+            Xn, Xo = new @ piece.M.T, old @ piece.M.T
+            lo = max(lo, self._max_gap(piece, Xo, Xn))
+            hi = max(hi, self._max_gap(piece, Xn, Xo))
+        return -lo, hi
+
+    @staticmethod
+    def _max_gap(piece: _Piece, X: np.ndarray, Y: np.ndarray) -> float:
+        """max over the piece of (max_{x in X} x.lam - max_{y in Y} y.lam), in barycentric coordinates."""
+        if piece.isolated:
+            return float(np.max(np.max(X, axis=0) - np.max(Y, axis=0)))
+        pts = piece.seeds
+        best = float(np.max(np.max(pts @ X.T, axis=1) - np.max(pts @ Y.T, axis=1)))  # attained: a start
+        return float(max_advantage(np.ascontiguousarray(X), np.ascontiguousarray(Y), best))
 
     def _record(self, t0, n_iter, lower, upper, alphas) -> dict:
         return {"time": time.perf_counter() - t0, "iterations": n_iter, "trials": n_iter, "backups": n_iter,
                 "lower": float(lower), "upper": float(upper), "alphas": int(len(alphas)),
-                "beliefs": len(self._points), "lps": self._lp.calls}
-
-
-def _pointwise_undominated(V: np.ndarray, eps: float) -> np.ndarray:
-    """Indices of vectors not weakly dominated by another (of equal vectors the first survives).
-
-    Vectors are ordered by decreasing sum, since only a vector with a larger sum can dominate; vector i is
-    dropped when an earlier one is >= it (within ``eps``) in every state.
-    """
-    K = len(V)
-    if K <= 1:
-        return np.arange(K)
-    order = np.argsort(-V.sum(axis=1), kind="stable")
-    Vs = V[order]
-    drop = np.zeros(K, dtype=bool)
-    chunk = max(1, 2_000_000 // max(1, K * V.shape[1]))
-    for start in range(0, K, chunk):
-        block = Vs[start:start + chunk]  # (c, S)
-        ge = np.all(Vs[None, :, :] >= block[:, None, :] - eps, axis=2)  # ge[r, j]: Vs[j] >= block[r]
-        rows = np.arange(start, start + block.shape[0])
-        ge &= np.arange(K)[None, :] < rows[:, None]
-        drop[rows] = ge.any(axis=1)
-    return np.sort(order[~drop])
+                "beliefs": sum(len(p.seeds) for p in self._domain), "lps": self._lps}
 
 
 def _envelope_2state(V: np.ndarray, min_width: float = 1e-12) -> np.ndarray:
@@ -379,18 +386,6 @@ def _envelope_2state(V: np.ndarray, min_width: float = 1e-12) -> np.ndarray:
     if keep.size == 0:  # numerically degenerate: fall back to the best line at the simplex centre
         keep = np.array([int(np.argmax(V.sum(axis=1)))])
     return keep
-
-
-def _breakpoints(V: np.ndarray) -> np.ndarray:
-    """Beliefs p in (0, 1) where the maximising line of a two-state alpha set changes."""
-    E = V[_envelope_2state(V)]
-    if len(E) < 2:
-        return np.zeros(0)
-    a, m = E[:, 0], E[:, 1] - E[:, 0]
-    o = np.argsort(m)
-    a, m = a[o], m[o]
-    x = (a[:-1] - a[1:]) / (m[1:] - m[:-1])
-    return x[(x > 0) & (x < 1)]
 
 
 def _lex_argmax(vals: np.ndarray, cand: np.ndarray) -> np.ndarray:
