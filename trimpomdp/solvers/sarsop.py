@@ -82,7 +82,7 @@ class _Run:
     trials = _counter(K.ST_TRIALS)
 
     def __init__(self, sm: SparseModel, model: POMDP, precision, timeout, max_iterations, verbose,
-                 report_every, callback, seed, max_depth=None, prune_delay=300, targets=True, memory_mb=None):
+                 report_every, callback, seed, max_depth=None, prune_delay=50, targets=True, memory_mb=None):
         self.sm, self.model = sm, model
         self.precision = float(precision)
         self.tol = IMPROVE_TOL * self.precision
@@ -568,7 +568,7 @@ class SARSOPSolver:
     """
 
     def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,
-                 report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=300, memory_mb=1024):
+                 report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=50, memory_mb=640):
         if precision <= 0:
             raise ModelError(f"precision must be positive, got {precision}")
         if timeout is not None and timeout <= 0:
