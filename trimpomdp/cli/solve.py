@@ -49,8 +49,8 @@ def _write_policy(result, model, out: Path) -> str:
 @click.option("--precision", type=float, default=1e-3, show_default=True, help="Target gap at the initial belief.")
 @click.option("--timeout", type=float, default=None, help="CPU seconds before stopping with the bounds reached.")
 @click.option("--max-iterations", type=int, default=None, help="Maximum number of trials (sarsop).")
-@click.option("--memory", "memory_mb", type=float, default=640, show_default=True,
-              help="Soft cap (MB) on the SARSOP tree: past it, least recently used leaf beliefs are dropped.")
+@click.option("--memory", "memory_mb", type=float, default=1024, show_default=True,
+              help="Cap (MB) on the SARSOP tree: least recently used leaf beliefs are dropped, then it stops.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Policy file (.npz; .policy/.xml for pomdpsol-style XML). Default: <model stem>.policy.npz")
 @click.option("--progress", type=click.Choice(["table", "bar", "none"]), default="table", show_default=True)

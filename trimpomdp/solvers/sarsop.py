@@ -494,6 +494,7 @@ class _Run:
         self.expand(0)
         self.backup(0)
         self.converged = False
+        self.stop_reason = "iterations"
         last_report = -1e9
         alive_after_prune = self.alive[: self.n_alpha].sum()
         if self.verbose:
@@ -508,8 +509,10 @@ class _Run:
             gap = entry["upper"] - entry["lower"]
             if gap <= self.precision:
                 self.converged = True
+                self.stop_reason = "precision"
                 break
             if self.timeout is not None and (tc >= self.timeout or tw >= self.timeout * 4 + 5):
+                self.stop_reason = "timeout"
                 break
             if self.max_iterations is not None and self.trials >= self.max_iterations:
                 break
@@ -532,6 +535,11 @@ class _Run:
                 alive_after_prune = self.st[K.ST_NALIVE]
             if self.memory_bytes is not None and self.memory_in_use() > self.memory_bytes:
                 self.evict()
+                pool = self.pool_idx.nbytes + self.pool_val.nbytes
+                if self.memory_in_use() - pool > self.memory_bytes:
+                    # the tree itself (not its beliefs) has outgrown the cap: stop, as pomdpsol --memory does
+                    self.stop_reason = "memory"
+                    break
         it = self.trials
         self.iterations = it
         self.cpu = time.process_time() - t0
@@ -540,7 +548,7 @@ class _Run:
         if self.verbose:
             self._print_row(final)
             print("-" * 96, file=sys.stderr)
-            state = "converged" if self.converged else "stopped"
+            state = "converged" if self.converged else f"stopped ({self.stop_reason})"
             print(f"SARSOP {state}: lower {final['lower']:.6g}, upper {final['upper']:.6g}, "
                   f"{self.cpu:.2f} s CPU, {final['alphas']} alphas, {final['beliefs']} beliefs",
                   file=sys.stderr)
@@ -562,13 +570,14 @@ class SARSOPSolver:
     ``timeout`` is in CPU seconds (like pomdpsol; a wall-clock guard of 4x + 5 s also applies);
     ``precision`` is the target gap at b0. Tuning: ``targets`` turns SARSOP's (L, U) trial targets on/off,
     ``prune_delay`` is how many backups a vector may go unused before it is pruned, ``max_depth`` caps trials.
-    ``memory_mb`` is a soft cap on the solver's arrays: past it, the beliefs of the least recently used
-    unexpanded leaves are dropped (and recomputed if needed again), so long runs on large models keep a
-    bounded footprint; ``None`` disables it.
+    ``memory_mb`` caps the solver's arrays: past it, the beliefs of the least recently used unexpanded
+    leaves are dropped (and recomputed if needed again); if the tree alone still exceeds it, the solve
+    stops (``meta["stop_reason"] == "memory"``, bounds valid) like pomdpsol's ``--memory``. ``None``
+    disables it.
     """
 
     def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,
-                 report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=50, memory_mb=640):
+                 report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=50, memory_mb=1024):
         if precision <= 0:
             raise ModelError(f"precision must be positive, got {precision}")
         if timeout is not None and timeout <= 0:
@@ -616,6 +625,7 @@ class SARSOPSolver:
                 "lower": final["lower"], "upper": final["upper"], "solve_seconds": solve_seconds,
                 "wall_seconds": run.wall + init_seconds, "jit_seconds": jit, "init_seconds": init_seconds,
                 "trials": run.trials, "backups": run.backups, "beliefs": run.n_nodes, "evictions": run.evictions,
+                "stop_reason": run.stop_reason,
                 "converged": run.converged, "model": model.name}
         return SolveResult(AlphaVectorPolicy(alphas, acts, meta), final["lower"], final["upper"], solve_seconds,
                            jit, int(alphas.shape[0]), int(run.n_nodes), run.iterations, run.converged,
