@@ -80,7 +80,7 @@ def test_memory_cap_evicts_leaf_beliefs_and_keeps_bounds_valid():
     backed up again), yet converges to the same optimum with a pool far smaller than the tree's beliefs."""
     m = rocksample_model(4, 4)
     free = SARSOPSolver(precision=1e-2, timeout=20, memory_mb=None).solve(m)
-    capped = SARSOPSolver(precision=1e-2, timeout=20, memory_mb=48).solve(m)  # the tree (~40 MB) fits
+    capped = SARSOPSolver(precision=1e-2, timeout=20, memory_mb=41).solve(m)  # the tree (~37 MB) fits, its beliefs do not
     assert free.policy.meta["evictions"] == 0 and capped.policy.meta["evictions"] >= 1
     check_history(capped.history)
     assert free.converged and capped.converged

@@ -171,30 +171,39 @@ class _Run:
 
     # ------------------------------------------------------------------ storage
     def _grow_alphas(self):
-        """Make room for one more vector: compact when half the rows are dead, otherwise double in place."""
+        """Make room for one more vector: compact when a quarter of the rows are dead, else grow by half."""
         live = np.flatnonzero(self.alive[: self.n_alpha])
-        if live.size < self.n_alpha // 2:
-            remap = np.full(self.alphas.shape[0], -1, np.int64)
-            remap[live] = np.arange(live.size)
-            self.alphas[: live.size] = self.alphas[live]
-            self.alpha_act[: live.size] = self.alpha_act[live]
-            self.used[: live.size] = self.used[live]
-            self.alive[:] = False
-            self.alive[: live.size] = True
-            self.n_alpha = live.size
-            # vector indices changed: renumber each node's best vector and how many it has seen (a node
-            # whose best was dropped rescans everything at its next refresh)
-            if hasattr(self, "node_bestk"):
-                N = self.n_nodes
-                bk = self.node_bestk[:N]
-                self.node_bestk[:N] = np.where(bk >= 0, remap[np.maximum(bk, 0)], -1)
-                self.node_aseen[:N] = np.searchsorted(live, self.node_aseen[:N])
+        if live.size < 0.75 * self.n_alpha:
+            self._compact_alphas(live)
         else:
-            n = 2 * self.alphas.shape[0]
+            n = self.alphas.shape[0] + self.alphas.shape[0] // 2
             self.alphas.resize((n, self.alphas.shape[1]), refcheck=False)  # in place, no transient copy
             self.alpha_act = np.resize(self.alpha_act, n)
-            self.alive = np.concatenate([self.alive, np.zeros(n // 2, bool)])
+            self.alive = np.concatenate([self.alive, np.zeros(n - self.alive.shape[0], bool)])
             self.used = np.resize(self.used, n)
+
+    def _compact_alphas(self, live, shrink=False):
+        """Move the live vectors to the front (renumbering the nodes' references); ``shrink`` also gives the
+        freed rows back to the system."""
+        remap = np.full(self.alphas.shape[0], -1, np.int64)
+        remap[live] = np.arange(live.size)
+        self.alphas[: live.size] = self.alphas[live]
+        self.alpha_act[: live.size] = self.alpha_act[live]
+        self.used[: live.size] = self.used[live]
+        self.alive[:] = False
+        self.alive[: live.size] = True
+        self.n_alpha = live.size
+        # vector indices changed: renumber each node's best vector and how many it has seen (a node whose
+        # best was dropped rescans everything at its next refresh)
+        if hasattr(self, "node_bestk"):
+            N = self.n_nodes
+            bk = self.node_bestk[:N]
+            self.node_bestk[:N] = np.where(bk >= 0, remap[np.maximum(bk, 0)], -1)
+            self.node_aseen[:N] = np.searchsorted(live, self.node_aseen[:N])
+        if shrink:
+            n = min(self.alphas.shape[0], max(64, live.size + live.size // 4))
+            self.alphas.resize((n, self.alphas.shape[1]), refcheck=False)
+            self.alpha_act, self.alive, self.used = self.alpha_act[:n].copy(), self.alive[:n].copy(), self.used[:n].copy()
 
     def _add_alpha(self, vec, a):
         if self.n_alpha == self.alphas.shape[0]:
@@ -443,7 +452,7 @@ class _Run:
         self.p_ptr[:npt, 1] = self.p_ptr[:npt, 0] + self.node_bl[self.p_node[:npt]]
         self.evictions += 1
 
-    def prune_alphas(self):
+    def prune_alphas(self, protect=True):
         """Drop vectors that were nobody's maximiser for ``prune_delay`` backups, except the best vector of
         every expanded node (the root's included).
 
@@ -452,11 +461,12 @@ class _Run:
         something as good. A node's best vector only ever improves at its own belief, so keeping it keeps that
         promise on the expanded part of the tree (dropping it made Tiger's policy worth -14 against a bound of
         19.37); leaves, far more numerous, only rely on recent use, which bounds the memory on large models
-        at a loss discounted by their depth.
+        at a loss discounted by their depth. Under memory pressure ``protect=False`` drops that guarantee.
         """
         N = self.n_nodes
-        bk = self.node_bestk[:N][self.expanded[:N]]
-        self.used[bk[bk >= 0]] = self.stamp
+        if protect:
+            bk = self.node_bestk[:N][self.expanded[:N]]
+            self.used[bk[bk >= 0]] = self.stamp
         K.mark_used_at(np.array([0], np.int64), self.node_bs, self.node_bl, self.pool_idx, self.pool_val,
                        self.alphas, self.n_alpha, self.alive, self.used, self.stamp)
         stale = self.alive[: self.n_alpha] & (self.used[: self.n_alpha] < self.stamp - self.prune_delay)
@@ -536,6 +546,11 @@ class _Run:
             if self.memory_bytes is not None and self.memory_in_use() > self.memory_bytes:
                 self.evict()
                 pool = self.pool_idx.nbytes + self.pool_val.nbytes
+                if self.memory_in_use() - pool > self.memory_bytes:
+                    # vectors next: keep only recently used ones (and the root's best), give the rows back
+                    self.prune_alphas(protect=False)
+                    self._compact_alphas(np.flatnonzero(self.alive[: self.n_alpha]), shrink=True)
+                    alive_after_prune = self.st[K.ST_NALIVE]
                 if self.memory_in_use() - pool > self.memory_bytes:
                     # the tree itself (not its beliefs) has outgrown the cap: stop, as pomdpsol --memory does
                     self.stop_reason = "memory"
