@@ -57,6 +57,23 @@ def upper_envelope(a, m, order, min_width):
 # (its loss is at most d_hi) and d_lo to keep one, so a numerically poor solve can only keep extra vectors.
 # ---------------------------------------------------------------------------------------------------------
 
+@njit(cache=True, inline="always")
+def worst_against(w, U, n, lam):
+    """min over k < n of (w - U[k]) . lam, and its k: w's advantage at belief ``lam`` and the vector that
+    limits it."""
+    q = w.shape[0]
+    worst = np.inf
+    kw = -1
+    for k in range(n):
+        v = 0.0
+        for s in range(q):
+            v += (w[s] - U[k, s]) * lam[s]
+        if v < worst:
+            worst = v
+            kw = k
+    return worst, kw
+
+
 @njit(cache=True)
 def game_lp(w, U, n, lam, mu):
     """Certified bounds (d_lo, d_hi) on max_{lam in simplex} min_{k < n} (w - U[k]).lam.
@@ -145,13 +162,7 @@ def game_lp(w, U, n, lam, mu):
         mu[k] /= ysum
     for i in range(q):
         lam[i] /= xsum
-    d_lo = np.inf
-    for k in range(n):
-        v = 0.0
-        for s in range(q):
-            v += (w[s] - U[k, s]) * lam[s]
-        if v < d_lo:
-            d_lo = v
+    d_lo, _ = worst_against(w, U, n, lam)
     d_hi = -np.inf
     for s in range(q):
         v = w[s]
@@ -207,15 +218,7 @@ def advantage_bounds(w, U, n, stop, lam, mu, Usub):
             d_hi = hi_s
         if d_hi <= stop:
             return -np.inf, d_hi
-        worst = np.inf
-        kw = -1
-        for k in range(n):
-            v = 0.0
-            for s in range(q):
-                v += (w[s] - U[k, s]) * lam[s]
-            if v < worst:
-                worst = v
-                kw = k
+        worst, kw = worst_against(w, U, n, lam)
         if worst >= lo_s - 1e-12 * (1.0 + abs(lo_s)) or m >= n:
             return worst, d_hi
         for t in range(m):  # already in the subset: LP round-off, the bounds are as good as they get

@@ -319,12 +319,15 @@ class _Run:
         self.node_pseen[:] = 0
 
     # ------------------------------------------------------------------ tree operations
-    def expand(self, n):
+    def _successors(self, n):
+        """Every child belief of node n, grouped by action (``kernels.successors``)."""
         sm = self.sm
         bi, bv = self._belief(n)
-        act_ptr, obs, prob, cptr, cidx, cval, rew = K.successors(
-            bi, bv, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.Z, MIN_OBS_PROB,
-            self.pred, self.touched, self.pz, self.cnt)
+        return K.successors(bi, bv, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.Z, MIN_OBS_PROB,
+                            self.pred, self.touched, self.pz, self.cnt)
+
+    def expand(self, n):
+        act_ptr, obs, prob, cptr, cidx, cval, rew = self._successors(n)
         m = obs.shape[0]
         ids = np.empty(m, np.int64)
         index = self.index
@@ -409,11 +412,7 @@ class _Run:
     # ------------------------------------------------------------------ memory
     def materialise(self, n):
         """Recompute the evicted beliefs among the children of expanded node n (same order as expand)."""
-        sm = self.sm
-        bi, bv = self._belief(n)
-        act_ptr, obs, prob, cptr, cidx, cval, rew = K.successors(
-            bi, bv, sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.Z, MIN_OBS_PROB,
-            self.pred, self.touched, self.pz, self.cnt)
+        _, obs, _, cptr, cidx, cval, _ = self._successors(n)
         e0 = self.aptr[n, 0]
         assert obs.shape[0] == self.aptr[n, -1] - e0, "successors changed between expansion and recomputation"
         for j in range(obs.shape[0]):
@@ -428,6 +427,16 @@ class _Run:
                   self.node_aseen, self.node_pseen, self.node_touch, self.node_point, self.e_child, self.e_prob,
                   self.e_obs, self.alphas, self.p_ptr, self.p_node, self.p_gap, self.p_alive, self.nxt)
         return sum(a.nbytes for a in arrays) + 100 * len(self.index)
+
+    def _fit_memory(self) -> bool:
+        """Get back under ``memory_mb``: leaf beliefs first, then vectors down to recently used ones (rows
+        given back). False when the tree itself still exceeds the cap: stop, as pomdpsol --memory does."""
+        self.evict()
+        pool = self.pool_idx.nbytes + self.pool_val.nbytes
+        if self.memory_in_use() - pool > self.memory_bytes:
+            self.prune_alphas(protect=False)
+            self._compact_alphas(np.flatnonzero(self.alive[: self.n_alpha]), shrink=True)
+        return self.memory_in_use() - pool <= self.memory_bytes
 
     def evict(self):
         """Keep the solver inside ``memory_mb``: drop the beliefs of unexpanded leaves whose parents were
@@ -472,7 +481,11 @@ class _Run:
         stale = self.alive[: self.n_alpha] & (self.used[: self.n_alpha] < self.stamp - self.prune_delay)
         stale[: self.sm.A] = False  # the blind policies' vectors: the floor every refresh starts from
         self.alive[: self.n_alpha][stale] = False
-        self.st[K.ST_NALIVE] = int(self.alive[: self.n_alpha].sum())
+        self.st[K.ST_NALIVE] = self.alive_after_prune = int(self.alive[: self.n_alpha].sum())
+
+    def _alive_limit(self) -> int:
+        """Working-set size that triggers the next pruning: half again as many as the last one left."""
+        return int(1.5 * self.alive_after_prune + 20)
 
     # ------------------------------------------------------------------ main loop
     def root_bounds(self):
@@ -506,7 +519,7 @@ class _Run:
         self.converged = False
         self.stop_reason = "iterations"
         last_report = -1e9
-        alive_after_prune = self.alive[: self.n_alpha].sum()
+        self.alive_after_prune = int(self.alive[: self.n_alpha].sum())
         if self.verbose:
             print("-" * 96, file=sys.stderr)
             print(f"{'Time':>8} | {'#Trial':>7} | {'#Backup':>8} | {'LBound':>11} | {'UBound':>11} | "
@@ -534,29 +547,19 @@ class _Run:
                     self.callback(entry)
             limit = 1 << 62 if self.max_iterations is None else self.max_iterations - self.trials
             c0, b0 = time.perf_counter(), self.backups
-            self.trials_until(limit, int(1.5 * alive_after_prune + 20), budget)
+            self.trials_until(limit, self._alive_limit(), budget)
             dt, done = time.perf_counter() - c0, self.backups - b0
             if done > 0 and dt > 0:
                 budget = int(min(max(0.5 * budget, min(2 * budget, done / dt * 0.005)), 1 << 20)) + 1
             if self.p_dead > 2000 and self.p_dead > self.n_pts // 2:
                 self._compact_points()
-            if self.st[K.ST_NALIVE] > 1.5 * alive_after_prune + 20:
+            if self.st[K.ST_NALIVE] > self._alive_limit():
                 self.prune_alphas()
-                alive_after_prune = self.st[K.ST_NALIVE]
             if self.memory_bytes is not None and self.memory_in_use() > self.memory_bytes:
-                self.evict()
-                pool = self.pool_idx.nbytes + self.pool_val.nbytes
-                if self.memory_in_use() - pool > self.memory_bytes:
-                    # vectors next: keep only recently used ones (and the root's best), give the rows back
-                    self.prune_alphas(protect=False)
-                    self._compact_alphas(np.flatnonzero(self.alive[: self.n_alpha]), shrink=True)
-                    alive_after_prune = self.st[K.ST_NALIVE]
-                if self.memory_in_use() - pool > self.memory_bytes:
-                    # the tree itself (not its beliefs) has outgrown the cap: stop, as pomdpsol --memory does
+                if not self._fit_memory():
                     self.stop_reason = "memory"
                     break
-        it = self.trials
-        self.iterations = it
+        self.iterations = self.trials
         self.cpu = time.process_time() - t0
         self.wall = time.perf_counter() - w0
         final = self.record(self.cpu, self.wall, force=True)
