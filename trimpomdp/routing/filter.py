@@ -15,7 +15,12 @@ ZERO_PROB = 1e-300
 
 
 class BeliefFilter:
-    """Filter for one ``TrimModel``; stateless (every method takes and returns beliefs as (3,) arrays)."""
+    """Filter for one ``TrimModel``; stateless (every method takes and returns beliefs as (3,) arrays).
+
+    Implements ``trimpomdp.interfaces.BeliefUpdater``: ``initialize()`` is the belief before step 1 and
+    ``update(b, a, o)`` the posterior after action ``a`` (the previous step's; 'keep' before step 1) and
+    observation pair ``o``.
+    """
 
     def __init__(self, trim_model):
         self.model = trim_model
@@ -24,6 +29,16 @@ class BeliefFilter:
     def start(self) -> np.ndarray:
         """All mass on C before step 1: step 1's prior is ``predict(start(), 'keep')``."""
         return np.array([1.0, 0.0, 0.0])
+
+    def initialize(self) -> np.ndarray:
+        return self.start()
+
+    def update(self, belief, action, obs_pair) -> np.ndarray:
+        return self.correct(self.predict(belief, action), obs_pair)
+
+    def observation_index(self, obs_pair) -> int:
+        """The observation model's bin of the pair (what the planner sees)."""
+        return int(self.model.obs.bin_index(np.asarray(obs_pair, dtype=np.float64)))
 
     def predict(self, belief, action) -> np.ndarray:
         """T(action)^T b (action 'keep'/'regenerate' or 0/1)."""

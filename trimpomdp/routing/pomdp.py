@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from trimpomdp.errors import BeliefError, TrimError
+from trimpomdp.interfaces import Decision, StepObservation
 from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
+from trimpomdp.pomdp.belief import update as belief_update
 from trimpomdp.pomdp.model import POMDP
 
 _H = ("C", "E", "D")
@@ -83,6 +86,50 @@ def flat_pomdp(tm, lam: float) -> POMDP:
         terminal=term,
         name=f"trim-flat(T={T},K={K},M={M},lambda={lam:g})",
     )
+
+
+class FlatRoutingPolicy:
+    """Any alpha-vector policy of ``flat_pomdp(tm, lam)`` (SARSOP, exact) as a routing policy.
+
+    Its per-question state is (belief over flat states, previous action), updated by the generic tabular
+    Bayes update, so a general solver's policy drives the decoder and the simulator like the structured one.
+    The flat model has no steps past ``tm.max_steps``: a longer question is refused with a clear error.
+    """
+
+    needs_belief = False
+
+    def __init__(self, tm, lam: float, alpha_policy, model: POMDP | None = None, name: str | None = None):
+        self.tm, self.lam = tm, float(lam)
+        self.model = flat_pomdp(tm, lam) if model is None else model
+        alpha_policy.check_model(self.model)
+        self.alpha = alpha_policy
+        self.name = name or f"flat:lambda={self.lam:g}"
+
+    def start(self):
+        return (self.model.initial_belief.copy(), 0)
+
+    def observation_index(self, obs: StepObservation) -> int:
+        """Flat observation (PRM bin, token bin): the token bin nearest the step's regeneration cost."""
+        cost = float(self.tm.step_cost_tokens(obs.n_tokens))
+        k = int(np.argmin(np.abs(self.tm.token_values - cost)))
+        o = int(self.tm.obs.bin_index(np.asarray(obs.pair, dtype=np.float64)))
+        return o * self.tm.token_values.size + k
+
+    def act(self, state, obs: StepObservation):
+        belief, prev = state
+        if obs.step > self.tm.max_steps:
+            raise TrimError(f"the flat routing policy covers {self.tm.max_steps} steps; step {obs.step} "
+                            "is past its horizon (decode with a smaller --max-steps)")
+        try:
+            b = belief_update(self.model, belief, prev, self.observation_index(obs))
+        except BeliefError as exc:
+            raise TrimError(f"flat routing policy: {exc}") from None
+        q = b @ self.alpha.alphas.T
+        best = int(np.argmax(q))
+        a = int(self.alpha.actions[best])
+        qa = [float(np.max(q[self.alpha.actions == x])) if np.any(self.alpha.actions == x) else None
+              for x in (0, 1)]
+        return Decision(("keep", "regenerate")[a], qa[0], qa[1]), (b, a)
 
 
 def coarsen(obs: BinnedObservationModel, factor: int) -> BinnedObservationModel:
