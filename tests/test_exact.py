@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 from trimpomdp.errors import ModelError
 from trimpomdp.pomdp.model import POMDP
@@ -132,6 +132,7 @@ def test_two_state_envelope_keeps_exactly_the_maximisers(seed, K):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), q=st.integers(3, 6), K=st.integers(1, 60), eps=st.sampled_from([0.0, 1e-3, 0.05]))
+@example(seed=3, q=3, K=6, eps=0.0)  # a vector tying the kept set (d* = 0) was kept, then dominated
 def test_lark_filter_keeps_the_envelope_within_the_reported_loss(seed, q, K, eps):
     rng = np.random.default_rng(seed)
     V = rng.normal(size=(K, q))

@@ -248,11 +248,19 @@ def lark_filter(cand, seeded, eps):
     """Lark's filter on the candidate vectors ``cand`` (K, q), starting from the kept mask ``seeded``.
 
     Each undecided candidate is tested against the kept set (``advantage_bounds``): dropped when its
-    certified advantage d_hi is at most ``eps``; otherwise, at the witness mix lam (where it beats the kept
-    set), the best undecided candidate joins the kept set and the tested one is queued again. A candidate
-    whose LP is inconclusive is kept. Returns (keep mask, largest d_hi of a dropped vector, witness mixes (W, q)).
+    certified advantage d_hi is at most ``eps`` plus the LP's round-off (a candidate that only ties the kept
+    set, d* = 0, comes back with d_hi ~ 1e-16 and must not count as useful: a vector kept for a tie can end
+    up strictly dominated by candidates kept later); otherwise, at the witness mix lam (where it beats the
+    kept set), the best undecided candidate joins the kept set and the tested one is queued again. A
+    candidate whose LP is inconclusive is kept. Returns (keep mask, largest d_hi of a dropped vector, witness
+    mixes (W, q)).
     """
     K, q = cand.shape
+    big = 0.0
+    for k in range(K):
+        for s in range(q):
+            big = max(big, abs(cand[k, s]))
+    drop_at = eps + 1e-14 * q * (1.0 + big)  # round-off of the certified bounds on values of size ``big``
     U = np.empty((K, q))
     n = 0
     state = np.zeros(K, dtype=np.int64)  # 0 undecided, 1 kept, 2 dropped
@@ -284,14 +292,14 @@ def lark_filter(cand, seeded, eps):
             U[n] = cand[i]
             n += 1
             continue
-        d_lo, d_hi = advantage_bounds(cand[i], U, n, eps, lam, mu, Usub)
-        if d_hi <= eps:
+        d_lo, d_hi = advantage_bounds(cand[i], U, n, drop_at, lam, mu, Usub)
+        if d_hi <= drop_at:
             state[i] = 2
             if d_hi > loss:
                 loss = d_hi
             continue
         j = i
-        if d_lo > 0.0:  # lam is a witness: the best undecided candidate there is surely useful
+        if np.isfinite(d_lo):  # lam is a mix: the best undecided candidate there is the one to keep
             for k in range(K):
                 if state[k] == 0 or k == i:
                     v = 0.0
@@ -301,9 +309,15 @@ def lark_filter(cand, seeded, eps):
             for k in range(K):
                 if (state[k] == 0 or k == i) and k != j and _better(vals, cand, k, j, 1e-12 * (1.0 + abs(vals[j]))):
                     j = k
-            for s in range(q):
-                wit[nw, s] = lam[s]
-            nw += 1
+            adv = d_lo
+            if j != i:
+                adv, _ = worst_against(cand[j], U, n, lam)
+            if adv > 0.0:  # lam is a witness: j is surely useful
+                for s in range(q):
+                    wit[nw, s] = lam[s]
+                nw += 1
+            else:  # inconclusive: keep the tested candidate itself (extra vectors never lose value)
+                j = i
         state[j] = 1
         U[n] = cand[j]
         n += 1
