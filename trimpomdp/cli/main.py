@@ -24,6 +24,7 @@ COMMANDS = {
     "decode": ("trimpomdp.cli.decode:decode", "Routed step-level generation on a problem file."),
     "inspect": ("trimpomdp.cli.inspect:inspect_cmd", "Belief trajectories and routing decisions of a decode run."),
     "eval": ("trimpomdp.cli.evaluate:eval_cmd", "Accuracy, strong-token cost and routing metrics of runs."),
+    "examples": ("trimpomdp.cli.examples:examples", "List the shipped default spec, tables and example models."),
 }
 
 
