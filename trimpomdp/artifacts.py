@@ -36,11 +36,19 @@ def save_npz(path, arrays: dict, meta: dict, fmt: str, version: int = 1) -> Path
     return path
 
 
-def load_npz(path, fmt: str | None = None, max_version: int = 1) -> tuple[dict, dict]:
-    """Read an artifact written by ``save_npz``; returns (arrays, meta). Refuses pickled content."""
+def load_npz(path, fmt: str | None = None, max_version: int | None = None) -> tuple[dict, dict]:
+    """Read an artifact written by ``save_npz``; returns (arrays, meta). Refuses pickled content.
+
+    With ``fmt``, the header must name that format at a version up to ``max_version`` (default: the
+    registered schema's version, else 1), and a format registered in ``trimpomdp.schemas`` is validated
+    (arrays converted to float64/int64, shapes, ranges, offsets, metadata) before it is returned.
+    """
+    from trimpomdp import schemas
+
     path = Path(path)
-    if not path.exists():
-        raise FormatError("file not found", str(path))
+    problem = schemas.file_problem(path)
+    if problem:
+        raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -48,18 +56,30 @@ def load_npz(path, fmt: str | None = None, max_version: int = 1) -> tuple[dict, 
         raise FormatError(f"not a readable .npz file ({exc.__class__.__name__}: {exc})", str(path)) from None
     meta = {}
     if META_KEY in arrays:
+        raw = arrays.pop(META_KEY)
+        if raw.dtype.kind != "U" or raw.ndim != 0:
+            raise FormatError(f"metadata header {META_KEY!r} must be one JSON string", str(path))
         try:
-            meta = json.loads(str(arrays.pop(META_KEY)))
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"corrupt metadata header ({exc})", str(path)) from None
+            meta = json.loads(str(raw))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise FormatError(f"corrupt metadata header ({exc.__class__.__name__}: {exc})", str(path)) from None
+        if not isinstance(meta, dict):
+            raise FormatError(f"metadata header must be a JSON object, got {type(meta).__name__}", str(path))
     if fmt is not None:
+        schema = schemas.SCHEMAS.get(fmt)
+        if max_version is None:
+            max_version = schema.version if schema is not None else 1
         if meta.get("format") != fmt:
             raise FormatError(f"expected a {fmt!r} file, found format {meta.get('format')!r}", str(path))
-        if int(meta.get("version", 0)) > max_version:
+        version = meta.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise FormatError(f"field 'version': must be a positive integer, got {version!r}", str(path))
+        if version > max_version:
             raise FormatError(
-                f"{fmt} version {meta.get('version')} is newer than this trimpomdp understands ({max_version})",
-                str(path),
+                f"{fmt} version {version} is newer than this trimpomdp understands ({max_version})", str(path)
             )
+        if schema is not None:
+            arrays, _ = schemas.validate(schema, arrays, meta, path)
     return arrays, meta
 
 

@@ -30,6 +30,14 @@ class AlphaVectorPolicy:
             raise ModelError(f"{self.alphas.shape[0]} alpha vectors but {self.actions.shape[0]} actions")
         if self.alphas.shape[0] == 0:
             raise ModelError("a policy needs at least one alpha vector")
+        if self.alphas.ndim != 2 or self.alphas.shape[1] == 0:
+            raise ModelError(f"alpha vectors must form a (K, S) array with S >= 1, got shape {self.alphas.shape}")
+        bad = np.argwhere(~np.isfinite(self.alphas))
+        if bad.size:  # a NaN vector would silently lose (or win) every argmax
+            k, s = (int(v) for v in bad[0])
+            raise ModelError(f"alpha vector {k} has the non-finite value {self.alphas[k, s]!r} at state {s}")
+        if self.actions.min() < 0:
+            raise ModelError(f"action indices must be >= 0, got {int(self.actions.min())}")
 
     @property
     def n_states(self) -> int:
@@ -58,13 +66,13 @@ class AlphaVectorPolicy:
 
     @classmethod
     def load(cls, path) -> "AlphaVectorPolicy":
-        arrays, meta = load_npz(path, FORMAT)
-        for key in ("alphas", "actions"):
-            if key not in arrays:
-                raise FormatError(f"policy file lacks the {key!r} array", str(path))
+        arrays, meta = load_npz(path, FORMAT)  # checked against schemas.ALPHA_POLICY
         meta.pop("format", None)
         meta.pop("version", None)
-        return cls(arrays["alphas"], arrays["actions"], meta)
+        try:
+            return cls(arrays["alphas"], arrays["actions"], meta)
+        except ModelError as exc:
+            raise FormatError(str(exc), str(path)) from None
 
     def check_model(self, model) -> None:
         """Raise if the policy was solved for another model (by fingerprint, when recorded)."""

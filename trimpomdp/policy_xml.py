@@ -16,6 +16,8 @@ from trimpomdp.errors import FormatError
 from trimpomdp.policy import AlphaVectorPolicy
 
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
+#: alpha values (vectors x states) a policy may hold: a dense copy of a sparse file must fit in memory
+MAX_ENTRIES = 50_000_000
 
 
 def write_policy_xml(policy: AlphaVectorPolicy, model=None, path=None, model_name: str | None = None) -> Path:
@@ -44,9 +46,12 @@ def write_policy_xml(policy: AlphaVectorPolicy, model=None, path=None, model_nam
 
 def read_policy_xml(path) -> AlphaVectorPolicy:
     """Read an APPL ``.policy`` file (dense or sparse vectors) into an ``AlphaVectorPolicy``."""
+    from trimpomdp.schemas import file_problem
+
     path = Path(path)
-    if not path.exists():
-        raise FormatError("file not found", str(path))
+    problem = file_problem(path, kind="xml")
+    if problem:
+        raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
@@ -63,6 +68,11 @@ def read_policy_xml(path) -> AlphaVectorPolicy:
     except (TypeError, ValueError):
         raise FormatError("<AlphaVector> needs integer vectorLength, numObsValue and numVectors attributes",
                           str(path)) from None
+    if S < 1 or (K_decl is not None and K_decl < 0):
+        raise FormatError(f"<AlphaVector> vectorLength must be >= 1 and numVectors >= 0, got {S} and {K_decl}",
+                          str(path))
+    if S > MAX_ENTRIES:
+        raise FormatError(f"<AlphaVector> vectorLength={S} exceeds {MAX_ENTRIES} states", str(path))
     if n_obs != 1:
         raise FormatError(f"numObsValue={n_obs}: MOMDP policies (factored observed variables) are not supported",
                           str(path))
@@ -83,14 +93,24 @@ def read_policy_xml(path) -> AlphaVectorPolicy:
                 parts = (entry.text or "").split()
                 try:
                     i, v = int(parts[0]), float(parts[1])
-                    vec[i] = v
                 except (IndexError, ValueError):
                     raise FormatError(f"vector {k}: bad <Entry> {entry.text!r}, expected 'state value'",
                                       str(path)) from None
+                if not 0 <= i < S:
+                    raise FormatError(f"vector {k}: <Entry> state {i} is outside 0..{S - 1} (vectorLength={S})",
+                                      str(path))
+                vec[i] = v
         else:
             raise FormatError(f"unexpected <{el.tag}> inside <AlphaVector>", str(path))
         if vec.shape != (S,):
             raise FormatError(f"vector {k} has {vec.size} entries, vectorLength says {S}", str(path))
+        if not np.all(np.isfinite(vec)):
+            j = int(np.flatnonzero(~np.isfinite(vec))[0])
+            raise FormatError(f"vector {k}: entry {j} is {vec[j]!r}, alpha values must be finite", str(path))
+        if a < 0:
+            raise FormatError(f"vector {k}: action {a} is negative", str(path))
+        if (len(alphas) + 1) * S > MAX_ENTRIES:
+            raise FormatError(f"the policy holds more than {MAX_ENTRIES} alpha values", str(path))
         alphas.append(vec)
         actions.append(a)
     if not alphas:

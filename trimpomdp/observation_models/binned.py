@@ -30,12 +30,27 @@ class BinnedObservationModel:
         self.states = tuple(self.states)
         self.centers = np.atleast_2d(np.asarray(self.centers, dtype=np.float64))
         self.probs = np.atleast_2d(np.asarray(self.probs, dtype=np.float64))
+        b = self.bin_size
+        if isinstance(b, bool) or not isinstance(b, (int, float, np.number)) or not (0 < float(b) <= 1):
+            raise ModelError(f"bin size must be a number in (0, 1], got {b!r}")
+        per_dim = int(round(1.0 / float(b)))
+        if abs(per_dim * float(b) - 1.0) > 1e-9:
+            raise ModelError(f"bin size {b!r} does not divide [0, 1] into whole bins")
+        if self.centers.ndim != 2 or self.centers.shape[1] not in (1, 2):
+            raise ModelError(f"centers must have shape (n_bins, 1 or 2), got {self.centers.shape}")
         n_bins, d = self.centers.shape
-        per_dim = int(round(1.0 / self.bin_size))
         if self.probs.shape != (len(self.states), n_bins):
             raise ModelError(f"probs has shape {self.probs.shape}, expected ({len(self.states)}, {n_bins})")
         if n_bins != per_dim**d:
             raise ModelError(f"{n_bins} bins is not a {per_dim}^{d} grid for bin size {self.bin_size}")
+        # bin_index() assumes the row-major grid (last coordinate fastest): the centres must be that grid
+        c = (np.arange(per_dim) + 0.5) / per_dim
+        grid = np.stack([g.ravel() for g in np.meshgrid(*([c] * d), indexing="ij")], axis=1)
+        off = np.flatnonzero(~np.all(np.abs(self.centers - grid) <= 1e-6, axis=1))
+        if off.size:
+            k = int(off[0])
+            raise ModelError(f"bin centre {k} is {self.centers[k].tolist()}, but bin {k} of the {per_dim}^{d} "
+                             f"grid (row-major) is centred at {grid[k].tolist()}")
         if np.any(self.probs < -1e-12) or not np.all(np.isfinite(self.probs)):
             raise ModelError("bin probabilities must be finite and non-negative")
         sums = self.probs.sum(axis=1)
@@ -83,11 +98,14 @@ class BinnedObservationModel:
     @classmethod
     def load(cls, path, states: tuple[str, ...] | None = None) -> "BinnedObservationModel":
         """Load a bins table (ours or the reference's); ``states`` defaults to those found in the file."""
+        from trimpomdp import schemas
+
+        problem = schemas.file_problem(path)
+        if problem:
+            raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise FormatError("file not found", str(path)) from None
         except Exception as exc:
             raise FormatError(f"not a readable .npz file ({exc})", str(path)) from None
         found = [k[: -len("_probs")] for k in data if k.endswith("_probs")]
@@ -98,6 +116,9 @@ class BinnedObservationModel:
             raise FormatError(
                 f"expected arrays <state>_centers and <state>_probs for states {list(states) or list(TRIM_STATES)}"
                 f" (missing {missing or 'all'})", str(path))
+        if all(np.ndim(data[f"{s}_centers"]) == 1 for s in states):  # a 1-D table may store (M,) centres
+            data.update({f"{s}_centers": data[f"{s}_centers"][:, None] for s in states})
+        data, _ = schemas.validate(schemas.bins_table(states), data, {}, path)
         centers = data[f"{states[0]}_centers"]
         for s in states[1:]:
             if not np.allclose(data[f"{s}_centers"], centers):
@@ -105,10 +126,10 @@ class BinnedObservationModel:
         if "bin_size" in data:
             bin_size = float(data["bin_size"])
         else:  # infer from the spacing of the centres
-            c = np.unique(np.atleast_2d(centers)[:, -1] if np.ndim(centers) > 1 else centers)
+            c = np.unique(centers[:, -1])
             bin_size = float(np.round(np.min(np.diff(c)), 12)) if c.size > 1 else 1.0
         probs = np.stack([data[f"{s}_probs"] for s in states])
         try:
-            return cls(states, centers if np.ndim(centers) > 1 else centers[:, None], probs, bin_size)
+            return cls(states, centers, probs, bin_size)
         except ModelError as exc:
             raise FormatError(str(exc), str(path)) from None

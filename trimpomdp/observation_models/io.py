@@ -41,25 +41,26 @@ def load_model(path):
     """Load a model written by ``save_model`` as a fitted ``ReflectedKDE``."""
     from trimpomdp.observation_models.kde import ReflectedKDE
 
-    arrays, meta = load_npz(path, FORMAT, VERSION)
-    try:
-        states = [str(s) for s in meta["states"]]
-        points = {s: arrays[f"points_{i}"] for i, s in enumerate(states)}
-        bws = {s: arrays[f"bandwidth_{i}"] for i, s in enumerate(states)}
-    except KeyError as exc:
-        raise FormatError(f"fitted observation model lacks {exc.args[0]!r}", str(path)) from None
+    arrays, meta = load_npz(path, FORMAT, VERSION)  # checked against schemas.OBS_KDE
+    states = list(meta["states"])
+    points = {s: arrays[f"points_{i}"] for i, s in enumerate(states)}
+    bws = {s: arrays[f"bandwidth_{i}"] for i, s in enumerate(states)}
     rule = meta.get("bandwidth_rule", "explicit")
     try:
         model = ReflectedKDE.from_fitted(states, points, bws, bandwidth=rule,
                                          covariance=meta.get("covariance", "full"))
     except ModelError as exc:
-        raise FormatError(str(exc), str(path)) from None
+        raise FormatError(f"arrays 'points_*'/'bandwidth_*': {exc}", str(path)) from None
     model.cv_scales_ = dict(meta.get("cv_scales", {}))
     model.meta_ = meta
     return model
 
 
 def is_fitted_model_file(path) -> bool:
+    from trimpomdp.schemas import file_problem
+
+    if file_problem(path):
+        return False
     try:
         with np.load(path, allow_pickle=False) as z:
             if META_KEY not in z.files:
@@ -73,13 +74,19 @@ def is_fitted_model_file(path) -> bool:
 def load_binned(path, bin_size: float | None = None) -> BinnedObservationModel:
     """The observation model in ``path`` as bins: a fitted model (discretised on ``bin_size``, default the
     bin size stored at fit time) or a bins table (whose bin size must then match ``bin_size`` if given)."""
+    from trimpomdp.schemas import file_problem
+
     path = Path(path)
-    if not path.exists():
-        raise FormatError("file not found", str(path))
+    problem = file_problem(path)
+    if problem:
+        raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
     if is_fitted_model_file(path):
         model = load_model(path)
-        b = float(bin_size if bin_size is not None else model.meta_.get("bin_size", 0.05))
-        return model.discretize(b)
+        b = float(bin_size if bin_size is not None else model.meta_["bin_size"])
+        try:
+            return model.discretize(b)
+        except ModelError as exc:
+            raise FormatError(str(exc), str(path)) from None
     table = BinnedObservationModel.load(path)
     if bin_size is not None and abs(table.bin_size - float(bin_size)) > 1e-12:
         raise FormatError(f"bins table has bin size {table.bin_size:g}, but bin size {bin_size:g} was asked for; "

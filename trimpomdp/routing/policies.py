@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from trimpomdp.artifacts import load_npz, save_npz
-from trimpomdp.errors import FormatError, TrimError
+from trimpomdp.errors import FormatError, ModelError, TrimError
 from trimpomdp.routing import kernels as K
 from trimpomdp.routing.budgets import Cap
 
@@ -126,16 +126,43 @@ class PomdpPolicy(RoutingPolicy):
         self._level = self.n_levels - 1
 
     def _t(self, step) -> int:
-        step = int(step)
-        if step < 1:
-            raise TrimError(f"steps are numbered from 1, got {step}")
-        return min(step, self.max_steps) - 1
+        if (
+            isinstance(step, bool)
+            or not isinstance(step, (int, float, np.integer, np.floating))
+            or not np.isfinite(step)
+            or step < 1
+            or step != int(step)
+        ):
+            raise TrimError(f"steps are numbered by integers from 1, got {step!r}")
+        return min(int(step), self.max_steps) - 1
+
+    def _batch(self, beliefs, costs, levels):
+        """Kernel arguments (beliefs, levels, costs, cost units), checked so that every index is in range."""
+        b = np.ascontiguousarray(np.atleast_2d(beliefs), dtype=np.float64)
+        n = b.shape[0]
+        if b.ndim != 2 or b.shape[1] != 3:
+            raise TrimError(f"beliefs must have shape (n, 3), got {b.shape}")
+        costs = np.ascontiguousarray(np.broadcast_to(np.asarray(costs, dtype=np.float64), (n,)))
+        if np.any(~np.isfinite(costs)) or np.any(costs < 0):
+            raise TrimError("regeneration costs must be finite non-negative token counts")
+        if self.cap is None:
+            return b, np.zeros(n, dtype=np.int64), costs, np.zeros(n, dtype=np.int64)
+        if levels is None:
+            raise TrimError(f"{self.name}: a capped policy needs the remaining budget level of each row")
+        lv = np.ascontiguousarray(np.broadcast_to(np.asarray(levels), (n,)))
+        if lv.dtype.kind not in "iu" or np.any(lv < 0) or np.any(lv >= self.n_levels):
+            raise TrimError(f"budget levels must be integers in 0..{self.n_levels - 1}")
+        # a cost beyond every level is simply unaffordable: clip before rounding to units (no int overflow)
+        return b, lv.astype(np.int64), costs, self.cap.units(np.minimum(costs, self.cap.unit * self.n_levels))
 
     def _level_of(self, remaining) -> int:
         if self.cap is None:
             return 0
         if remaining is None:
             return self._level
+        if isinstance(remaining, bool) or not isinstance(remaining, (int, float, np.number)) or np.isnan(remaining):
+            raise TrimError(f"remaining budget must be a number, got {remaining!r}")
+        remaining = min(max(float(remaining), 0.0), 1e18)
         if self.cap.kind == "regen":
             lv = int(remaining)
         else:
@@ -148,19 +175,14 @@ class PomdpPolicy(RoutingPolicy):
             raise TrimError(f"belief must be 3 non-negative numbers summing to 1, got {b.ravel().tolist()}")
         t = self._t(step)
         cost = float(self.trim_model.step_cost_tokens(n_tokens))
+        if not (np.isfinite(cost) and cost >= 0):
+            raise TrimError(f"a step's token count must be a finite non-negative number, got {n_tokens!r}")
         level = self._level_of(remaining)
-        cu = 0 if self.cap is None else int(self.cap.units(cost))
+        b, lv, costs, cu = self._batch(b, cost, None if self.cap is None else level)
         qk, qr = K.decide_batch(
-            b,
-            np.array([level]),
-            np.array([cost]),
-            np.array([cu]),
-            self.A[t],
-            self.B[t],
-            float(self.trim_model.p_strong),
-            self.lam,
-            *self.steps[t],
+            b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong), self.lam, *self.steps[t]
         )
+        cu = int(cu[0])
         regen = bool(qr[0] > qk[0])
         if regen and self.cap is not None and remaining is None:
             self._level = max(0, self._level - cu)
@@ -169,27 +191,13 @@ class PomdpPolicy(RoutingPolicy):
         )
 
     def decide_many(self, beliefs, step, costs, scores=None, levels=None):
-        b = np.ascontiguousarray(beliefs, dtype=np.float64)
-        costs = np.asarray(costs, dtype=np.float64)
-        t = self._t(step)
-        if self.cap is None:
-            lv = np.zeros(len(costs), dtype=np.int64)
-            cu = np.zeros(len(costs), dtype=np.int64)
-        else:
-            lv = np.asarray(levels, dtype=np.int64)
-            cu = self.cap.units(costs)
-        qk, qr = K.decide_batch(
-            b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong), self.lam, *self.steps[t]
-        )
+        qk, qr = self.q_values(beliefs, step, costs, levels)
         return qr > qk
 
     def q_values(self, beliefs, step, costs, levels=None):
         """(Q_keep, Q_regenerate) arrays, the latter with the price of ``costs`` subtracted."""
-        b = np.ascontiguousarray(np.atleast_2d(beliefs), dtype=np.float64)
-        costs = np.broadcast_to(np.asarray(costs, dtype=np.float64), (b.shape[0],)).copy()
-        lv = np.zeros(b.shape[0], dtype=np.int64) if self.cap is None else np.asarray(levels, dtype=np.int64)
-        cu = np.zeros(b.shape[0], dtype=np.int64) if self.cap is None else self.cap.units(costs)
         t = self._t(step)
+        b, lv, costs, cu = self._batch(beliefs, costs, levels)
         return K.decide_batch(
             b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong), self.lam, *self.steps[t]
         )
@@ -230,8 +238,10 @@ class PomdpPolicy(RoutingPolicy):
             if self.cap is None
             else {"kind": self.cap.kind, "limit": self.cap.limit, "unit": self.cap.unit}
         )
+        source = Path(tm.source).resolve() if tm.source else self.meta.get("spec_source")
         meta = dict(
             self.meta,
+            spec_source=None if source is None else str(source),
             spec=tm.embedded_dict(),
             lam=self.lam,
             cap=cap,
@@ -243,41 +253,52 @@ class PomdpPolicy(RoutingPolicy):
 
     @classmethod
     def load(cls, path) -> "PomdpPolicy":
+        """Read a policy file; everything is checked against ``schemas.TRIM_POLICY`` and the embedded
+        spec (fingerprint, per-step constants) before any array reaches a kernel."""
         from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
         from trimpomdp.routing.solver import with_lookup
         from trimpomdp.routing.spec import TrimModel
 
         arrays, meta = load_npz(path, POLICY_FORMAT)
-        need = (
-            "line_slopes",
-            "line_intercepts",
-            "line_breaks",
-            "level_offsets",
-            "step_offsets",
-            "A",
-            "B",
-            "obs_probs",
-            "obs_centers",
-        )
-        missing = [k for k in need if k not in arrays]
-        if missing or "spec" not in meta:
-            raise FormatError(f"policy file lacks {missing or ['spec metadata']}", str(path))
         spec = meta["spec"]
-        obs = BinnedObservationModel(
-            TRIM_STATES, arrays["obs_centers"], arrays["obs_probs"], float(spec.get("obs_bin_size", 0.05))
-        )
+        try:
+            obs = BinnedObservationModel(TRIM_STATES, arrays["obs_centers"], arrays["obs_probs"],
+                                         float(spec["obs_bin_size"]))
+        except ModelError as exc:
+            raise FormatError(f"arrays 'obs_probs'/'obs_centers' (bin size field 'spec.obs_bin_size'): {exc}",
+                              str(path)) from None
         tm = TrimModel.from_dict(spec, obs=obs, source=str(path))
         tm.obs_truth = arrays.get("obs_truth")
-        so = arrays["step_offsets"]
+        fp = meta.get("model_fingerprint")
+        if fp is not None and fp != tm.fingerprint():
+            raise FormatError(
+                f"field 'model_fingerprint': {fp} does not match the embedded spec and observation table "
+                f"({tm.fingerprint()}); the file was altered after solving, re-solve it",
+                str(path),
+            )
+        T = arrays["A"].size
+        if tm.max_steps != T:
+            raise FormatError(f"field 'spec.length_distribution': covers {tm.max_steps} steps but the policy "
+                              f"has {T}", str(path))
+        h = tm.hazard
+        for name, want in (("A", h * tm.reward), ("B", (1.0 - h) * tm.discount)):
+            bad = np.flatnonzero(~np.isclose(arrays[name], want, rtol=1e-9, atol=1e-12))
+            if bad.size:
+                raise FormatError(
+                    f"array {name!r}: entry {bad[0]} is {arrays[name][bad[0]]!r} but the embedded spec gives "
+                    f"{want[bad[0]]!r}",
+                    str(path),
+                )
+        so, lo = arrays["step_offsets"], arrays["level_offsets"]
         steps = []
-        for t in range(len(so) - 1):
+        for t in range(T):
             a, b = so[t], so[t + 1]
             steps.append(
                 with_lookup(
                     arrays["line_slopes"][a:b].copy(),
                     arrays["line_intercepts"][a:b].copy(),
                     arrays["line_breaks"][a:b].copy(),
-                    arrays["level_offsets"][t] - a,
+                    lo[t] - a,
                 )
             )
         cap = meta.get("cap")
@@ -295,6 +316,13 @@ class PomdpPolicy(RoutingPolicy):
             predicted=meta.get("predicted"),
             meta=extra,
         )
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 #: the name used in the task brief for the POMDP policy class
@@ -319,7 +347,14 @@ def load_policy(spec_str: str, trim_model=None) -> RoutingPolicy:
         if Path(arg).exists() or arg.endswith(".npz"):
             pol = PomdpPolicy.load(arg)
             if trim_model is not None and pol.trim_model.fingerprint() != trim_model.fingerprint():
-                pol.meta["model_mismatch"] = True
+                solved_for = pol.meta.get("spec_source") or pol.meta.get("spec_path")
+                if solved_for and trim_model.source and _same_file(solved_for, trim_model.source):
+                    raise TrimError(
+                        f"{arg}: field 'model_fingerprint': the policy was solved for {trim_model.source}, "
+                        f"which has changed since (fingerprint {pol.trim_model.fingerprint()} -> "
+                        f"{trim_model.fingerprint()}); re-solve it with trimpomdp solve"
+                    )
+                pol.meta["model_mismatch"] = True  # solved for another spec: a deliberate cross-model run
             return pol
         if "=" in arg:
             if trim_model is None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trimpomdp import schemas
 from trimpomdp.errors import FormatError, TrimError
 from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
 
@@ -99,6 +100,8 @@ class TrimModel:
     #: used to *evaluate* policies (predicted accuracy / tokens), never to plan
     obs_truth: np.ndarray | None = None
     points_path: str | None = None
+    #: the spec file this model was read from (None when built in memory)
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if isinstance(self.obs_truth, dict):
@@ -252,11 +255,15 @@ class TrimModel:
             raise _err("<root>", "a TRIM spec must be a JSON object", source)
         if d.get("format") != FORMAT:
             raise _err("format", f"expected {FORMAT!r}, found {d.get('format')!r}", source)
-        if not isinstance(d.get("version"), int) or d["version"] > VERSION or d["version"] < 1:
+        if isinstance(d.get("version"), bool) or not isinstance(d.get("version"), int) or not (
+            1 <= d["version"] <= VERSION
+        ):
             raise _err("version", f"expected an integer 1..{VERSION}, found {d.get('version')!r}", source)
-        for key in ("p_weak", "p_strong", "length_distribution", "strong_step_tokens"):
-            if key not in d:
-                raise _err(key, "is missing", source)
+        # every field's type and range (and the files it names) before any of them is used
+        fields = schemas.SPEC_FIELDS if obs is None else schemas.EMBEDDED_SPEC_FIELDS
+        if obs is not None:
+            fields = tuple(f for f in fields if f.name != "obs_bin_size")
+        schemas.check_fields(fields, d, source, base_dir=base_dir)
         if obs is None:
             ref = d.get("observation_model")
             if not isinstance(ref, str) or not ref:
@@ -336,7 +343,7 @@ class TrimModel:
                 discount=_num(d, "discount", source, 1.0 - 1e-6),
                 tokens_per_weak_token=_num(d, "tokens_per_weak_token", source, 1.0),
                 obs_path=obs_path,
-                info=dict(d.get("info", {})),
+                info=dict(d.get("info") or {}),
                 obs_truth=obs_truth,
                 points_path=points_path,
             )
@@ -348,13 +355,18 @@ class TrimModel:
     @classmethod
     def load(cls, path) -> "TrimModel":
         path = Path(path)
-        if not path.exists():
-            raise FormatError("file not found", str(path))
+        problem = schemas.file_problem(path, kind="json")
+        if problem:
+            raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise FormatError(f"not valid JSON: {exc.msg}", str(path), exc.lineno) from None
-        return cls.from_dict(d, base_dir=path.parent, source=str(path))
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise FormatError(f"not a JSON spec ({exc.__class__.__name__})", str(path)) from None
+        tm = cls.from_dict(d, base_dir=path.parent, source=str(path))
+        tm.source = str(path)
+        return tm
 
     def absolute_points_path(self, spec_dir) -> Path | None:
         if not self.points_path:
@@ -447,23 +459,14 @@ def _num(d, key, source, default=None) -> float:
 
 
 def load_observation_model(path) -> BinnedObservationModel:
-    """Task C's ``load_binned`` (fitted models and bins tables) when present, else the bins-table reader."""
+    """The TRIM observation model in ``path``: a fitted model (discretised) or a bins table."""
+    from trimpomdp.observation_models.io import load_binned
+
     path = Path(path)
-    if not path.exists():
-        raise _err("observation_model", "file not found", path)
-    try:
-        from trimpomdp.observation_models.io import load_binned  # type: ignore
-    except ImportError:
-        load_binned = None
-    if load_binned is not None:
-        try:
-            obs = load_binned(path)
-        except TrimError:
-            raise
-        except Exception:  # fall back to the plain reader on anything unexpected
-            obs = BinnedObservationModel.load(path)
-    else:
-        obs = BinnedObservationModel.load(path)
+    problem = schemas.file_problem(path)
+    if problem:
+        raise _err("observation_model", "file not found" if problem == "does not exist" else problem, path)
+    obs = load_binned(path)
     if tuple(obs.states) != TRIM_STATES:
         raise _err(
             "observation_model", f"must have states {list(TRIM_STATES)}, found {list(obs.states)}", path
