@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
+from trimpomdp.errors import TrimError
+
 #: Steps end at a blank line (the TRIM step format).
 STEP_SEPARATOR = "\n\n"
 
@@ -43,6 +45,22 @@ class Scorer(Protocol):
     name: str
 
     def score(self, question: str | Sequence[str], steps_list: Sequence[Sequence[str]]) -> list[float]: ...
+
+
+class BatchError(TrimError):
+    """A batched call in which some items failed: ``outcomes`` holds one result or exception per item.
+
+    Backends that run one request per item (the HTTP ones) raise it so that the loop fails only the
+    problems whose items failed, instead of every problem of the batch. Its message is the first
+    failure's."""
+
+    def __init__(self, outcomes: Sequence):
+        self.outcomes = list(outcomes)
+        first = next((o for o in self.outcomes if isinstance(o, BaseException)), None)
+        n_bad = sum(isinstance(o, BaseException) for o in self.outcomes)
+        msg = str(first).strip().splitlines()[0] if first is not None and str(first).strip() else \
+            type(first).__name__
+        super().__init__(msg if n_bad <= 1 else f"{msg} (and {n_bad - 1} more of {len(self.outcomes)} items)")
 
 
 def broadcast_questions(question: str | Sequence[str], n: int) -> list[str]:

@@ -3,11 +3,14 @@
 vLLM, SGLang and llama.cpp (``llama_cpp.server``, ``llama-server``) all serve ``POST /v1/completions``;
 talking to them lets the routed loop use models far larger than fit in this process. Only the standard
 library is used (``urllib``), requests run concurrently in a thread pool, and transient failures (5xx,
-429, timeouts, refused connections) are retried with exponential backoff before a one-line
-``TrimError`` naming the URL is raised.
+429, timeouts, refused connections, truncated bodies) are retried with exponential backoff before a
+one-line ``TrimError`` naming the URL is raised. Numbers in answers (token counts, log-probabilities,
+scores) are checked, so a misbehaving server gives an error naming the URL and field. Every call takes
+an optional ``deadline`` (a ``time.monotonic()`` value) that bounds its retries.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import socket
@@ -19,7 +22,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from trimpomdp.decode.backends import STEP_SEPARATOR, StepOut, boxed_closed, broadcast_questions
+from trimpomdp.decode.backends import (STEP_SEPARATOR, BatchError, StepOut, boxed_closed,
+                                       broadcast_questions)
 from trimpomdp.errors import TrimError
 
 __all__ = ["OpenAICompatibleBackend", "HTTPScorePRM", "HTTPJudgePRM", "JsonHTTPClient", "judge_prompt",
@@ -30,77 +34,143 @@ _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class JsonHTTPClient:
-    """POST JSON, get JSON, with retries and a shared thread pool for concurrent calls."""
+    """POST JSON, get JSON, with retries and a shared thread pool for concurrent calls.
+
+    Transient failures (retryable HTTP statuses, timeouts, refused or dropped connections, a truncated
+    or non-JSON body) are retried with exponential backoff. ``timeout`` bounds each attempt as a whole
+    (a server trickling bytes cannot hold it longer), and a ``deadline`` (``time.monotonic()`` value)
+    given by the caller bounds all attempts together. An endpoint whose last request ended in timeouts
+    is marked down: requests to it get one attempt, no retries, until one succeeds, so a hung server
+    costs one timeout per request rather than ``retries + 1``.
+    """
 
     def __init__(self, timeout: float = 60.0, retries: int = 3, concurrency: int = 8, backoff: float = 0.5,
                  api_key: str | None = None):
-        if retries < 0 or concurrency < 1 or timeout <= 0:
+        if retries < 0 or concurrency < 1 or not timeout > 0:
             raise TrimError("http client: need retries >= 0, concurrency >= 1 and timeout > 0")
         self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
         self.concurrency = int(concurrency)
         self.api_key = api_key
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._down: set[str] = set()      # endpoints whose last request ended in timeouts
         self.n_requests = 0
         self.n_retries = 0
 
-    def get(self, url: str) -> dict:
+    def get(self, url: str, deadline: float | None = None) -> dict:
         """One JSON GET (same retries and errors as ``post``)."""
-        return self.post(url, None)
+        return self.post(url, None, deadline=deadline)
 
-    def post(self, url: str, payload: dict | None) -> dict:
-        """One JSON POST (GET when ``payload`` is None); retried on transient errors; TrimError naming the
-        URL when it finally fails."""
+    def post(self, url: str, payload: dict | None, deadline: float | None = None):
+        """One JSON POST (GET when ``payload`` is None); retried on transient errors until the attempts or
+        the ``deadline`` run out; TrimError naming the URL when it finally fails."""
         body = None if payload is None else json.dumps(payload).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        last = "no attempt"
-        for attempt in range(self.retries + 1):
+        with self._lock:
+            attempts = 1 if url in self._down else self.retries + 1
+        last, made, timed_out, full_timeouts, stopped = "no attempt", 0, False, 0, ""
+        for attempt in range(attempts):
             if attempt:
+                pause = self.backoff * 2 ** (attempt - 1)
+                with self._lock:
+                    if url in self._down:  # another request found it hung meanwhile
+                        stopped = " (endpoint not answering)"
+                        break
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    stopped = " (problem timeout reached)"
+                    break
                 with self._lock:
                     self.n_retries += 1
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                time.sleep(pause)
+            limit = self.timeout
+            if deadline is not None:
+                limit = min(limit, deadline - time.monotonic())
+                if limit <= 0:
+                    stopped = " (problem timeout reached)"
+                    break
+            made += 1
             with self._lock:
                 self.n_requests += 1
-            method = "GET" if body is None else "POST"
-            req = urllib.request.Request(url, data=body, headers=headers, method=method)
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    raw = resp.read()
-            except urllib.error.HTTPError as exc:
-                detail = _error_detail(exc)
-                if exc.code in _RETRY_STATUS:
-                    last = f"HTTP {exc.code}{detail}"
-                    continue
-                raise TrimError(f"{url}: HTTP {exc.code}{detail}") from None
-            except (socket.timeout, TimeoutError):
-                last = f"timed out after {self.timeout:g} s"
+            raw, last, timed_out = self._attempt(url, body, headers, limit)
+            full_timeouts += timed_out and limit >= self.timeout  # not merely cut short by the deadline
+            if raw is None:
                 continue
-            except urllib.error.URLError as exc:
-                reason = exc.reason
-                if isinstance(reason, (socket.timeout, TimeoutError)):
-                    last = f"timed out after {self.timeout:g} s"
-                else:
-                    last = f"cannot connect ({reason})"
-                continue
-            except (ConnectionError, OSError) as exc:
-                last = f"connection failed ({exc})"
-                continue
+            with self._lock:
+                self._down.discard(url)
             try:
                 return json.loads(raw)
-            except json.JSONDecodeError:
-                raise TrimError(f"{url}: the server did not answer JSON: {raw[:80]!r}") from None
-        raise TrimError(f"{url}: request failed after {self.retries + 1} attempts: {last}")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                last = f"truncated or non-JSON body ({len(raw)} bytes): {raw[:60]!r}"
+        if timed_out and full_timeouts:
+            with self._lock:
+                self._down.add(url)
+        if made == 0:
+            raise TrimError(f"{url}: no time left for a request{stopped or ' (problem timeout reached)'}")
+        plural = "attempt" if made == 1 else "attempts"
+        raise TrimError(f"{url}: request failed after {made} {plural}{stopped}: {last}")
+
+    def _attempt(self, url: str, body, headers: dict, limit: float) -> tuple[bytes | None, str, bool]:
+        """One request with at most ``limit`` seconds in all: ``(body, "", False)`` on a 2xx answer, else
+        ``(None, why, timed_out)`` for a transient failure; a TrimError for a permanent one."""
+        req = urllib.request.Request(url, data=body, headers=headers, method="GET" if body is None else "POST")
+        end = time.monotonic() + limit
+        timeout_msg = f"timed out after {limit:.3g} s"
+        try:
+            with urllib.request.urlopen(req, timeout=limit) as resp:
+                chunks = []
+                while True:
+                    chunk = resp.read1(1 << 16)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    if time.monotonic() > end:
+                        return None, timeout_msg + " (body still arriving)", True
+                return b"".join(chunks), "", False
+        except urllib.error.HTTPError as exc:
+            with self._lock:
+                self._down.discard(url)  # the server answers
+            detail = _error_detail(exc)
+            if exc.code in _RETRY_STATUS:
+                return None, f"HTTP {exc.code}{detail}", False
+            raise TrimError(f"{url}: HTTP {exc.code}{detail}") from None
+        except (socket.timeout, TimeoutError):
+            return None, timeout_msg, True
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, (socket.timeout, TimeoutError)):
+                return None, timeout_msg, True
+            return None, f"cannot connect ({exc.reason})", False
+        except http.client.HTTPException as exc:  # e.g. IncompleteRead: the body was cut off
+            return None, f"broken response ({type(exc).__name__}: {str(exc)[:80]})", False
+        except (ConnectionError, OSError) as exc:
+            return None, f"connection failed ({exc})", False
 
     def map(self, fn, items: list) -> list:
-        """``[fn(x) for x in items]`` run concurrently (order kept; the first error is re-raised)."""
-        if len(items) <= 1 or self.concurrency == 1:
-            return [fn(x) for x in items]
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="trim-http")
-        return list(self._pool.map(fn, items))
+        """``[fn(x) for x in items]``, run concurrently, order kept. When some items fail, a BatchError
+        carries every item's outcome (so callers can fail only those); a single item's error is raised
+        as it is."""
+        items = list(items)
+        if len(items) == 1:
+            return [fn(items[0])]
+        outcomes: list = []
+        if self.concurrency == 1 or not items:
+            for x in items:
+                try:
+                    outcomes.append(fn(x))
+                except Exception as exc:  # noqa: BLE001 - reported per item below
+                    outcomes.append(exc)
+        else:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="trim-http")
+            futures = [self._pool.submit(fn, x) for x in items]
+            for f in futures:
+                exc = f.exception()
+                outcomes.append(f.result() if exc is None else exc)
+        if any(isinstance(o, BaseException) for o in outcomes):
+            raise BatchError(outcomes)
+        return outcomes
 
     def close(self) -> None:
         if self._pool is not None:
@@ -161,7 +231,7 @@ class OpenAICompatibleBackend:
                                      backoff=backoff, api_key=api_key)
 
     def complete(self, prompt: str, max_tokens: int, stop: Sequence[str] | None = None,
-                 logprobs: int | None = None) -> dict:
+                 logprobs: int | None = None, deadline: float | None = None) -> dict:
         """One completion request; returns the first choice (a dict) with ``usage`` attached."""
         payload = {"model": self.model, "prompt": prompt, "max_tokens": int(max_tokens),
                    "temperature": self.temperature, **self.extra}
@@ -169,27 +239,35 @@ class OpenAICompatibleBackend:
             payload["stop"] = list(stop)
         if logprobs is not None:
             payload["logprobs"] = int(logprobs)
-        out = self.client.post(self.url, payload)
+        out = self.client.post(self.url, payload, deadline=deadline)
         choices = out.get("choices") if isinstance(out, dict) else None
-        if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("text"), str):
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict) \
+                or not isinstance(choices[0].get("text"), str):
             raise TrimError(f"{self.url}: unexpected response without choices[0].text: {str(out)[:120]}")
         choice = dict(choices[0])
-        choice["usage"] = out.get("usage") or {}
+        usage = out.get("usage")
+        choice["usage"] = usage if isinstance(usage, dict) else {}
+        n_tok = choice["usage"].get("completion_tokens")
+        if n_tok is not None and not (_is_int(n_tok) and 0 <= n_tok <= 10 ** 9):
+            raise TrimError(f"{self.url}: usage.completion_tokens must be a non-negative integer, got {n_tok!r}")
         return choice
 
     def generate_steps(self, prompts: Sequence[str], max_new_tokens: int,
                        keys: Sequence[str] | None = None, *,
-                       stop: Sequence[str] | None = (STEP_SEPARATOR,)) -> list[StepOut]:
-        """The next step for every prompt (concurrently), stopping at ``stop`` (a blank line)."""
+                       stop: Sequence[str] | None = (STEP_SEPARATOR,),
+                       deadline: float | None = None) -> list[StepOut]:
+        """The next step for every prompt (concurrently), stopping at ``stop`` (a blank line). When some
+        requests fail, a ``BatchError`` says which."""
         def tokens_of(choice: dict) -> int:
             n_tok = choice["usage"].get("completion_tokens")
-            if not isinstance(n_tok, int):
-                lp = choice.get("logprobs") or {}
-                n_tok = len(lp.get("tokens") or []) or max(1, len(choice["text"].split()))
+            if n_tok is None:
+                lp = choice.get("logprobs")
+                toks = lp.get("tokens") if isinstance(lp, dict) else None
+                n_tok = (len(toks) if isinstance(toks, list) else 0) or max(1, len(choice["text"].split()))
             return n_tok
 
         def one(prompt: str) -> StepOut:
-            choice = self.complete(prompt, max_new_tokens, stop=stop)
+            choice = self.complete(prompt, max_new_tokens, stop=stop, deadline=deadline)
             n_tok = tokens_of(choice)
             # a blank line before any content is not a step (vLLM/SGLang say which stop matched):
             # continue after it, as the in-process backend skips leading blank lines
@@ -198,7 +276,7 @@ class OpenAICompatibleBackend:
                         or choice.get("stop_reason") not in (stop or ()):
                     break
                 prompt = prompt + choice["text"] + choice["stop_reason"]
-                choice = self.complete(prompt, max_new_tokens, stop=stop)
+                choice = self.complete(prompt, max_new_tokens, stop=stop, deadline=deadline)
                 n_tok += tokens_of(choice)
             text = choice["text"].strip()
             if boxed_closed(text):
@@ -231,19 +309,24 @@ class HTTPScorePRM:
         self.client = JsonHTTPClient(timeout=timeout, retries=retries, concurrency=concurrency,
                                      backoff=backoff, api_key=api_key)
 
-    def step_scores(self, question: str, steps: Sequence[str]) -> list[float]:
-        """Scores of every step of one solution."""
-        out = self.client.post(self.url, {"question": question, "steps": list(steps)})
+    def step_scores(self, question: str, steps: Sequence[str], deadline: float | None = None) -> list[float]:
+        """Scores of every step of one solution (each a probability in [0, 1])."""
+        out = self.client.post(self.url, {"question": question, "steps": list(steps)}, deadline=deadline)
         scores = out.get("scores") if isinstance(out, dict) else None
         if (not isinstance(scores, list) or len(scores) != len(steps)
-                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores)):
+                or not all(_is_num(s) for s in scores)):
             raise TrimError(f"{self.url}: expected {{\"scores\": [{len(steps)} numbers]}}, "
                             f"got {str(out)[:120]}")
+        for i, v in enumerate(scores):
+            if not (math.isfinite(v) and -1e-6 <= v <= 1 + 1e-6):
+                raise TrimError(f"{self.url}: scores[{i}] must be a probability in [0, 1], got {v!r}")
         return [float(s) for s in scores]
 
-    def score(self, question, steps_list) -> list[float]:
+    def score(self, question, steps_list, deadline: float | None = None) -> list[float]:
+        """The last step's score of every step list (one request each; a BatchError says which failed)."""
         qs = broadcast_questions(question, len(steps_list))
-        return self.client.map(lambda qs_: self.step_scores(*qs_)[-1], list(zip(qs, map(list, steps_list))))
+        return self.client.map(lambda qs_: self.step_scores(*qs_, deadline=deadline)[-1],
+                               list(zip(qs, map(list, steps_list))))
 
     def close(self) -> None:
         self.client.close()
@@ -261,26 +344,50 @@ def judge_prompt(question: str, steps: Sequence[str], prompt_style: str = "chatm
     return body + "\nAnswer:"
 
 
-def _top_logprobs(choice: dict) -> dict[str, float]:
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _logprob(v, field: str, where: str) -> float:
+    """A log-probability from a server: a number <= 0, -inf allowed (a hair above 0 is rounding)."""
+    if not (_is_num(v) and not math.isnan(v) and v <= 1e-4):
+        raise TrimError(f"{where}: {field} must be a log-probability (a number <= 0), got {v!r}")
+    return min(0.0, float(v))
+
+
+def _top_logprobs(choice: dict, where: str = "server") -> dict[str, float]:
     """The first generated token's top alternatives {token: logprob}, from the completions layout
-    (``logprobs.top_logprobs[0]``) or the chat layout (``logprobs.content[0].top_logprobs``)."""
-    lp = choice.get("logprobs") or {}
+    (``logprobs.top_logprobs[0]``) or the chat layout (``logprobs.content[0].top_logprobs``); a value
+    that is not a log-probability is a TrimError naming ``where`` (the URL) and the field."""
+    lp = choice.get("logprobs")
+    if not isinstance(lp, dict):
+        return {}
     top = lp.get("top_logprobs")
     if isinstance(top, list) and top and isinstance(top[0], dict):
-        return {str(k): float(v) for k, v in top[0].items() if v is not None}
+        return {str(k): _logprob(v, f"logprobs.top_logprobs[0][{k!r}]", where)
+                for k, v in top[0].items() if v is not None}
     content = lp.get("content")
-    if isinstance(content, list) and content:
+    if isinstance(content, list) and content and isinstance(content[0], dict):
         alts = content[0].get("top_logprobs") or []
-        return {str(a["token"]): float(a["logprob"]) for a in alts if "token" in a and "logprob" in a}
+        return {str(a["token"]): _logprob(a["logprob"], f"logprobs.content[0].top_logprobs[{i}].logprob", where)
+                for i, a in enumerate(alts) if isinstance(a, dict) and "token" in a and "logprob" in a}
     return {}
 
 
 def yes_probability(top: dict[str, float]) -> float | None:
-    """P(Yes) / (P(Yes) + P(No)) over the spellings in the top alternatives; None if neither occurs."""
-    yes = sum(math.exp(v) for k, v in top.items() if k.strip().lower() == "yes")
-    no = sum(math.exp(v) for k, v in top.items() if k.strip().lower() == "no")
-    if yes + no <= 0:
+    """P(Yes) / (P(Yes) + P(No)) over the spellings in the top alternatives; None if neither occurs.
+    Computed relative to the largest log-probability, so any finite values are safe."""
+    vals = [(k.strip().lower(), float(v)) for k, v in top.items()]
+    vals = [(k, v) for k, v in vals if k in ("yes", "no") and v != -math.inf]
+    if not vals:
         return None
+    m = max(v for _, v in vals)
+    yes = sum(math.exp(v - m) for k, v in vals if k == "yes")
+    no = sum(math.exp(v - m) for k, v in vals if k == "no")
     return yes / (yes + no)
 
 
@@ -297,15 +404,17 @@ class HTTPJudgePRM:
         self.missing = float(missing)
         self.name = name or f"http-judge:{backend.model}"
 
-    def score_one(self, question: str, steps: Sequence[str]) -> float:
+    def score_one(self, question: str, steps: Sequence[str], deadline: float | None = None) -> float:
         choice = self.backend.complete(judge_prompt(question, steps, self.prompt_style), max_tokens=1,
-                                       logprobs=self.top_logprobs)
-        p = yes_probability(_top_logprobs(choice))
+                                       logprobs=self.top_logprobs, deadline=deadline)
+        p = yes_probability(_top_logprobs(choice, self.backend.url))
         return self.missing if p is None else p
 
-    def score(self, question, steps_list) -> list[float]:
+    def score(self, question, steps_list, deadline: float | None = None) -> list[float]:
+        """P(Yes) of every step list (one request each; a BatchError says which failed)."""
         qs = broadcast_questions(question, len(steps_list))
-        return self.backend.client.map(lambda qs_: self.score_one(*qs_), list(zip(qs, map(list, steps_list))))
+        return self.backend.client.map(lambda qs_: self.score_one(*qs_, deadline=deadline),
+                                       list(zip(qs, map(list, steps_list))))
 
     def close(self) -> None:
         self.backend.close()
