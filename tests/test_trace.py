@@ -142,3 +142,65 @@ def test_validate_record_accepts_nulls():
     rec = make_record("0", n_steps=0)
     rec.update(answer=None, correct=None, reference=None, finish="error", error="PRM returned NaN")
     validate_record(rec)
+
+
+def _errored(pid):
+    rec = make_record(pid, n_steps=1)
+    rec.update(finish="error", error="PRM failed: http://127.0.0.1:1/score: HTTP 500", answer=None, correct=None)
+    return rec
+
+
+def test_resume_drops_failed_records_so_each_problem_has_one_final_record(tmp_path):
+    path = tmp_path / "run.jsonl"
+    with TraceWriter(path, header={"policy": "threshold:0.5"}) as w:
+        for rec in (make_record("0"), _errored("1"), make_record("2"), _errored("3")):
+            w.write(rec)
+    with TraceWriter(path, resume=True, header={"policy": "threshold:0.5"}, retry_errors=False) as w:
+        assert w.done_ids() == {"0", "1", "2", "3"} and w.error_ids() == {"1", "3"}
+    assert len(read_run(path).records) == 4  # kept as they were
+    with TraceWriter(path, resume=True, header={"policy": "threshold:0.5"}) as w:
+        assert w.done_ids() == {"0", "2"} and w.error_ids() == set()
+        w.write(make_record("3"))
+        w.write(_errored("1"))  # failed again: one record, still an error
+    run = read_run(path)
+    assert run.header["settings"] == {"policy": "threshold:0.5"}
+    assert [r["id"] for r in run.records] == ["0", "2", "3", "1"]
+    assert [r["finish"] for r in run.records] == ["answer", "answer", "answer", "error"]
+    assert not [p for p in tmp_path.iterdir() if p.name != "run.jsonl"]  # no temporary file left
+
+
+def test_resume_with_other_settings_is_refused_naming_the_field(tmp_path):
+    from trimpomdp.decode.trace import check_resume_settings
+
+    path = tmp_path / "run.jsonl"
+    old = {"policy": "threshold:0.5", "weak": "smollm2", "seed": 0}
+    with TraceWriter(path, header=old) as w:
+        w.write(make_record("0"))
+    before = path.read_bytes()
+    new = {**old, "weak": "http://127.0.0.1:9/v1?model=x"}
+    for check in (lambda: TraceWriter(path, resume=True, header=new, compare=("policy", "weak")),
+                  lambda: check_resume_settings(path, new, ("policy", "weak"))):
+        with pytest.raises(TrimError, match=r"cannot resume: this run's weak is 'http://127.0.0.1:9/v1\?model=x' "
+                                            r"but the trace was written with weak 'smollm2'"):
+            check()
+    assert path.read_bytes() == before
+    # fields not compared, or not recorded in the old header, do not matter; compare=() allows mixing
+    with TraceWriter(path, resume=True, header={**old, "seed": 1, "extra": 2}, compare=("policy", "weak")) as w:
+        w.write(make_record("1"))
+    with TraceWriter(path, resume=True, header=new, compare=()) as w:
+        w.write(make_record("2", policy="weak"))
+    assert [r["id"] for r in read_run(path).records] == ["0", "1", "2"]
+    # a header-less file is compared on its records' policy
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text(json.dumps(make_record("0")) + "\n")
+    with pytest.raises(TrimError, match="this run's policy is 'weak'"):
+        TraceWriter(bare, resume=True, header={"policy": "weak"}, compare=("policy",))
+
+
+def test_resume_of_a_file_without_records_starts_afresh_under_the_new_header(tmp_path):
+    path = tmp_path / "run.jsonl"
+    TraceWriter(path, header={"policy": "weak"}).close()
+    with TraceWriter(path, resume=True, header={"policy": "strong"}, compare=("policy",)) as w:
+        w.write(make_record("0", policy="strong"))
+    run = read_run(path)
+    assert run.header["settings"] == {"policy": "strong"} and len(run.records) == 1

@@ -99,15 +99,26 @@ def build_policy(policy_spec: str, trim_model_path: str | None):
               help="0 = greedy decoding.")
 @click.option("--no-cache-reuse", is_flag=True, help="Re-encode each prefix in batched generate() calls.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--resume", is_flag=True, help="Keep the problems already in OUT and decode the rest.")
+@click.option("--problem-timeout", default=120.0, show_default=True, type=click.FloatRange(0.0, min_open=True),
+              help="Seconds a problem may wait on one model or PRM call, retries included, before it fails.")
+@click.option("--resume", is_flag=True,
+              help="Keep the problems finished in OUT and decode the rest, failed ones included.")
+@click.option("--skip-errors", is_flag=True, help="With --resume: keep failed problems as they are.")
+@click.option("--force-mixed", is_flag=True,
+              help="With --resume: append even if policy or models differ from OUT's header.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def decode(problems, out, limit, question_field, answer_field, policy_spec, trim_model, weak, strong, prm_spec,
-           batch_size, max_steps, max_step_tokens, device, temperature, no_cache_reuse, seed, resume, quiet):
+@click.pass_context
+def decode(ctx, problems, out, limit, question_field, answer_field, policy_spec, trim_model, weak, strong,
+           prm_spec, batch_size, max_steps, max_step_tokens, device, temperature, no_cache_reuse, seed,
+           problem_timeout, resume, skip_errors, force_mixed, quiet):
     """Routed decoding of PROBLEMS (JSONL): the weak model writes each step, the PRM scores it, the
-    routing filter and policy decide keep/regenerate, the strong model rewrites regenerated steps."""
+    routing filter and policy decide keep/regenerate, the strong model rewrites regenerated steps.
+    Exits with status 1 when any problem failed (its record has an "error")."""
     from trimpomdp.decode.loop import RoutedDecoder, run_to_trace
     from trimpomdp.decode.problems import load_problems
 
+    if (skip_errors or force_mixed) and not resume:
+        raise TrimError(f"--{'skip-errors' if skip_errors else 'force-mixed'} only applies with --resume")
     if out is None:
         out = f"{Path(problems).stem}.trace.jsonl"
     probs, errors = load_problems(problems, question_field, answer_field, limit)
@@ -115,6 +126,14 @@ def decode(problems, out, limit, question_field, answer_field, policy_spec, trim
         click.echo(f"warning: skipped {e}", err=True)
     if not probs:
         raise TrimError(f"{problems}: no usable problems")
+    header = {"problems": str(problems), "policy": policy_spec, "weak": weak, "strong": strong, "prm": prm_spec,
+              "trim_model": trim_model, "max_steps": max_steps, "max_step_tokens": max_step_tokens,
+              "temperature": temperature, "seed": seed, "device": device, "cache_reuse": not no_cache_reuse}
+    if resume and not force_mixed:  # before any model is loaded
+        from trimpomdp.decode.loop import RESUME_FIELDS
+        from trimpomdp.decode.trace import check_resume_settings
+
+        check_resume_settings(out, header, RESUME_FIELDS)
     policy, filt = build_policy(policy_spec, trim_model)
     random.seed(seed)
     try:
@@ -133,14 +152,21 @@ def decode(problems, out, limit, question_field, answer_field, policy_spec, trim
     strong_gen = None if policy_spec.strip() == "weak" else pool.generator(strong, seed + 1, temperature, reuse)
     scorer = pool.prm(prm_spec, batch_size)
     decoder = RoutedDecoder(weak_gen, strong_gen, scorer, policy, filt, policy_name=policy_spec,
-                            batch_size=batch_size, max_steps=max_steps, max_step_tokens=max_step_tokens)
-    header = {"problems": str(problems), "policy": policy_spec, "weak": weak, "strong": strong, "prm": prm_spec,
-              "max_steps": max_steps, "max_step_tokens": max_step_tokens, "temperature": temperature,
-              "seed": seed, "device": device, "cache_reuse": reuse}
-    summary = run_to_trace(decoder, probs, out, resume=resume, header=header, progress=not quiet)
+                            batch_size=batch_size, max_steps=max_steps, max_step_tokens=max_step_tokens,
+                            problem_timeout=problem_timeout)
+    header["device"] = device
+    summary = run_to_trace(decoder, probs, out, resume=resume, header=header, progress=not quiet,
+                           retry_errors=not skip_errors, force_mixed=force_mixed)
     acc = "n/a" if summary["accuracy"] is None else f"{summary['accuracy']:.3f}"
     click.echo(f"decoded {summary['decoded']} problems (skipped {summary['skipped']} already done, "
                f"{summary['errors']} errors): accuracy {acc}, mean strong tokens "
                f"{summary['mean_strong_tokens']:.1f}, routing {summary['routing_ms_per_step']:.3f} ms/step -> {out}",
                err=True)
+    if summary["failed"]:
+        again = ("rerun with --resume to retry them" if not skip_errors
+                 else "rerun with --resume (without --skip-errors) to retry them")
+        click.echo(f"{summary['failed']} of {summary['problems']} problems failed (see \"error\" in {out}); "
+                   f"{again}", err=True)
+        sys.stderr.flush()
+        ctx.exit(1)
     sys.stderr.flush()

@@ -64,7 +64,7 @@ def cli():
 def main(argv=None) -> int:
     """Run the CLI; user errors are printed as one line on stderr with exit status 2."""
     try:
-        cli.main(args=argv, prog_name="trimpomdp", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="trimpomdp", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130
-    return 0
+    return rc if type(rc) is int else 0  # a command's ctx.exit(code), e.g. decode's 1 when problems failed
 
 
 def run() -> None:  # console-script entry point

@@ -1,8 +1,10 @@
 """Decode traces (JSONL, one record per problem): a crash-safe writer and a validating reader.
 
 Every record is appended, flushed and fsynced as soon as its problem finishes, so a killed run loses
-at most the problems in flight; on ``resume`` a half-written last line is dropped (with a warning) and
-the ids already written are skipped by the caller. The schema is in ``TRACE_FORMAT``/``validate_record``.
+at most the problems in flight; on ``resume`` a half-written last line is dropped (with a warning),
+failed problems' records are removed (the file is rewritten atomically) so they are decoded again, and
+the ids still written are skipped by the caller. A file holds one record per problem, always.
+The schema is in ``TRACE_FORMAT``/``validate_record``.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from trimpomdp.errors import FormatError, TrimError
 
@@ -179,32 +182,68 @@ def read_traces(paths, validate: bool = True) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- writing
+def check_resume_settings(path, header: dict, compare: Sequence[str]) -> None:
+    """The check ``TraceWriter(resume=True)`` makes, on its own: callers run it before loading models so a
+    mismatch is reported at once. A missing file, or one without records, passes."""
+    p = Path(path)
+    if not p.is_file():
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TraceWarning)  # the writer reports a truncated line itself
+        run = read_run(p, validate=False)
+    if run.records:
+        _check_same_settings(p, run, header, compare)
+
+
+def _check_same_settings(path: Path, run: TraceRun, header: dict, compare: Sequence[str]) -> None:
+    """Refuse to resume a run with settings that differ from the file's on any ``compare`` field (fields
+    the file does not record are not compared; a header-less file is compared on its records' policy)."""
+    if not compare:
+        return
+    if run.header is not None:
+        old = run.header.get("settings")
+        old = old if isinstance(old, dict) else {}
+    else:
+        old = {"policy": run.policy}
+    for key in compare:
+        if key in old and key in header and old[key] != header[key]:
+            raise TrimError(f"{path}: cannot resume: this run's {key} is {header[key]!r} but the trace was "
+                            f"written with {key} {old[key]!r} (same settings, a new output file, or "
+                            "--force-mixed to append anyway)")
+
+
 class TraceWriter:
     """Append-only writer: one record per line, flushed and fsynced so finished problems survive a kill.
 
     ``resume=False`` starts a fresh file (an existing one is replaced); ``resume=True`` keeps the
-    finished records, cuts off a half-written last line, and ``done_ids()`` tells the caller what to
-    skip. Use as a context manager or call ``close()``.
+    finished records, cuts off a half-written last line, drops the records of failed problems
+    (``finish: error``) unless ``retry_errors=False``, and ``done_ids()`` tells the caller what to
+    skip. On resume the new ``header`` must agree with the file's on every field named in ``compare``
+    (a run is one policy with one set of models), else a TrimError names the field; ``compare=()``
+    allows mixing. Use as a context manager or call ``close()``.
     """
 
-    def __init__(self, path, resume: bool = False, header: dict | None = None, validate: bool = True):
+    def __init__(self, path, resume: bool = False, header: dict | None = None, validate: bool = True,
+                 retry_errors: bool = True, compare: Sequence[str] = ()):
         self.path = Path(path)
         self.validate = validate
         self._done: set[str] = set()
+        self._errors: set[str] = set()
         self.header: dict | None = None
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume and self.path.exists():
-            self._recover()
+            self._recover(header, compare, retry_errors)
+        if self._done or (self.header is not None and header is None):
             self._fh = open(self.path, "a", encoding="utf-8")
-        else:
+        else:  # no records to keep: start afresh, under this run's header
+            self.header = None
             self._fh = open(self.path, "w", encoding="utf-8")
         if header is not None and self.header is None and not self._done:
             self.write_header(header)
 
-    def _recover(self) -> None:
+    def _recover(self, header: dict | None, compare: Sequence[str], retry_errors: bool) -> None:
         data = self.path.read_bytes()
-        keep = len(data)
         if data and not data.endswith(b"\n"):
             cut = data.rfind(b"\n") + 1
             tail = data[cut:]
@@ -216,16 +255,55 @@ class TraceWriter:
             except json.JSONDecodeError:
                 warnings.warn(f"{self.path}: dropping a truncated last line of {len(tail)} bytes "
                               "(interrupted run?)", TraceWarning, stacklevel=3)
-                keep = cut
                 with open(self.path, "r+b") as fh:
-                    fh.truncate(keep)
+                    fh.truncate(cut)
         run = read_run(self.path, validate=False)
+        if header is not None and run.records:
+            _check_same_settings(self.path, run, header, compare)
+        failed = {str(r.get("id")) for r in run.records if r.get("finish") == "error"}
+        if failed and retry_errors:
+            self._rewrite_without(failed)
+            run = read_run(self.path, validate=False)
         self.header = run.header
         self._done = {str(r.get("id")) for r in run.records}
+        self._errors = {str(r.get("id")) for r in run.records if r.get("finish") == "error"}
+
+    def _rewrite_without(self, ids: set[str]) -> None:
+        """Drop the records of ``ids``: a copy without them is written, fsynced and renamed over the file,
+        so a kill at any moment leaves either the old file or the new one."""
+        keep = []
+        for _, text, _, _ in _scan(self.path):
+            rec = json.loads(text)  # read_run has parsed every line already
+            if isinstance(rec, dict) and rec.get("format") != HEADER_FORMAT and str(rec.get("id")) in ids:
+                continue
+            keep.append(text)
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write("".join(line + "\n" for line in keep))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        try:  # make the rename itself durable
+            fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def done_ids(self) -> set[str]:
         """Ids of the problems already in the file (to skip on resume)."""
         return set(self._done)
+
+    def error_ids(self) -> set[str]:
+        """Ids of failed problems kept in the file (``retry_errors=False``)."""
+        return set(self._errors)
 
     def _write_line(self, obj: dict) -> None:
         line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
@@ -252,6 +330,8 @@ class TraceWriter:
         except ValueError as exc:  # NaN/inf: not JSON
             raise TrimError(f"{self.path}: record {rec['id']!r} is not valid JSON: {exc}") from None
         self._done.add(rec["id"])
+        if rec["finish"] == "error":
+            self._errors.add(rec["id"])
 
     def close(self) -> None:
         if not self._fh.closed:
