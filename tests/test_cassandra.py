@@ -2,6 +2,8 @@
 naive dense reference, exact round trips, and one-line errors that name the line."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -383,3 +385,11 @@ def test_large_sparse_file_is_built_without_dense_matrices(tmp_path):
     back = read_pomdp(write_pomdp(m, tmp_path / "chain.pomdp"))
     assert _same(back, m)
     assert back.nnz()["T"] <= 4 * S
+
+
+def test_duplicate_in_a_long_name_list_is_found_fast():
+    names = [f"s{j}" for j in range(200_000)] + ["s7"]
+    t0 = time.perf_counter()
+    with pytest.raises(FormatError, match="duplicate name 's7'"):
+        parse_pomdp("discount: 0.9\nstates: " + " ".join(names) + "\nactions: 1\nobservations: 1\n")
+    assert time.perf_counter() - t0 < 2  # the old lookup was quadratic in the list length

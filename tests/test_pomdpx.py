@@ -219,3 +219,24 @@ def test_full_tables_read_back(S, A, Z, seed):
     assert np.allclose(m.T_dense(), T, rtol=1e-14, atol=0) and np.allclose(m.O_dense(), O, rtol=1e-14, atol=0)
     assert np.array_equal(m.R, R) and np.allclose(m.initial_belief, b0, rtol=1e-14, atol=0)
     assert m.states == tuple(f"s{i}" for i in range(S)) and m.actions[-1] == f"a{A - 1}"
+
+
+# ---------------------------------------------------------------------------- table keywords
+@pytest.mark.parametrize("word", ["uniform", "identity", "Uniform"])
+def test_keywords_are_refused_in_reward_tables(pomdp_dir, word):
+    # 'uniform' used to be read as 1 / (number of child values) = +1 for the listen reward of -1, and the
+    # model passed validation; rewards are utilities, so SARSOP's keywords have no meaning there
+    doc = (pomdp_dir / "Tiger.pomdpx").read_text().replace("<ValueTable>-1</ValueTable>",
+                                                            f"<ValueTable>{word}</ValueTable>")
+    msg = _err(doc)
+    assert f"f.pomdpx:{_line_of(doc, word + '</ValueTable>')}:" in msg
+    assert f"{word!r} is not allowed in a <ValueTable>" in msg and "instance 'listen *'" in msg
+
+
+def test_keywords_keep_their_meaning_in_probability_tables():
+    m = parse_pomdpx(FACTORED)  # 'identity' in T and 'uniform' in O and in the initial belief
+    y0 = np.array([1 / 3] * 3)
+    assert np.allclose(m.initial_belief, np.kron([0.25, 0.75], y0))
+    wait = m.actions.index("wait")
+    x_next = m.T_dense()[wait].reshape(2, 3, 2, 3).sum(axis=3).sum(axis=1) / 3
+    assert np.allclose(x_next, np.eye(2))

@@ -11,6 +11,10 @@ arrays for large sparse models (TagAvoid's ``T: * : * : * 0.0`` costs nothing).
 
 Rewards given per (s, a, s', o) are folded into ``R[s, a]`` by expectation over T and O; rules that do
 not depend on s'/o (the common case) go straight into an (S, A) table.
+
+Declared sizes are checked against a memory estimate before anything of that size is allocated (see
+``trimpomdp.resource_limits``): ``states: 100000000`` is refused at its header line, and the entries that
+cover many cells (``uniform``, wildcard rows) are counted before the matrices are built.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import scipy.sparse as sp
 
 from trimpomdp.errors import FormatError, ModelError
 from trimpomdp.pomdp.model import POMDP, ROW_SUM_TOL
+from trimpomdp.resource_limits import MemoryBudget
 
 _HEADERS = ("discount", "values", "states", "actions", "observations", "start")
 _SECTIONS = frozenset(_HEADERS + ("T", "O", "R"))
@@ -33,6 +38,13 @@ _ALL = -1  # the '*' wildcard
 #: token -> small code for the vectorised section scan (1 is ':', >1 a section keyword)
 _CODE = {":": 1, **{k: j for j, k in enumerate(sorted(_SECTIONS), 2)}}
 _COMMENT = re.compile(r"#[^\n]*")
+
+# Memory estimates, bytes (measured on CPython 3.11 / numpy 2): a name with its list slot and the two
+# lookup dicts; one nonzero of a finished CSR matrix (kept raw and renormalised); one entry while a
+# matrix is assembled (rows, columns, values, stamps, their concatenation and the sort keys).
+NAME_BYTES = 220
+NNZ_BYTES = 40
+BUILD_BYTES = 100
 
 
 def _clean(text: str) -> str:
@@ -90,10 +102,11 @@ class _Ops:
 
 
 class _Parser:
-    def __init__(self, text: str, path: str, bulk: bool = True):
+    def __init__(self, text: str, path: str, bulk: bool = True, max_memory_mb: float | None = None):
         self.path = path
         self.bulk = bulk
         self.text = text
+        self.budget = MemoryBudget(path, max_memory_mb)
         self.toks = _tokenize(text)
         self._lines: np.ndarray | None = None
         self.n = len(self.toks)
@@ -109,6 +122,7 @@ class _Parser:
         self.T, self.O = _Ops(), _Ops()
         self.rules: list[tuple] = []  # (seq, a, s, s', o, value, token position)
         self.flat_rewards: list[tuple] = []  # (seq, a, s, value) arrays from the bulk path
+        self._declared: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ token helpers
     def line_at(self, i: int | None = None) -> int:
@@ -336,6 +350,49 @@ class _Parser:
             self.need_header("R:")
             self.parse_reward()
 
+    # ------------------------------------------------------------------ memory
+    def declared_counts(self) -> dict[str, int]:
+        """Counts declared as numbers in the preamble ('states: 5'), read ahead for the memory estimate."""
+        if self._declared is None:
+            out, toks, n = {}, self.toks, self.n
+            for j in range(n - 2):
+                t = toks[j]
+                if toks[j + 1] != ":":
+                    continue
+                if t in ("T", "O", "R"):
+                    break
+                if t in ("states", "actions", "observations") and t not in out and toks[j + 2].isdigit() \
+                        and self.at_section(j + 3):
+                    out[t] = int(toks[j + 2])
+            self._declared = out
+        return self._declared
+
+    def sizes(self, **known) -> tuple[int, int, int]:
+        """(S, A, Z) from the declarations so far, ``known`` and the read-ahead counts (1 if unknown)."""
+        ahead = self.declared_counts()
+        out = []
+        for kind in ("states", "actions", "observations"):
+            names = getattr(self, kind)
+            out.append(known.get(kind) or (len(names) if names is not None else ahead.get(kind, 1)))
+        return tuple(out)
+
+    def base_bytes(self, S: int, A: int, Z: int) -> int:
+        """What any model of these sizes needs: names, start, rewards and one entry per row of T and O."""
+        return NAME_BYTES * (S + A + Z) + 8 * S + 32 * S * A + 2 * NNZ_BYTES * S * A
+
+    def check_memory(self, ops_t=None, ops_o=None, line: int | None = None):
+        S, A, Z = self.sizes()
+        base = self.base_bytes(S, A, Z)
+        if ops_t is None:
+            self.budget.check(base, f"a model of {S:,} states, {A:,} actions and {Z:,} observations", line)
+            return
+        b0 = self.start if self.start is not None else np.full(S, 1.0 / S)
+        cover_t = [_cover(ops_t, a, S, S, b0) for a in range(A)]
+        cover_o = [_cover(ops_o, a, S, Z, b0) for a in range(A)]
+        total = base + NNZ_BYTES * (sum(cover_t) + sum(cover_o)) + BUILD_BYTES * max(cover_t + cover_o)
+        self.budget.check(total, f"the T and O entries ({sum(cover_t):,} and {sum(cover_o):,} cells of "
+                          f"{S:,} states)")
+
     def parse_names(self, kind: str, line0: int):
         names = self.name_list()
         if not names:
@@ -344,13 +401,19 @@ class _Parser:
             k = int(names[0])
             if k <= 0:
                 self.fail(f"'{kind}:' count must be positive", line0)
+            S, A, Z = self.sizes(**{kind: k})
+            self.budget.check(self.base_bytes(S, A, Z),
+                              f"'{kind}: {k}' (a model of {S:,} states, {A:,} actions and {Z:,} observations)",
+                              lambda: self.line_at(line0))
             names = [str(j) for j in range(k)]
         if len(set(names)) != len(names):
-            dup = next(x for x in names if names.count(x) > 1)
+            seen = set()
+            dup = next(x for x in names if x in seen or seen.add(x))
             self.fail(f"duplicate name {dup!r} in '{kind}:'", line0)
         setattr(self, kind, names)
         self.index[{"states": "state", "actions": "action", "observations": "observation"}[kind]] = {
             x: j for j, x in enumerate(names)}
+        self.check_memory(line=lambda: self.line_at(line0))
 
     def parse_start(self, line0: int):
         if self.states is None:
@@ -462,6 +525,7 @@ class _Parser:
     def build(self, name: str, validate: bool = True) -> POMDP:
         self.need_header("the end of the file")
         S, A, Z = len(self.states), len(self.actions), len(self.observations)
+        self.check_memory(self.T, self.O)
         if self.discount is None:  # pomdp-solve's default (ejs4.POMDP relies on it)
             self.discount = 1.0
         b0 = self.start if self.start is not None else np.full(S, 1.0 / S)
@@ -479,7 +543,7 @@ class _Parser:
             T = [normalize_rows(m) for m in T]
             O = [normalize_rows(m) for m in O]
             b0 = normalize_vector(b0)
-        R = fold_rewards(self.rules, T, O, S, A, Z, self.flat_rewards)
+        R = fold_rewards(self.rules, T, O, S, A, Z, self.flat_rewards, self.budget)
         if self.cost:
             R = -R
         return POMDP.from_arrays(T, O, R, self.discount, b0, self.states, self.actions, self.observations,
@@ -503,10 +567,9 @@ class _Parser:
         bg_seq = -1
         if bg is not None:
             bg_seq = bg.seq
-            dense = _block_dense(bg, S, C, b0)
-            if dense is not None:
-                r, c = np.nonzero(dense)
-                add(r, c, dense[r, c], bg_seq)
+            entries = _block_entries(bg, S, C, b0)
+            if entries is not None:
+                add(*entries, bg_seq)
         for b in blocks:
             if b.seq <= bg_seq or b is bg:
                 continue
@@ -635,22 +698,61 @@ def _row_values(b: _Block, C: int, b0: np.ndarray) -> np.ndarray:
     raise AssertionError(b.kind)  # pragma: no cover
 
 
-def _block_dense(b: _Block, S: int, C: int, b0: np.ndarray) -> np.ndarray | None:
-    """The dense matrix of a full-cover block (None when it is all zero)."""
+def _block_entries(b: _Block, S: int, C: int, b0: np.ndarray):
+    """(rows, columns, values) of the nonzero cells of a full-cover block, row-major (None when all zero).
+
+    Never a dense S x C array unless the file wrote one: ``identity`` has S cells, a row repeated over
+    every state only its nonzero columns."""
     if b.kind == "matrix":
-        return b.value
+        r, c = np.nonzero(b.value)
+        return r, c, b.value[r, c]
     if b.kind == "identity":
-        return np.eye(S, C)
+        k = np.arange(min(S, C))
+        return k, k, 1.0
     if b.kind == "point":
-        return None if b.value == 0 else np.full((S, C), b.value)
-    return np.tile(_row_values(b, C, b0), (S, 1))
+        if b.value == 0:
+            return None
+        return np.repeat(np.arange(S), C), np.tile(np.arange(C), S), b.value
+    row = _row_values(b, C, b0)
+    cols = np.flatnonzero(row)
+    return np.repeat(np.arange(S), cols.size), np.tile(cols, S), np.tile(row[cols], S)
 
 
-def fold_rewards(rules, T, O, S: int, A: int, Z: int, flat_bulk=()) -> np.ndarray:
+def _cover(ops: _Ops, a: int, S: int, C: int, b0: np.ndarray) -> int:
+    """How many cells ``build_matrix`` assembles for action ``a`` (an upper bound on its nonzeros)."""
+    blocks = [b for b in ops.blocks if b.a == _ALL or b.a == a]
+    bg = None
+    for b in blocks:
+        if b.full:
+            bg = b
+    n, bg_seq = 0, -1
+    if bg is not None:
+        bg_seq = bg.seq
+        if bg.kind == "matrix":
+            n += int(np.count_nonzero(bg.value))
+        elif bg.kind == "identity":
+            n += min(S, C)
+        elif bg.kind == "point":
+            n += S * C if bg.value != 0 else 0
+        else:
+            n += S * int(np.count_nonzero(_row_values(bg, C, b0)))
+    for b in blocks:
+        if b.seq <= bg_seq or b is bg:
+            continue
+        rows = S if b.r == _ALL else 1
+        n += rows * (1 if b.kind == "point" and b.c != _ALL else C)
+    pseq, pa, _, _, _, _ = ops.arrays()
+    if pseq.size:
+        n += int(np.count_nonzero(((pa == a) | (pa == _ALL)) & (pseq > bg_seq)))
+    return n
+
+
+def fold_rewards(rules, T, O, S: int, A: int, Z: int, flat_bulk=(), budget: MemoryBudget | None = None
+                 ) -> np.ndarray:
     """R[s, a] = sum_{s', o} T(s'|s,a) O(o|s',a) r(s, a, s', o), the last matching rule defining r.
 
     Rules independent of s' and o fill an (S, A) table directly; only actions with rules that depend
-    on s' or o enumerate the (sparse) support of T(s'|s,a) O(o|s',a).
+    on s' or o enumerate the (sparse) support of T(s'|s,a) O(o|s',a) (checked against ``budget`` first).
     """
     base = np.zeros((S, A))
     btime = np.full((S, A), -1, dtype=np.int64)
@@ -686,6 +788,9 @@ def fold_rewards(rules, T, O, S: int, A: int, Z: int, flat_bulk=()) -> np.ndarra
         sp_t = Ta.indices.astype(np.int64)
         counts = np.diff(Oa.indptr)[sp_t]
         total = int(counts.sum())
+        if budget is not None:
+            budget.check(BUILD_BYTES * total, f"rewards that depend on s' or o ({total:,} (s, s', o) "
+                         f"triples of action {a})")
         starts = Oa.indptr[sp_t].astype(np.int64)
         offs = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
         idx = offs + np.arange(total)
@@ -718,28 +823,29 @@ def fold_rewards(rules, T, O, S: int, A: int, Z: int, flat_bulk=()) -> np.ndarra
 
 # ---------------------------------------------------------------------------- public API
 def parse_pomdp(text: str, path: str = "<string>", name: str = "", bulk: bool = True,
-                validate: bool = True) -> POMDP:
+                validate: bool = True, max_memory_mb: float | None = None) -> POMDP:
     """Parse the text of a ``.pomdp`` file; errors are ``FormatError`` naming ``path`` and the line.
 
     ``validate=False`` returns the model as written (no row checks, no renormalisation) so that
     ``trimpomdp info`` can list its problems; ``bulk=False`` parses every entry one by one (slower: the
-    reference the vectorised path is tested against).
+    reference the vectorised path is tested against). A model estimated to need more than
+    ``max_memory_mb`` (default ``$TRIMPOMDP_MODEL_MEMORY_MB`` or 4096) is refused before it is built.
     """
-    p = _Parser(text, path, bulk)
+    p = _Parser(text, path, bulk, max_memory_mb)
     if p.n == 0:
         raise FormatError("empty file: expected 'discount:', 'states:', 'actions:' and 'observations:'", path)
     p.parse()
     return p.build(name, validate)
 
 
-def read_pomdp(path, validate: bool = True) -> POMDP:
+def read_pomdp(path, validate: bool = True, max_memory_mb: float | None = None) -> POMDP:
     """Read a Cassandra ``.pomdp`` file into a validated POMDP with exactly stochastic rows."""
     path = Path(path)
     try:
         text = path.read_text(encoding="latin-1")
     except OSError as exc:
         raise FormatError(f"cannot read file: {exc.strerror or exc}", str(path)) from None
-    return parse_pomdp(text, str(path), name=path.stem, validate=validate)
+    return parse_pomdp(text, str(path), name=path.stem, validate=validate, max_memory_mb=max_memory_mb)
 
 
 def _check_names(names, kind: str):

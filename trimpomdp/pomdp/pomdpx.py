@@ -8,9 +8,20 @@ functions are summed, and rewards that depend on next-state variables are folded
 The XML is read with expat directly, which keeps each element's line for error messages; documents that
 declare a DOCTYPE or entities are refused outright (entity expansion is the classic XML attack and
 defusedxml is not a dependency).
+
+Table keywords follow SARSOP's parser: in a <ProbTable> ``identity`` is the identity between two '-'
+variables of equal size and ``uniform`` a uniform distribution over the table's variable(s) (SARSOP itself
+accepts ``uniform`` only in the initial belief; elsewhere it is read with the same meaning). A reward
+<ValueTable> holds utilities, not distributions, so neither keyword means anything there and both are
+refused.
+
+The joint model is flattened variable by variable without a dense joint table, and every step is
+checked against the memory limit (``trimpomdp.resource_limits``) before it allocates: the declared sizes
+first, then each conditional table and each expansion of the transition and observation supports.
 """
 from __future__ import annotations
 
+import math
 import re
 import xml.parsers.expat
 from dataclasses import dataclass, field
@@ -21,8 +32,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from trimpomdp.errors import FormatError
-from trimpomdp.pomdp.cassandra import normalize_rows, normalize_vector
+from trimpomdp.pomdp.cassandra import BUILD_BYTES, NAME_BYTES, NNZ_BYTES, normalize_rows, normalize_vector
 from trimpomdp.pomdp.model import POMDP, ROW_SUM_TOL
+from trimpomdp.resource_limits import MemoryBudget
+
+#: bytes per joint state or observation name ("_"-joined values, list and tuple slots)
+JOINT_NAME_BYTES = 120
 
 _UNSAFE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
@@ -97,8 +112,10 @@ class _Var:
 
 
 class _Reader:
-    def __init__(self, root: _Node, path: str):
+    def __init__(self, root: _Node, path: str, max_memory_mb: float | None = None):
         self.root, self.path = root, path
+        self.budget = MemoryBudget(path, max_memory_mb)
+        self.held = 0  # bytes of what has been built and is kept (matrices, rewards, names)
         self.vars: dict[str, _Var] = {}
         self.state_vars: list[tuple[_Var, _Var, bool]] = []  # (prev, curr, fully observed)
         self.obs_vars: list[_Var] = []
@@ -129,6 +146,7 @@ class _Reader:
                 k = 0
             if k <= 0:
                 self.fail(f"<NumValues> must be a positive integer, got {num.text.strip()!r}", num)
+            self.budget.check(NAME_BYTES * k, f"<NumValues> {k}", num.line)
             return [f"{prefix}{j}" for j in range(k)]
         self.fail(f"<{node.tag}> needs <ValueEnum> or <NumValues>", node)
 
@@ -189,6 +207,9 @@ class _Reader:
         children = [self.vars[x] for x in names] if prob else []
         dims = parents + children
         shape = tuple(v.size for v in dims)
+        cells = math.prod(shape)
+        self.budget.check(self.held + 16 * cells, f"{section}: the table over "
+                          f"({' '.join(v.name for v in dims)}) of {cells:,} cells", node.line)
         tab = np.zeros(shape)
         param = self.child(node, "Parameter")
         if param.attrib.get("type", "TBL").strip() != "TBL":
@@ -211,6 +232,10 @@ class _Reader:
             want = int(np.prod([f for f in free])) if free else 1
             words = val_node.text.split()
             target_shape = tuple(free)
+            if not prob and any(w.lower() in ("identity", "uniform") for w in words):
+                word = next(w for w in words if w.lower() in ("identity", "uniform"))
+                self.fail(f"{section}: {word!r} is not allowed in a <ValueTable>: rewards are utilities, not "
+                          f"distributions; give the {want} value(s) for instance {' '.join(inst)!r}", val_node)
             if words == ["identity"]:
                 dash = [k for k, t in enumerate(inst) if t == "-"]
                 if len(dash) != 2 or dims[dash[0]].size != dims[dash[1]].size:
@@ -254,15 +279,19 @@ class _Reader:
                 discount = float(disc_node.text)
             except ValueError:
                 self.fail(f"<Discount> must be a number, got {disc_node.text.strip()!r}", disc_node)
-        sizes = [pv.size for pv, _, _ in self.state_vars]
-        S = int(np.prod(sizes))
-        # joint state s -> value of each state variable (first variable slowest)
-        svals = np.array(list(np.ndindex(*sizes)), dtype=np.int64).reshape(S, len(sizes))
-        A = self.action.size
-        b0 = self.initial_belief(S, svals)
-        T = self.transitions(S, A, svals)
-        O, obs_names = self.observations(S, A, svals)
-        R = self.rewards(S, A, svals, T)
+        self.sizes = [pv.size for pv, _, _ in self.state_vars]
+        # joint state s -> value of state variable k: (s // strides[k]) % sizes[k] (first variable slowest)
+        self.strides = [math.prod(self.sizes[k + 1:]) for k in range(len(self.sizes))]
+        S, A = math.prod(self.sizes), self.action.size
+        Z = math.prod(self.obs_sizes())
+        self.held = JOINT_NAME_BYTES * (S + Z) + 8 * S + 16 * S * A
+        self.budget.check(self.held + 2 * NNZ_BYTES * S * A,
+                          f"a model of {S:,} joint states, {A:,} actions and {Z:,} joint observations",
+                          self.child(self.root, "Variable").line)
+        b0 = self.initial_belief(S)
+        T = self.transitions(S, A)
+        O, obs_names = self.observations(S, A)
+        R = self.rewards(S, A, T)
         states = self.joint_names([pv.values for pv, _, _ in self.state_vars])
         model = POMDP.from_arrays(T, O, R, discount, b0, states, self.action.values, obs_names, name=name,
                                   validate=False)
@@ -281,22 +310,58 @@ class _Reader:
             return list(value_lists[0])
         return ["_".join(t) for t in product(*value_lists)]
 
-    def gather(self, parents: list[_Var], tab: np.ndarray, svals_prev, svals_curr, a: int | None):
-        """Index ``tab`` by the parent values of many joint rows: returns (n, *child dims)."""
-        n = len(svals_prev if svals_prev is not None else svals_curr)
+    def digit(self, joint: np.ndarray, k: int) -> np.ndarray:
+        """Value of state variable k in each joint state index."""
+        return (joint // self.strides[k]) % self.sizes[k]
+
+    def obs_sizes(self) -> list[int]:
+        """Sizes of the joint observation's parts: observation variables, then fully observed state variables."""
+        return [v.size for v in self.obs_vars] + [pv.size for pv, _, fo in self.state_vars if fo]
+
+    def gather(self, parents: list[_Var], tab: np.ndarray, n: int, a: int, prev=None, curr=None):
+        """Index ``tab`` by the parent values of n joint rows: returns (n, *child dims).
+
+        ``prev(k)`` / ``curr(k)`` give the values of state variable k before / after the step (None where
+        unavailable, which raises KeyError naming the parent)."""
+        for pos in reversed([j for j, v in enumerate(parents) if v.kind == "action"]):
+            tab = np.take(tab, a, axis=pos)
+        parents = [v for v in parents if v.kind != "action"]
+        out_cells = n * math.prod(tab.shape[len(parents):])
+        self.budget.check(self.held + 8 * (out_cells + n * len(parents)),
+                          f"a table lookup for {n:,} joint rows ({out_cells:,} values)")
         idx = []
         for v in parents:
-            if v.kind == "action":
-                idx.append(np.full(n, a))
-            elif v.kind == "prev":
-                idx.append(svals_prev[:, v.index])
-            elif v.kind == "curr":
-                if svals_curr is None:
-                    raise KeyError(v.name)
-                idx.append(svals_curr[:, v.index])
-            else:
+            get = prev if v.kind == "prev" else curr if v.kind == "curr" else None
+            vals = get(v.index) if get is not None else None
+            if vals is None:
                 raise KeyError(v.name)
+            idx.append(vals)
         return tab[tuple(idx)] if idx else np.broadcast_to(tab, (n,) + tab.shape)
+
+    def successors(self, parents: list[_Var], tab: np.ndarray, n: int, a: int, what: str, node: _Node,
+                   prev=None, curr=None):
+        """(row, value, probability) of every nonzero entry of the child distributions of n joint rows.
+
+        The table is made sparse per parent configuration first, so the cost is that of the nonzeros, not
+        of n x (child values); ``prev``/``curr`` as in ``gather``."""
+        for pos in reversed([j for j, v in enumerate(parents) if v.kind == "action"]):
+            tab = np.take(tab, a, axis=pos)
+        parents = [v for v in parents if v.kind != "action"]
+        pdims = tab.shape[:len(parents)]
+        table = sp.csr_matrix(tab.reshape(math.prod(pdims), -1))
+        key = np.zeros(n, dtype=np.int64)
+        for v, d in zip(parents, pdims):
+            get = prev if v.kind == "prev" else curr if v.kind == "curr" else None
+            vals = get(v.index) if get is not None else None
+            if vals is None:
+                raise KeyError(v.name)
+            key = key * d + vals
+        counts = np.diff(table.indptr)[key]
+        total = int(counts.sum())
+        self.budget.check(self.held + BUILD_BYTES * total, what, node.line)
+        rows = np.repeat(np.arange(n), counts)
+        pos = np.arange(total) + np.repeat(table.indptr[key] - (np.cumsum(counts) - counts), counts)
+        return rows, table.indices[pos].astype(np.int64), table.data[pos]
 
     def cond_probs(self, section: str):
         sec = self.root.find(section)
@@ -304,7 +369,7 @@ class _Reader:
             self.fail(f"missing <{section}>", self.root)
         return sec, [self.table(c, section, True) + (c,) for c in sec.findall("CondProb")]
 
-    def initial_belief(self, S: int, svals) -> np.ndarray:
+    def initial_belief(self, S: int) -> np.ndarray:
         sec = self.root.find("InitialStateBelief")
         if sec is None:
             return np.full(S, 1.0 / S)
@@ -314,7 +379,8 @@ class _Reader:
             parents, children, tab, = self.table(c, "InitialStateBelief", True)
             if parents or any(v.kind not in ("prev", "curr") for v in children):
                 self.fail("InitialStateBelief: <CondProb> must be over state variables with Parent null", c)
-            b *= tab[tuple(svals[:, v.index] for v in children)]
+            joint = np.arange(S)
+            b *= tab[tuple(self.digit(joint, v.index) for v in children)]
             covered.update(v.index for v in children)
         if len(covered) != len(self.state_vars):
             # unspecified variables start uniformly
@@ -323,7 +389,7 @@ class _Reader:
                     b /= pv.size
         return b
 
-    def transitions(self, S: int, A: int, svals) -> list[sp.csr_matrix]:
+    def transitions(self, S: int, A: int) -> list[sp.csr_matrix]:
         sec, cps = self.cond_probs("StateTransitionFunction")
         by_var = {}
         for parents, children, tab, node in cps:
@@ -336,27 +402,32 @@ class _Reader:
             if k not in by_var:
                 self.fail(f"StateTransitionFunction: no <CondProb> for {cv.name!r}", sec)
         mats = []
-        sizes = [pv.size for pv, _, _ in self.state_vars]
+        sizes = self.sizes
         for a in range(A):
             rows = np.arange(S)
-            nxt = np.zeros((S, 0), dtype=np.int64)  # values of the next-state variables expanded so far
+            cols = np.zeros(S, dtype=np.int64)  # next-state variables expanded so far, first slowest
             prob = np.ones(S)
-            for k in range(len(self.state_vars)):
+            for k in range(len(sizes)):
                 parents, tab, node = by_var[k]
+
+                def curr(j, k=k, cols=cols):
+                    return None if j >= k else (cols // math.prod(sizes[j + 1:k])) % sizes[j]
+
                 try:
-                    p = self.gather(parents, tab, svals[rows], nxt, a)  # (n, size_k)
-                except (KeyError, IndexError) as exc:
+                    r, v, p = self.successors(parents, tab, rows.size, a, f"StateTransitionFunction: the "
+                                              f"successors of action {self.action.values[a]!r} over {S:,} joint "
+                                              "states", node, prev=lambda j: self.digit(rows, j), curr=curr)
+                except KeyError as exc:
                     self.fail(f"StateTransitionFunction: parent {exc} of {self.state_vars[k][1].name!r} must be "
                               "the action, a previous-state or an earlier next-state variable", node)
-                r, v = np.nonzero(p * prob[:, None])
-                prob = prob[r] * p[r, v]
+                prob = prob[r] * p
                 rows = rows[r]
-                nxt = np.column_stack([nxt[r], v])
-            cols = np.ravel_multi_index(tuple(nxt.T), sizes) if nxt.size else np.zeros(0, dtype=np.int64)
+                cols = cols[r] * sizes[k] + v
             mats.append(sp.csr_matrix((prob, (rows, cols)), shape=(S, S)))
+            self.held += NNZ_BYTES * prob.size
         return mats
 
-    def observations(self, S: int, A: int, svals):
+    def observations(self, S: int, A: int):
         sec, cps = self.cond_probs("ObsFunction") if self.obs_vars else (None, [])
         by_var = {}
         for parents, children, tab, node in cps:
@@ -369,14 +440,14 @@ class _Reader:
             if v.index not in by_var:
                 self.fail(f"ObsFunction: no <CondProb> for {v.name!r}", sec)
         visible = [k for k, (_, _, fo) in enumerate(self.state_vars) if fo]
-        osizes = [v.size for v in self.obs_vars] + [self.state_vars[k][0].size for k in visible]
+        osizes = self.obs_sizes()
         names = self.joint_names([v.values for v in self.obs_vars] + [self.state_vars[k][1].values for k in visible]) \
             if osizes else ["none"]
-        Z = int(np.prod(osizes)) if osizes else 1
+        Z = math.prod(osizes)
         mats = []
         for a in range(A):
             rows = np.arange(S)
-            got = np.zeros((S, 0), dtype=np.int64)
+            got = np.zeros(S, dtype=np.int64)  # observation variables drawn so far, first slowest
             prob = np.ones(S)
             for v in self.obs_vars:
                 parents, tab, node = by_var[v.index]
@@ -384,22 +455,24 @@ class _Reader:
                     self.fail("ObsFunction: observations may depend on the action and next-state variables only",
                               node)
                 try:
-                    p = self.gather(parents, tab, None, svals[rows], a)
+                    r, o, p = self.successors(parents, tab, rows.size, a, f"ObsFunction: the observations of "
+                                              f"action {self.action.values[a]!r} over {S:,} joint states", node,
+                                              curr=lambda j: self.digit(rows, j))
                 except KeyError as exc:
                     self.fail(f"ObsFunction: unsupported parent {exc}", node)
-                r, o = np.nonzero(p * prob[:, None])
-                prob, rows, got = prob[r] * p[r, o], rows[r], np.column_stack([got[r], o])
-            if visible:
-                got = np.column_stack([got, svals[rows][:, visible]])
-            cols = np.ravel_multi_index(tuple(got.T), osizes) if osizes else np.zeros(rows.size, dtype=np.int64)
-            mats.append(sp.csr_matrix((prob, (rows, cols)), shape=(S, Z)))
+                prob, rows, got = prob[r] * p, rows[r], got[r] * v.size + o
+            for k in visible:
+                got = got * self.sizes[k] + self.digit(rows, k)
+            mats.append(sp.csr_matrix((prob, (rows, got)), shape=(S, Z)))
+            self.held += NNZ_BYTES * prob.size
         return mats, names
 
-    def rewards(self, S: int, A: int, svals, T) -> np.ndarray:
+    def rewards(self, S: int, A: int, T) -> np.ndarray:
         R = np.zeros((S, A))
         sec = self.root.find("RewardFunction")
         if sec is None:
             return R
+        joint = np.arange(S)
         for f in sec.findall("Func"):
             parents, _, tab = self.table(f, "RewardFunction", False)
             if any(p.kind == "obs" for p in parents):
@@ -407,10 +480,13 @@ class _Reader:
             uses_next = any(p.kind == "curr" for p in parents)
             for a in range(A):
                 if not uses_next:
-                    R[:, a] += self.gather(parents, tab, svals, None, a)
+                    R[:, a] += self.gather(parents, tab, S, a, prev=lambda j: self.digit(joint, j))
                 else:
                     coo = T[a].tocoo()
-                    vals = self.gather(parents, tab, svals[coo.row], svals[coo.col], a)
+                    self.budget.check(self.held + BUILD_BYTES * coo.nnz, "RewardFunction: rewards that depend "
+                                      f"on next-state variables ({coo.nnz:,} transitions)", f.line)
+                    vals = self.gather(parents, tab, coo.nnz, a, prev=lambda j: self.digit(coo.row, j),
+                                       curr=lambda j: self.digit(coo.col, j))
                     R[:, a] += np.bincount(coo.row, weights=coo.data * vals, minlength=S)
         return R
 
@@ -423,18 +499,22 @@ def _is_float(w: str) -> bool:
         return False
 
 
-def parse_pomdpx(data: bytes | str, path: str = "<string>", name: str = "", validate: bool = True) -> POMDP:
-    """Parse the bytes (or text) of a ``.pomdpx`` document into a tabular POMDP (validated unless told)."""
+def parse_pomdpx(data: bytes | str, path: str = "<string>", name: str = "", validate: bool = True,
+                 max_memory_mb: float | None = None) -> POMDP:
+    """Parse the bytes (or text) of a ``.pomdpx`` document into a tabular POMDP (validated unless told).
+
+    A model estimated to need more than ``max_memory_mb`` (default ``$TRIMPOMDP_MODEL_MEMORY_MB`` or
+    4096) is refused before the memory is allocated."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    return _Reader(_parse_xml(data, path), path).read(name, validate)
+    return _Reader(_parse_xml(data, path), path, max_memory_mb).read(name, validate)
 
 
-def read_pomdpx(path, validate: bool = True) -> POMDP:
+def read_pomdpx(path, validate: bool = True, max_memory_mb: float | None = None) -> POMDP:
     """Read a SARSOP ``.pomdpx`` file; unsafe XML (DOCTYPE/ENTITY) is refused with a ``FormatError``."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise FormatError(f"cannot read file: {exc.strerror or exc}", str(path)) from None
-    return parse_pomdpx(data, str(path), name=path.stem, validate=validate)
+    return parse_pomdpx(data, str(path), name=path.stem, validate=validate, max_memory_mb=max_memory_mb)
