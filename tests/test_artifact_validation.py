@@ -497,7 +497,7 @@ def test_trace_record_schema(edit, field):
 
 
 # ------------------------------------------------------------------ random damage: TrimError or a valid load
-_BAD_VALUES = [None, "x", [1, 2], {"a": 1}, -1, 0, 0.5, 3, 1e308, float("nan"), True, -2**40]
+_BAD_VALUES = [None, "x", [1, 2], {"a": 1}, -1, 0, 0.5, 3, 1e308, float("nan"), True, -2**40, 10**400]
 
 
 def _mutations():
@@ -639,3 +639,23 @@ def test_random_damage_spec(tmp_path_factory, muts):
     except TrimError:
         return
     assert tm.max_steps >= 1 and np.isclose(tm.length_pmf.sum(), 1.0)
+
+
+def test_step_stats_validation(data_dir, tmp_path):
+    with np.load(data_dir / "step_stats_math_train.npz") as z:
+        good = {k: z[k] for k in z.files}
+    weak, strong = "qwen2.5-1.5b-instruct", "qwen2.5-7b-instruct"
+    obs = SPEC.parent / "trim_math_obs_0.05.npz"
+    for key, value, needle in [
+        (f"{weak}__next_step_accuracy", np.array([0.8, 0.9]), "one number"),
+        (f"{strong}__next_step_accuracy", np.array("high"), "finite numbers"),
+        (f"{weak}__correct_solution_steps", np.array([1.5, np.nan]), "finite numbers"),
+    ]:
+        p = tmp_path / "stats.npz"
+        np.savez(p, **dict(good, **{key: value}))
+        with pytest.raises(FormatError) as e:
+            TrimModel.from_step_stats(p, weak, strong, obs)
+        _one_line_error(e.value, str(p), key, needle)
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(FormatError, match="not a regular file"):
+        TrimModel.from_step_stats(tmp_path / "pipe.npz", weak, strong, obs)

@@ -84,8 +84,8 @@ def _field_error(f: Field, v) -> str | None:
     if not _IS[f.type](v):
         return f"must be {_A[f.type]}{' or null' if f.null else ''}, got {type(v).__name__} {_short(v)}"
     if f.type in ("int", "number"):
-        if not math.isfinite(v):
-            return f"must be a finite number, got {v!r}"
+        if isinstance(v, int) and abs(v) > 2**63 or isinstance(v, float) and not math.isfinite(v):
+            return f"must be a finite number in range, got {_short(v)}"
         for bound, ok, word in (
             (f.ge, lambda b: v >= b, "at least"),
             (f.gt, lambda b: v > b, "greater than"),
@@ -318,7 +318,8 @@ def _check_values(a: Array, x: np.ndarray, sizes: dict, path) -> None:
         bad = d <= 0 if a.order == "increasing" else d < 0
         if bad.any():
             i = tuple(int(v) for v in np.argwhere(bad)[0])
-            raise FormatError(f"array {a.name!r}: must be {a.order} (fails at index {_idx(i)})", _p(path))
+            word = "strictly increasing" if a.order == "increasing" else "non-decreasing"
+            raise FormatError(f"array {a.name!r}: must be {word} (fails at index {_idx(i)})", _p(path))
 
 
 def _idx(i: tuple) -> str:

@@ -410,21 +410,35 @@ class TrimModel:
         clipped to [1, max_steps] (the reference smooths counts clipped to [2, 30] with a KDE instead).
         """
         npz = Path(npz)
-        if not npz.exists():
-            raise FormatError("file not found", str(npz))
-        with np.load(npz, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+        problem = schemas.file_problem(npz)
+        if problem:
+            raise FormatError("file not found" if problem == "does not exist" else problem, str(npz))
+        try:
+            with np.load(npz, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except Exception as exc:
+            raise FormatError(f"not a readable .npz file ({exc.__class__.__name__}: {exc})", str(npz)) from None
         models = sorted({k.split("__")[0] for k in data})
 
-        def get(model, key):
+        def get(model, key, kind):
             k = f"{model}__{key}"
             if k not in data:
                 raise FormatError(f"no array {k!r} (models in file: {', '.join(models)})", str(npz))
-            return data[k]
+            arr = data[k]
+            if arr.dtype.kind not in kind or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
+                raise FormatError(f"array {k!r}: must hold finite numbers, found dtype {arr.dtype}", str(npz))
+            return arr
 
-        pw = float(get(weak, "next_step_accuracy")) if p_weak is None else float(p_weak)
-        ps = float(get(strong, "next_step_accuracy")) if p_strong is None else float(p_strong)
-        steps = np.clip(np.asarray(get(weak, "correct_solution_steps"), dtype=np.int64), 1, max_steps)
+        def accuracy(model):
+            a = get(model, "next_step_accuracy", "fiu")
+            if a.size != 1:
+                raise FormatError(f"array '{model}__next_step_accuracy': must be one number, got shape {a.shape}",
+                                  str(npz))
+            return float(a.ravel()[0])
+
+        pw = accuracy(weak) if p_weak is None else float(p_weak)
+        ps = accuracy(strong) if p_strong is None else float(p_strong)
+        steps = np.clip(get(weak, "correct_solution_steps", "iu").astype(np.int64).ravel(), 1, max_steps)
         if steps.size == 0:
             raise _err("length_distribution", f"{weak}__correct_solution_steps is empty", npz)
         pmf = np.bincount(steps, minlength=max_steps + 1)[1:].astype(np.float64)
