@@ -38,7 +38,7 @@ def test_invalid_model_lists_problems(capsys, tmp_path):
     p = tmp_path / "bad.pomdp"
     p.write_text("discount: 0.9\nstates: 2\nactions: 1\nobservations: 1\nT: 0\n0.5 0.4\n0 1\nO: 0\n1\n1\n")
     code, out, _ = run(capsys, "info", str(p))
-    assert code == 0 and "INVALID (1 problems)" in out and "T[0] row '0' sums to 0.9" in out
+    assert code == 1 and "INVALID (1 problems)" in out and "T[0] row '0' sums to 0.9" in out
     code, out, _ = run(capsys, "info", str(p), "--json")
     d = json.loads(out)
     assert d["valid"] is False and len(d["problems"]) == 1

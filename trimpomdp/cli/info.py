@@ -1,7 +1,8 @@
 """``trimpomdp info``: what is in a model file (sizes, discount, sparsity, rewards) and whether it is valid.
 
 The file is read without validation so that an invalid model is described and its problems listed
-rather than rejected at the first one; a file that cannot be parsed is still a one-line error.
+rather than rejected at the first one; a file that cannot be parsed is still a one-line error. The exit
+status is the verdict, so scripts can use ``info`` as a validator.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def describe(path) -> dict:
 
     m = load_model(path, validate=False)
     problems = m.validation_problems()
+    # whether a finite value is certified only means something for a well-formed model
+    unbounded = None if problems else m.value_problem()
     b = m.initial_belief
     return {
         "file": str(path),
@@ -32,16 +35,22 @@ def describe(path) -> dict:
         "initial_support": int(np.count_nonzero(b > 0)) if b.ndim == 1 else None,
         "valid": not problems,
         "problems": problems,
+        "solvable": not problems and unbounded is None,
+        "unbounded": unbounded,
+        "verdict": "invalid" if problems else "unbounded" if unbounded else "valid",
     }
 
 
 @click.command(name="info")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def info(file, as_json):
+@click.pass_context
+def info(ctx, file, as_json):
     """Print FILE's (.pomdp/.pomdpx) sizes, discount, sparsity, reward range and validity.
 
-    An invalid model is described with its problems (exit status 0); an unreadable file is an error.
+    The verdict is "valid"; "INVALID" with its problems listed; or "UNBOUNDED" for a well-formed model
+    with discount 1 whose value may be infinite (``solve`` refuses it). Exit status: 0 valid, 1 INVALID
+    or UNBOUNDED, 2 when the file cannot be read or parsed.
     """
     d = describe(file)
     if as_json:
@@ -55,9 +64,13 @@ def info(file, as_json):
                    f"O: {nz['O']} non-zeros (sparsity {sparsity['O']:.4f})")
         click.echo(f"  rewards in [{d['reward_min']:g}, {d['reward_max']:g}]; "
                    f"initial belief on {d['initial_support']} of {d['states']} states")
-        if d["valid"]:
+        if d["verdict"] == "valid":
             click.echo("  valid")
+        elif d["verdict"] == "unbounded":
+            click.echo(f"  UNBOUNDED (valid, but not solvable): {d['unbounded']}")
         else:
             click.echo(f"  INVALID ({len(d['problems'])} problems):")
             for p in d["problems"]:
                 click.echo(f"    - {p}")
+    if d["verdict"] != "valid":
+        ctx.exit(1)

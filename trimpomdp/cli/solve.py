@@ -61,7 +61,11 @@ def _write_policy(result, model, out: Path) -> str:
 @click.option("--curve", type=click.Path(dir_okay=False), default=None, help="TRIM models only: curve output.")
 def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, progress, as_json, seed, budget,
           sweep, curve):
-    """Solve MODEL (.pomdp/.pomdpx with SARSOP, QMDP or the exact solver; .json TRIM specs)."""
+    """Solve MODEL (.pomdp/.pomdpx with SARSOP, QMDP or the exact solver; .json TRIM specs).
+
+    A model with discount 1 is solved only when its value is certified finite (see ``trimpomdp info``);
+    otherwise the solve is refused with the reason.
+    """
     path = Path(model)
     if path.suffix.lower() == ".json":
         from trimpomdp.cli.solve_trim import run_trim_solve
@@ -85,6 +89,7 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
     from trimpomdp.pomdp.io import load_model
 
     pomdp = load_model(path)
+    pomdp.check_value_finite()  # discount 1: refuse a possibly infinite value before any solver runs
     out = Path(output) if output else _default_output(path)
     cb, bar = _progress_callback(progress)
     if solver == "sarsop":
@@ -103,6 +108,7 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
         res = ExactSolver(tol=precision, timeout=timeout, verbose=(progress == "table")).solve(pomdp)
     if bar is not None:
         bar.close()
+    res.check(pomdp.name or path.name)  # never report non-finite or crossed bounds as a result
     written = _write_policy(res, pomdp, out)
     summary = res.summary()
     summary["output"] = written

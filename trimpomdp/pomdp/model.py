@@ -222,6 +222,33 @@ class POMDP:
             raise ModelError(prefix + probs[0] + extra)
         return self
 
+    # ------------------------------------------------------------------ finite value (discount 1)
+    def undiscounted_structure(self) -> "UndiscountedStructure":
+        """Graph analysis behind ``value_problem`` (cached): see ``UndiscountedStructure``."""
+        if "undiscounted" not in self._cache:
+            self._cache["undiscounted"] = _undiscounted_structure(self)
+        return self._cache["undiscounted"]
+
+    def value_problem(self) -> str | None:
+        """Why the optimal value might be infinite, as one line; ``None`` when it is certainly finite.
+
+        Discounted models always have a finite value. With discount 1 the value is certified finite when
+        (i) no action with a positive reward can be repeated forever while avoiding the absorbing zero-reward
+        states (every end component outside them has rewards <= 0 only), which bounds it above, and (ii) some
+        action, taken forever, ends in zero-reward states from every state, which bounds it below. Both are
+        decided on the transition graph alone (``UndiscountedStructure``), once, before any solve.
+        """
+        if not self.discount >= 1.0:
+            return None
+        return self.undiscounted_structure().problem
+
+    def check_value_finite(self) -> "POMDP":
+        """Raise ``ModelError`` (one line) when ``value_problem`` finds the value may be infinite."""
+        why = self.value_problem()
+        if why is not None:
+            raise ModelError(f"{self.name or 'model'}: {why}")
+        return self
+
     def normalized(self) -> "POMDP":
         """A copy whose stochastic rows are renormalised exactly (files print rounded numbers)."""
 
@@ -244,3 +271,120 @@ class POMDP:
             f"POMDP({self.name or 'unnamed'}: {self.n_states} states, {self.n_actions} actions, "
             f"{self.n_observations} observations, discount {self.discount:g})"
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Undiscounted models. Terminal states are absorbing with zero reward (as every solver treats them). Let G be
+# the largest set of states that is closed under every action and earns zero reward under every action. An
+# end component (EC) is a set of states outside G with, for each, a non-empty set of actions whose successors
+# all stay in the set, strongly connected under those actions. Under any policy, the state-action pairs taken
+# infinitely often form an EC with probability 1, so a positive-reward pair outside every EC is taken a
+# bounded expected number of times (bounded over all policies); if every EC pair has reward <= 0, the value
+# is bounded above. Below, the blind policy "always a" is a real policy: its value is finite from every
+# state when every closed class (bottom strongly connected component) of T[a] earns zero reward under a.
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UndiscountedStructure:
+    """What ``value_problem`` found on the transition graph (terminal states made absorbing, zero reward).
+
+    ``absorbing``: the zero-reward absorbing set G; ``ec_id``: for each state, its maximal end component
+    outside G (-1 for none); ``ec_pair[a, s]``: action a keeps s inside its end component; ``closed[a, s]``:
+    s lies in a closed class of T[a]; ``blind_finite[a]``: repeating a forever has a finite value from every
+    state; ``problem``: the reason the value may be infinite, or ``None``.
+    """
+
+    absorbing: np.ndarray
+    ec_id: np.ndarray
+    ec_pair: np.ndarray
+    closed: np.ndarray
+    blind_finite: np.ndarray
+    problem: str | None
+
+
+def effective_dynamics(model: "POMDP") -> tuple[list[sp.csr_matrix], np.ndarray]:
+    """Per-action transitions and rewards with terminal states absorbing at zero reward."""
+    T = list(model.T)
+    R = np.array(model.R, dtype=np.float64)
+    term = model.terminal
+    if term is not None and np.any(term):
+        keep = sp.diags((~term).astype(np.float64))
+        loop = sp.diags(term.astype(np.float64))
+        T = [sp.csr_matrix(keep @ m + loop) for m in T]
+        for m in T:
+            m.eliminate_zeros()
+            m.sort_indices()
+        R[term, :] = 0.0
+    return T, R
+
+
+def _row_ids(m: sp.csr_matrix) -> np.ndarray:
+    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+
+
+def _undiscounted_structure(model: "POMDP") -> UndiscountedStructure:
+    from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+    T, R = effective_dynamics(model)
+    S, A = R.shape
+    pattern = [sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=(S, S)) for m in T]
+    # G: the states from which no state with a non-zero reward can be reached under any actions
+    union = sum(pattern[1:], pattern[0]).tocoo()
+    seeds = np.flatnonzero(np.any(R != 0.0, axis=1))
+    reach_bad = np.zeros(S, dtype=bool)
+    if seeds.size:  # breadth-first search on the reversed graph from a virtual node S linked to the seeds
+        rev = sp.csr_matrix((np.ones(union.nnz + seeds.size), (np.r_[union.col, np.full(seeds.size, S)],
+                                                               np.r_[union.row, seeds])), shape=(S + 1, S + 1))
+        order = breadth_first_order(rev, S, directed=True, return_predecessors=False)
+        reach_bad[order[order < S]] = True
+    absorbing = ~reach_bad
+    # maximal end components outside G: drop pairs that leave their SCC until nothing changes
+    alive = np.zeros((A, S), dtype=bool)
+    rows = [_row_ids(m) for m in pattern]
+    for a, m in enumerate(pattern):
+        leaves = np.bincount(rows[a][absorbing[m.indices]], minlength=S) > 0
+        alive[a] = ~absorbing & ~leaves
+    while True:
+        states = alive.any(axis=0)
+        edges = sum(sp.diags(alive[a].astype(float)) @ pattern[a] for a in range(A))
+        _, comp = connected_components(sp.csr_matrix(edges), directed=True, connection="strong")
+        changed = False
+        for a, m in enumerate(pattern):
+            r = rows[a]
+            bad = (comp[m.indices] != comp[r]) | ~states[m.indices]
+            out = alive[a] & (np.bincount(r[bad], minlength=S) > 0)
+            if out.any():
+                alive[a] &= ~out
+                changed = True
+        if not changed:
+            break
+    in_ec = alive.any(axis=0)
+    _, ec_id = np.unique(comp[in_ec], return_inverse=True)
+    ec = np.full(S, -1)
+    ec[in_ec] = ec_id
+    # blind policies: each closed class of T[a] must earn zero reward under a
+    blind_finite = np.zeros(A, dtype=bool)
+    closed = np.zeros((A, S), dtype=bool)
+    blind_bad: list[tuple[int, int]] = []
+    for a, m in enumerate(pattern):
+        n, lab = connected_components(m, directed=True, connection="strong")
+        r = rows[a]
+        exits = np.bincount(lab[r][lab[m.indices] != lab[r]], minlength=n) > 0
+        bottom = closed[a] = ~exits[lab]
+        bad_states = np.flatnonzero(bottom & (R[:, a] != 0.0))
+        blind_finite[a] = bad_states.size == 0
+        if bad_states.size:
+            blind_bad.append((a, int(bad_states[0])))
+    problem = None
+    pos = alive & (R.T > 0.0)
+    if pos.any():
+        a, s = np.argwhere(pos)[0]
+        problem = (f"discount 1 but the value may be unbounded: action {model.actions[a]!r} earns "
+                   f"{R[s, a]:g} > 0 in state {model.states[s]!r} and a policy can repeat it forever without "
+                   "reaching an absorbing zero-reward state; use a discount < 1 (e.g. 0.95)")
+    elif not blind_finite.any():
+        a, s = blind_bad[0]
+        problem = (f"discount 1 but no finite value can be certified: no action, repeated forever, stops "
+                   f"earning rewards (e.g. {model.actions[a]!r} keeps earning {R[s, a]:g} in state "
+                   f"{model.states[s]!r}), so the value may be -infinite; use a discount < 1 (e.g. 0.95)")
+    return UndiscountedStructure(absorbing, ec, alive, closed, blind_finite, problem)

@@ -171,7 +171,9 @@ class ExactSolver:
         S, A, Z = model.n_states, model.n_actions, model.n_observations
         gamma = model.discount
         if self.horizon is None and gamma >= 1.0:
-            raise ModelError("the exact solver needs discount < 1 or a finite horizon")
+            model.check_value_finite()  # the same refusal as the other solvers when the value may be infinite
+            raise ModelError(f"{model.name or 'model'}: the exact solver needs discount < 1 or a finite horizon "
+                             "(its residual bounds rely on the discount); solve this undiscounted model with SARSOP")
         if A * Z * S * S > 20_000_000:
             raise ModelError(f"{model.name or 'model'} is too large for the exact solver ({S} states, {A} actions, "
                              f"{Z} observations); use SARSOP")

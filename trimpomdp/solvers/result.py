@@ -1,9 +1,29 @@
 """What every solver returns: the policy plus the bounds and costs needed to judge it."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from trimpomdp.errors import ModelError
 from trimpomdp.policy import AlphaVectorPolicy
+
+#: relative slack allowed between a lower and an upper bound computed along different float paths
+CROSS_TOL = 1e-6
+
+
+def check_bounds(lower: float, upper: float, name: str = "") -> None:
+    """Raise ``ModelError`` when a solve's bounds are meaningless: not finite, or lower above upper.
+
+    Solvers check models before solving (``POMDP.check_value_finite``); this is the last guard, so that
+    crossed or infinite bounds are never reported as a result.
+    """
+    where = f"{name or 'model'}: "
+    if not (math.isfinite(lower) and math.isfinite(upper)):
+        raise ModelError(f"{where}the solver's bounds are not finite (lower {lower:.6g}, upper {upper:.6g}); "
+                         "the value may be unbounded")
+    if lower > upper + CROSS_TOL * max(1.0, abs(upper)):
+        raise ModelError(f"{where}the solver's lower bound {lower:.6g} exceeds its upper bound {upper:.6g}, "
+                         "so neither can be trusted (numerical trouble)")
 
 
 @dataclass
@@ -24,6 +44,11 @@ class SolveResult:
     iterations: int = 0
     converged: bool = False
     history: list = field(default_factory=list)
+
+    def check(self, name: str = "") -> "SolveResult":
+        """``check_bounds`` on this result; returns it."""
+        check_bounds(self.lower, self.upper, name)
+        return self
 
     @property
     def gap(self) -> float:

@@ -30,7 +30,7 @@ from trimpomdp.policy import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
 from trimpomdp.solvers import kernels as K
 from trimpomdp.solvers.bounds import blind_alphas, fib_alphas
-from trimpomdp.solvers.result import SolveResult
+from trimpomdp.solvers.result import SolveResult, check_bounds
 from trimpomdp.solvers.sparse import SparseModel, to_sparse
 
 #: children with P(o | b, a) at or below this are dropped from the tree
@@ -143,15 +143,16 @@ class _Run:
         self.e_prob = np.zeros(1024)
         self.e_obs = np.zeros(1024, np.int64)
         self.n_edges = 0
-        # lower bound: alpha vectors (blind policies)
+        # lower bound: alpha vectors (the blind policies with a finite value; all of them when discounted)
         blind = blind_alphas(model)
         self.alphas = np.zeros((max(64, 2 * A), S))
         self.alpha_act = np.zeros(self.alphas.shape[0], np.int64)
         self.alive = np.zeros(self.alphas.shape[0], bool)
         self.used = np.zeros(self.alphas.shape[0], np.int64)
         self.n_alpha = 0
-        for a in range(A):
+        for a in np.flatnonzero(np.isfinite(blind).all(axis=1)):
             self._add_alpha(blind[a], a)
+        self.n_floor = self.n_alpha
         # upper bound: FIB corners plus sawtooth points
         try:
             corner = fib_alphas(model).max(axis=0)
@@ -479,7 +480,7 @@ class _Run:
         K.mark_used_at(np.array([0], np.int64), self.node_bs, self.node_bl, self.pool_idx, self.pool_val,
                        self.alphas, self.n_alpha, self.alive, self.used, self.stamp)
         stale = self.alive[: self.n_alpha] & (self.used[: self.n_alpha] < self.stamp - self.prune_delay)
-        stale[: self.sm.A] = False  # the blind policies' vectors: the floor every refresh starts from
+        stale[: self.n_floor] = False  # the blind policies' vectors: the floor every refresh starts from
         self.alive[: self.n_alpha][stale] = False
         self.st[K.ST_NALIVE] = self.alive_after_prune = int(self.alive[: self.n_alpha].sum())
 
@@ -622,6 +623,7 @@ class SARSOPSolver:
                 "prune_delay": self.prune_delay, "memory_mb": self.memory_mb}
 
     def solve(self, model: POMDP) -> SolveResult:
+        model.check_value_finite()  # once, before anything is compiled or allocated
         jit = warm_up()
         t0 = time.process_time()
         sm = to_sparse(model)
@@ -629,12 +631,7 @@ class SARSOPSolver:
                    self.callback, self.seed, self.max_depth, self.prune_delay, self.targets, self.memory_mb)
         init_seconds = time.process_time() - t0
         final = run.run()
-        if final["lower"] > final["upper"] + 1e-6 * max(1.0, abs(final["upper"])):
-            why = ("with discount 1 the value is unbounded unless every policy reaches absorbing zero-reward "
-                   "states; use a discount < 1 or mark terminal states") if model.discount >= 1 else \
-                "the bounds are inconsistent"
-            raise ModelError(f"{model.name or 'model'}: lower bound {final['lower']:.6g} exceeds upper bound "
-                             f"{final['upper']:.6g}: {why}")
+        check_bounds(final["lower"], final["upper"], model.name)
         solve_seconds = time.process_time() - t0
         for h in run.history:  # times measured from the start of the solve, bounds included
             h["time"] += init_seconds
