@@ -19,7 +19,8 @@ from trimpomdp.errors import FormatError, TrimError
 from trimpomdp.observation_models import BinnedObservationModel, ReflectedKDE, load_binned, save_model
 from trimpomdp.policy import AlphaVectorPolicy
 from trimpomdp.policy_xml import read_policy_xml, write_policy_xml
-from trimpomdp.routing.policies import PomdpPolicy, load_policy
+from trimpomdp.routing import load_policy
+from trimpomdp.routing.policies import PomdpPolicy
 from trimpomdp.routing.spec import TrimModel
 
 ROOT = Path(__file__).resolve().parents[1]

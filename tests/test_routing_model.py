@@ -248,18 +248,28 @@ def test_policy_file_roundtrip_and_decide(tm, tmp_path):
         load_policy("bogus:1")
 
 
-def test_cap_policy_tracks_budget(tm):
-    from trimpomdp.routing.budgets import solve_budget
+def test_cap_policy_tracks_budget_in_its_state(tm):
+    """The budget left is the per-question state: start() gives the whole cap, act() spends it, and the
+    policy object itself never changes (one policy serves many questions at once)."""
+    from trimpomdp.interfaces import StepObservation
+    from trimpomdp.routing.solver import solve_budget
 
     pol = solve_budget(tm, parse_budget("cap=1regen"))
     f = BeliefFilter(tm)
     _, bad = f.step(None, None, (1.0, 0.02))  # a very low score: regenerate if budget allows
-    assert pol.decide(bad, 1, 50).action == "regenerate"
-    d = pol.decide(bad, 2, 50)
-    assert d.action == "keep" and d.q_regenerate is None
-    pol.reset()
-    assert pol.decide(bad, 3, 50).action == "regenerate"
+    s0 = pol.start()
+    assert s0 == 1
+    d, s1 = pol.act(s0, StepObservation(1, 50, 0.02, belief=bad))
+    assert d.action == "regenerate" and s1 == 0
+    d, s2 = pol.act(s1, StepObservation(2, 50, 0.02, belief=bad))
+    assert d.action == "keep" and d.q_regenerate is None and s2 == 0
+    # another question starts afresh; its first step is decided as the first question's was
+    d, _ = pol.act(pol.start(), StepObservation(3, 50, 0.02, belief=bad))
+    assert d.action == "regenerate"
     assert pol.decide(bad, 3, 50, remaining=0).action == "keep"
+    assert pol.decide(bad, 3, 50).action == "regenerate"  # stateless form: the whole cap
+    with pytest.raises(TrimError, match="budget level"):
+        pol.act(5, StepObservation(1, 50, 0.02, belief=bad))
 
 
 @settings(max_examples=12, deadline=None)

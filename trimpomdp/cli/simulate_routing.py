@@ -51,7 +51,7 @@ def simulate_routing(spec, policies, sweeps, points, episodes, seed, plot, refer
     from trimpomdp.routing.metrics import curve_metrics, summarize
     from trimpomdp.routing.simulator import load_observation_points, run_family, simulate
     from trimpomdp.routing.spec import TrimModel
-    from trimpomdp.routing.policies import load_policy
+    from trimpomdp.routing import load_policy
 
     tm = TrimModel.load(spec)
     pts_path = points or tm.absolute_points_path(Path(spec).parent)

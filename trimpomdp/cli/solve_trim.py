@@ -77,7 +77,8 @@ def _table(rows: list[dict]) -> str:
 
 def run_trim_solve(params: dict) -> dict:
     """Solve a TRIM spec for one budget or a sweep; returns (and prints) the summary."""
-    from trimpomdp.routing.budgets import parse_budget, parse_sweep, solve_budget
+    from trimpomdp.routing.budgets import parse_budget, parse_sweep
+    from trimpomdp.routing.solver import solve_budget
     from trimpomdp.routing.spec import TrimModel
 
     model = params.get("model")

@@ -313,3 +313,9 @@ def decide_batch(bel, levels, costs, cost_units, A, B, ps, lam, ls, lc, lb, lo, 
             vr, jr = env_eval(ls, lc, lb, lo, lk, rr, ps * m)
             qr[i] = A * ps * m + B * vr - lam * costs[i]
     return qk, qr
+
+
+def with_lookup(ls, lc, lb, lo):
+    """The envelope tuple the kernels take: (slopes, intercepts, breakpoints, level offsets, lookup)."""
+    lo = np.asarray(lo, dtype=np.int64)
+    return (ls, lc, lb, lo, build_lookup(lb, lo))

@@ -1,48 +1,41 @@
 """Routing policies: the POMDP policy (per-step alpha sets), the PRM-threshold policy, weak-only, strong-only.
 
-Every policy answers ``decide(belief, step, n_tokens, score)`` with a ``Decision`` and, for the simulator,
-``decide_many`` over arrays. ``load_policy`` turns "pomdp:PATH", "pomdp:lambda=0.1", "threshold:0.5",
-"weak" or "strong" into a policy. Policies with a hard cap track the budget used by a question between
-``reset()`` calls (or take ``remaining=`` explicitly).
+Every policy implements ``trimpomdp.interfaces.RoutingPolicy``: ``state = policy.start()`` per question,
+``decision, state = policy.act(state, observation)`` per step; the only per-question state (the remaining
+budget level of a capped policy) lives in that state, never in the policy. ``decide(belief, step, n_tokens,
+score, remaining)`` is the stateless form, ``decide_many`` the vectorised one the simulator uses.
+``load_policy`` turns "pomdp:PATH", "pomdp:lambda=0.1", "threshold:0.5", "weak" or "strong" into a policy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from trimpomdp.artifacts import load_npz, save_npz
 from trimpomdp.errors import FormatError, ModelError, TrimError
+from trimpomdp.interfaces import Decision, StepObservation
 from trimpomdp.routing import kernels as K
 from trimpomdp.routing.budgets import Cap
 
 POLICY_FORMAT = "trimpomdp.trim_policy"
 
 
-@dataclass(frozen=True)
-class Decision:
-    """``q_regenerate`` includes the price of this step's tokens; Q values are None for non-POMDP policies."""
-
-    action: str  # "keep" | "regenerate"
-    q_keep: float | None = None
-    q_regenerate: float | None = None
-
-    @property
-    def regenerate(self) -> bool:
-        return self.action == "regenerate"
-
-
 class RoutingPolicy:
-    """Base: ``name``, ``decide``, ``decide_many``; ``needs_belief`` tells callers to run the filter."""
+    """Base: ``name``, ``start``/``act``, ``decide``, ``decide_many``; ``needs_belief`` asks callers to run the
+    belief filter. Stateless policies need only ``decide``: ``act`` passes the state through."""
 
     name = "policy"
     needs_belief = False
     cap: Cap | None = None
 
-    def reset(self) -> None:
-        """Start a new question (clears the budget used under a cap)."""
+    def start(self):
+        """Per-question state: None for policies without a budget."""
+        return None
+
+    def act(self, state, obs: StepObservation) -> tuple[Decision, object]:
+        return self.decide(obs.belief, obs.step, obs.n_tokens, score=obs.score), state
 
     def decide(
         self, belief, step: int, n_tokens: float, score: float | None = None, remaining=None
@@ -112,7 +105,6 @@ class PomdpPolicy(RoutingPolicy):
         self.predicted = dict(predicted or {})
         self.meta = dict(meta or {})
         self.name = f"pomdp:{self.meta.get('budget', f'lambda={self.lam:g}')}"
-        self._level = self.n_levels - 1
 
     @property
     def n_levels(self) -> int:
@@ -122,8 +114,20 @@ class PomdpPolicy(RoutingPolicy):
     def max_steps(self) -> int:
         return len(self.steps)
 
-    def reset(self) -> None:
-        self._level = self.n_levels - 1
+    def start(self):
+        """The budget level left to a new question (the whole cap); None without a cap."""
+        return None if self.cap is None else self.n_levels - 1
+
+    def act(self, state, obs: StepObservation) -> tuple[Decision, object]:
+        if obs.belief is None:
+            raise TrimError(f"{self.name} decides on the belief: run a belief filter")
+        if self.cap is not None and (isinstance(state, bool) or not isinstance(state, (int, np.integer))
+                                     or not 0 <= state < self.n_levels):
+            raise TrimError(f"{self.name}: state must be a budget level in 0..{self.n_levels - 1}, got {state!r}")
+        d, units = self._decide(obs.belief, obs.step, obs.n_tokens, None if self.cap is None else int(state))
+        if self.cap is None:
+            return d, None
+        return d, max(0, int(state) - units) if d.regenerate else int(state)
 
     def _t(self, step) -> int:
         if (
@@ -159,7 +163,7 @@ class PomdpPolicy(RoutingPolicy):
         if self.cap is None:
             return 0
         if remaining is None:
-            return self._level
+            return self.n_levels - 1
         if isinstance(remaining, bool) or not isinstance(remaining, (int, float, np.number)) or np.isnan(remaining):
             raise TrimError(f"remaining budget must be a number, got {remaining!r}")
         remaining = min(max(float(remaining), 0.0), 1e18)
@@ -170,6 +174,11 @@ class PomdpPolicy(RoutingPolicy):
         return int(np.clip(lv, 0, self.n_levels - 1))
 
     def decide(self, belief, step, n_tokens, score=None, remaining=None) -> Decision:
+        """Stateless decision; under a cap ``remaining`` is the budget left (the whole cap when None)."""
+        return self._decide(belief, step, n_tokens, self._level_of(remaining))[0]
+
+    def _decide(self, belief, step, n_tokens, level) -> tuple[Decision, int]:
+        """The decision and the budget units a regeneration of this step costs."""
         b = np.asarray(belief, dtype=np.float64).reshape(1, 3)
         if np.any(~np.isfinite(b)) or np.any(b < -1e-9) or abs(b.sum() - 1) > 1e-6:
             raise TrimError(f"belief must be 3 non-negative numbers summing to 1, got {b.ravel().tolist()}")
@@ -177,18 +186,15 @@ class PomdpPolicy(RoutingPolicy):
         cost = float(self.trim_model.step_cost_tokens(n_tokens))
         if not (np.isfinite(cost) and cost >= 0):
             raise TrimError(f"a step's token count must be a finite non-negative number, got {n_tokens!r}")
-        level = self._level_of(remaining)
-        b, lv, costs, cu = self._batch(b, cost, None if self.cap is None else level)
+        b, lv, costs, cu = self._batch(b, cost, level)
         qk, qr = K.decide_batch(
             b, lv, costs, cu, self.A[t], self.B[t], float(self.trim_model.p_strong), self.lam, *self.steps[t]
         )
-        cu = int(cu[0])
         regen = bool(qr[0] > qk[0])
-        if regen and self.cap is not None and remaining is None:
-            self._level = max(0, self._level - cu)
-        return Decision(
+        d = Decision(
             "regenerate" if regen else "keep", float(qk[0]), None if not np.isfinite(qr[0]) else float(qr[0])
         )
+        return d, int(cu[0])
 
     def decide_many(self, beliefs, step, costs, scores=None, levels=None):
         qk, qr = self.q_values(beliefs, step, costs, levels)
@@ -256,7 +262,6 @@ class PomdpPolicy(RoutingPolicy):
         """Read a policy file; everything is checked against ``schemas.TRIM_POLICY`` and the embedded
         spec (fingerprint, per-step constants) before any array reaches a kernel."""
         from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
-        from trimpomdp.routing.solver import with_lookup
         from trimpomdp.routing.spec import TrimModel
 
         arrays, meta = load_npz(path, POLICY_FORMAT)
@@ -294,7 +299,7 @@ class PomdpPolicy(RoutingPolicy):
         for t in range(T):
             a, b = so[t], so[t + 1]
             steps.append(
-                with_lookup(
+                K.with_lookup(
                     arrays["line_slopes"][a:b].copy(),
                     arrays["line_intercepts"][a:b].copy(),
                     arrays["line_breaks"][a:b].copy(),
@@ -316,52 +321,3 @@ class PomdpPolicy(RoutingPolicy):
             predicted=meta.get("predicted"),
             meta=extra,
         )
-
-
-def _same_file(a, b) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
-
-
-#: the name used in the task brief for the POMDP policy class
-RoutingPolicyPOMDP = PomdpPolicy
-
-
-def load_policy(spec_str: str, trim_model=None) -> RoutingPolicy:
-    """'pomdp:PATH' | 'pomdp:lambda=0.1' (solved on ``trim_model``) | 'threshold:0.5' | 'weak' | 'strong'."""
-    s = spec_str.strip()
-    kind, _, arg = s.partition(":")
-    kind = kind.lower()
-    if kind == "weak" and not arg:
-        return WeakPolicy()
-    if kind == "strong" and not arg:
-        return StrongPolicy()
-    if kind in ("threshold", "thr"):
-        try:
-            return ThresholdPolicy(float(arg))
-        except ValueError:
-            raise TrimError(f"policy {spec_str!r}: expected threshold:<score in [0, 1]>") from None
-    if kind == "pomdp" and arg:
-        if Path(arg).exists() or arg.endswith(".npz"):
-            pol = PomdpPolicy.load(arg)
-            if trim_model is not None and pol.trim_model.fingerprint() != trim_model.fingerprint():
-                solved_for = pol.meta.get("spec_source") or pol.meta.get("spec_path")
-                if solved_for and trim_model.source and _same_file(solved_for, trim_model.source):
-                    raise TrimError(
-                        f"{arg}: field 'model_fingerprint': the policy was solved for {trim_model.source}, "
-                        f"which has changed since (fingerprint {pol.trim_model.fingerprint()} -> "
-                        f"{trim_model.fingerprint()}); re-solve it with trimpomdp solve"
-                    )
-                pol.meta["model_mismatch"] = True  # solved for another spec: a deliberate cross-model run
-            return pol
-        if "=" in arg:
-            if trim_model is None:
-                raise TrimError(f"policy {spec_str!r}: solving a budget needs a TRIM model")
-            from trimpomdp.routing.budgets import parse_budget, solve_budget
-
-            return solve_budget(trim_model, parse_budget(arg))
-    raise TrimError(
-        f"unknown policy {spec_str!r}; expected pomdp:PATH, pomdp:lambda=X, threshold:K, weak or strong"
-    )

@@ -11,12 +11,11 @@ tokens drawn for it; the policy sees that same cost). Vectorised over episodes a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from trimpomdp.errors import FormatError
 from trimpomdp.observation_models.binned import TRIM_STATES
+from trimpomdp.routing.spec import load_observation_points  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -52,24 +51,6 @@ class SimResult:
         }
 
 
-def load_observation_points(path) -> dict[str, np.ndarray]:
-    """The labelled PRM observation points per state: {'correct': (n, 2), ...}."""
-    path = Path(path)
-    if not path.exists():
-        raise FormatError("file not found", str(path))
-    with np.load(path, allow_pickle=False) as z:
-        missing = [s for s in TRIM_STATES if s not in z.files]
-        if missing:
-            raise FormatError(
-                f"expected arrays {list(TRIM_STATES)} of (n, 2) points, missing {missing}", str(path)
-            )
-        data = {s: np.asarray(z[s], dtype=np.float64) for s in TRIM_STATES}
-    for s, a in data.items():
-        if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] == 0:
-            raise FormatError(f"array {s!r} must have shape (n, 2) with n > 0, got {a.shape}", str(path))
-    return data
-
-
 def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: int = 0) -> SimResult:
     """Run ``episodes`` questions under ``policy``; a seed gives the same hidden paths for every policy."""
     tm = trim_model
@@ -88,7 +69,6 @@ def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: in
     levels = np.full(N, cap.levels - 1 if cap is not None else 0, dtype=np.int64)
     probs = tm.obs.probs
     arrays = [points[s] for s in TRIM_STATES]
-    policy.reset()
     for t in range(1, T + 1):
         alive = np.flatnonzero(L >= t)  # independent of the policy, so every policy sees the same draws
         if alive.size == 0:
@@ -138,7 +118,8 @@ def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: in
 def family_policies(trim_model, sweep: str) -> list:
     """Policies of a sweep: 'pomdp:lambda=lo:hi:n', 'pomdp:mean=a,b', 'threshold:lo:hi:n', 'threshold:a,b'."""
     from trimpomdp.errors import TrimError
-    from trimpomdp.routing.budgets import parse_sweep, solve_budget
+    from trimpomdp.routing.budgets import parse_sweep
+    from trimpomdp.routing.solver import solve_budget
     from trimpomdp.routing.policies import ThresholdPolicy
 
     kind, _, arg = sweep.partition(":")

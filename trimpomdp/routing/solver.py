@@ -10,12 +10,14 @@ backup. The result covers every belief the filter can reach, not just one start 
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
 from trimpomdp.routing import kernels as K
-from trimpomdp.routing.budgets import Cap
+from trimpomdp.routing.budgets import Budget, Cap
+from trimpomdp.routing.policies import PomdpPolicy
 
 #: default number of uniform prior points per step
 DEFAULT_GRID = 257
@@ -68,14 +70,8 @@ def token_groups(values: np.ndarray, cap: Cap | None) -> tuple[np.ndarray, np.nd
     return np.array(starts, dtype=np.int64), np.array(units, dtype=np.int64), cap.levels
 
 
-def with_lookup(ls, lc, lb, lo):
-    """The envelope tuple the kernels take: (slopes, intercepts, breakpoints, level offsets, lookup)."""
-    lo = np.asarray(lo, dtype=np.int64)
-    return (ls, lc, lb, lo, K.build_lookup(lb, lo))
-
-
 def _zero_lines(nlev: int):
-    return with_lookup(
+    return K.with_lookup(
         np.zeros(nlev), np.zeros(nlev), np.full(nlev, np.inf), np.arange(nlev + 1, dtype=np.int64)
     )
 
@@ -151,7 +147,7 @@ def solve_lines(
             lc.append(c_)
             lb.append(b_)
             lo.append(lo[-1] + s_.size)
-        nxt = with_lookup(
+        nxt = K.with_lookup(
             np.concatenate(ls), np.concatenate(lc), np.concatenate(lb), np.array(lo, dtype=np.int64)
         )
     return steps, nxt, A, B, (gstart, gcu, nlev), O
@@ -214,7 +210,7 @@ def solve_trim(
     progress: bool = False,
 ):
     """Solve the routing POMDP at price ``lam`` per strong token (and optional hard cap) -> RoutingPolicy."""
-    from trimpomdp.routing.policies import PomdpPolicy
+
 
     if lam < 0 or not np.isfinite(lam):
         from trimpomdp.errors import TrimError
@@ -245,3 +241,60 @@ def solve_trim(
         "alpha_vectors": int(sum(s[0].size for s in steps)),
     }
     return PomdpPolicy(trim_model, lam, steps, A, B, cap=cap, predicted=predicted, meta=meta)
+
+
+def solve_budget(trim_model, budget: Budget, *, tol: float = 0.01, max_iter: int = 40, progress=None):
+    """Solve for one budget; ``mean=`` searches lambda so that predicted mean strong tokens match it."""
+    if budget.mean is None:
+        return solve_trim(trim_model, lam=budget.lam or 0.0, cap=budget.cap, budget=budget.describe())
+    target = budget.mean
+    if target <= 0:
+        pol = solve_trim(trim_model, lam=1e6, cap=budget.cap, budget=budget.describe())
+        return pol
+    # bracket: tokens decrease with lambda; then the Illinois variant of regula falsi on
+    # g(log lambda) = tokens - target (superlinear, never leaves the bracket)
+    lo, hi = 1e-3, 3.0
+    p_lo = solve_trim(trim_model, lam=lo, cap=budget.cap, budget=budget.describe())
+    while p_lo.predicted["strong_tokens"] <= target and lo > 1e-7:
+        lo /= 30
+        p_lo = solve_trim(trim_model, lam=lo, cap=budget.cap, budget=budget.describe())
+    if p_lo.predicted["strong_tokens"] <= target:
+        p_lo.meta["budget_note"] = (
+            f"mean {target:g} not binding: max predicted mean is {p_lo.predicted['strong_tokens']:.4g}"
+        )
+        return p_lo
+    p_hi = solve_trim(trim_model, lam=hi, cap=budget.cap, budget=budget.describe())
+    while p_hi.predicted["strong_tokens"] > target and hi < 1e6:
+        lo, p_lo = hi, p_hi
+        hi *= 10
+        p_hi = solve_trim(trim_model, lam=hi, cap=budget.cap, budget=budget.describe())
+    a, b = math.log(lo), math.log(hi)
+    fa, fb = p_lo.predicted["strong_tokens"] - target, p_hi.predicted["strong_tokens"] - target
+    best = p_lo if abs(fa) < abs(fb) else p_hi
+    side = 0
+    for it in range(max_iter):
+        c = (a * fb - b * fa) / (fb - fa) if fb != fa else 0.5 * (a + b)
+        if not (a < c < b):
+            c = 0.5 * (a + b)
+        p = solve_trim(trim_model, lam=math.exp(c), cap=budget.cap, budget=budget.describe())
+        fc = p.predicted["strong_tokens"] - target
+        if progress is not None:
+            progress(it, math.exp(c), fc + target)
+        if abs(fc) < abs(best.predicted["strong_tokens"] - target):
+            best = p
+        if abs(fc) <= tol * target or b - a < 1e-6:
+            break
+        if fc > 0:  # too many tokens: raise lambda
+            a, fa = c, fc
+            if side == -1:
+                fb /= 2
+            side = -1
+        else:
+            b, fb = c, fc
+            if side == 1:
+                fa /= 2
+            side = 1
+    best.meta["search_iterations"] = it + 1
+    best.meta["budget"] = budget.describe()
+    best.meta["target_mean_tokens"] = target
+    return best

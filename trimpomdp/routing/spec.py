@@ -328,8 +328,6 @@ class TrimModel:
             if not pp.is_absolute() and base_dir is not None:
                 pp = Path(base_dir) / pp
             if base_dir is not None or pp.exists():
-                from trimpomdp.routing.simulator import load_observation_points
-
                 obs_truth = load_observation_points(pp)
         try:
             return cls(
@@ -486,3 +484,21 @@ def load_observation_model(path) -> BinnedObservationModel:
             "observation_model", f"must have states {list(TRIM_STATES)}, found {list(obs.states)}", path
         )
     return obs
+
+
+def load_observation_points(path) -> dict[str, np.ndarray]:
+    """The labelled PRM observation points per state: {'correct': (n, 2), ...}."""
+    path = Path(path)
+    if not path.exists():
+        raise FormatError("file not found", str(path))
+    with np.load(path, allow_pickle=False) as z:
+        missing = [s for s in TRIM_STATES if s not in z.files]
+        if missing:
+            raise FormatError(
+                f"expected arrays {list(TRIM_STATES)} of (n, 2) points, missing {missing}", str(path)
+            )
+        data = {s: np.asarray(z[s], dtype=np.float64) for s in TRIM_STATES}
+    for s, a in data.items():
+        if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] == 0:
+            raise FormatError(f"array {s!r} must have shape (n, 2) with n > 0, got {a.shape}", str(path))
+    return data
