@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trimpomdp.cli.main import main
 from trimpomdp.errors import FormatError, ModelError
@@ -193,3 +195,99 @@ def test_processbench_real_items_prefix_counts(data_dir, tmp_path):
                           "derailed": sum(len(it["steps"]) - it["label"] - 1 for it in bad)}
     # the prefixes whose first coordinate is 1.0 (no earlier step) are the first steps of used solutions
     assert np.sum(d.X[:, 0] == 1.0) == sum(1 for it in items if it["label"] in (-1, 0))
+
+
+# ---------------------------------------------------------------------------- AUC and bounded diagnostics
+def _auc_pairs(scores, positive) -> float:
+    """The definition: P(score of a positive > score of a negative) + P(tie) / 2 over all pairs."""
+    s, p = np.asarray(scores, float), np.asarray(positive, bool)
+    d = s[p][:, None] - s[~p][None, :]
+    return float(np.mean((d > 0) + 0.5 * (d == 0)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=2, max_size=60))
+def test_auc_equals_the_pairwise_definition_with_ties(pairs):
+    scores = [v / 6 for v, _ in pairs]  # few distinct values: many ties
+    positive = [b for _, b in pairs]
+    got = dg.auc(scores, positive)
+    if all(positive) or not any(positive):
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(_auc_pairs(scores, positive), abs=1e-12)
+
+
+def test_evaluation_sample_is_stratified_and_exact_below_the_limit():
+    y = np.array(["a"] * 700 + ["b"] * 290 + ["c"] * 10)
+    assert np.array_equal(dg.evaluation_sample(y, 1000), np.arange(1000))
+    idx = dg.evaluation_sample(y, 100, seed=3)
+    assert np.all(np.diff(idx) > 0)
+    assert [int(np.sum(y[idx] == s)) for s in "abc"] == [70, 29, 1]
+    assert np.array_equal(idx, dg.evaluation_sample(y, 100, seed=3))
+
+
+def test_cross_validate_evaluates_a_sample():
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.uniform(0, 0.3, (60, 1)), rng.uniform(0.7, 1, (60, 1))])
+    y = np.array(["lo"] * 60 + ["hi"] * 60)
+    full = dg.cross_validate(X, y, lambda: ReflectedKDE(bandwidth="scott"), folds=3)
+    assert np.array_equal(full["index"], np.arange(120)) and np.array_equal(full["y"], y)
+    part = dg.cross_validate(X, y, lambda: ReflectedKDE(bandwidth="scott"), folds=3, max_eval=30)
+    assert part["posterior"].shape == (30, 2) and part["index"].size == 30
+    # the same folds: a sampled point's out-of-fold posterior is the one of the full run
+    assert np.allclose(part["posterior"], full["posterior"][part["index"]])
+
+
+def _trim_npz(path, data_dir, drop=None, empty=None):
+    d = np.load(data_dir / "prm_obs_processbench_math.npz")
+    arrays = {s: d[s][::4] for s in ("correct", "fresh_error", "derailed") if s != drop}
+    if empty:
+        arrays[empty] = np.zeros((0, 2))
+    np.savez(path, **arrays)
+    return path
+
+
+def test_cli_empty_state_array_refused(tmp_path, data_dir, capsys):
+    p = _trim_npz(tmp_path / "e.npz", data_dir, empty="derailed")
+    out = tmp_path / "o.npz"
+    assert main(["fit-obs", str(p), "--folds", "0", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "array 'derailed' is empty" in err and not out.exists()
+
+
+def test_cli_missing_trim_state_needs_partial_states(tmp_path, data_dir, capsys):
+    p = _trim_npz(tmp_path / "m.npz", data_dir, drop="derailed")
+    out = tmp_path / "o.npz"
+    assert main(["fit-obs", str(p), "--folds", "0", "--bandwidth", "scott", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no 'derailed' points" in err and "--partial-states" in err
+    assert not out.exists()
+    assert main(["fit-obs", str(p), "--folds", "0", "--bandwidth", "scott", "--partial-states",
+                 "-o", str(out)]) == 0
+    assert load_binned(out).states == ("correct", "fresh_error")
+
+
+def test_cli_model_is_saved_before_the_diagnostics(tmp_path, data_dir, capsys, monkeypatch):
+    p = _trim_npz(tmp_path / "d.npz", data_dir)
+    out = tmp_path / "o.npz"
+
+    def broken(*a, **k):
+        raise ModelError("diagnostics failed")
+
+    monkeypatch.setattr(dg, "in_sample_posterior", broken)
+    assert main(["fit-obs", str(p), "--folds", "0", "--bandwidth", "scott", "-o", str(out)]) == 2
+    assert "diagnostics failed" in capsys.readouterr().err
+    assert load_binned(out).n_bins == 400  # written before the diagnostics ran
+    assert main(["fit-obs", str(p), "--folds", "0", "--bandwidth", "scott", "--no-diagnostics", "--json",
+                 "-o", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["diagnostics"]["skipped"] and all("auc" not in r for r in summary["states"].values())
+
+
+def test_cli_folds_checked_before_fitting(tmp_path, capsys):
+    p = tmp_path / "d.jsonl"
+    p.write_text("".join(json.dumps({"obs": [v], "state": s}) + "\n"
+                         for v, s in [(0.1, "a"), (0.2, "a"), (0.3, "a"), (0.8, "b"), (0.9, "b")]))
+    out = tmp_path / "o.npz"
+    assert main(["fit-obs", str(p), "--bandwidth", "0.1", "--folds", "2", "-o", str(out)]) == 2
+    assert "too few for 2-fold" in capsys.readouterr().err and not out.exists()

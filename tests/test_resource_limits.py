@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 import tracemalloc
 
 import numpy as np
@@ -203,6 +204,7 @@ def rocksample_pomdpx(n: int, k: int, seed: int = 0) -> str:
     return "\n".join(out)
 
 
+@pytest.mark.slow  # about 5 s: the largest model the default limit must keep accepting
 def test_rocksample_11_11_pomdpx_loads_under_the_default_limit(tmp_path, monkeypatch):
     monkeypatch.delenv(MODEL_MEMORY_ENV, raising=False)
     p = tmp_path / "rs11.pomdpx"
@@ -220,3 +222,135 @@ def test_shared_rocksample_7_8_loads(pomdp_dir, monkeypatch):
     monkeypatch.delenv(MODEL_MEMORY_ENV, raising=False)
     m = load_model(pomdp_dir / "RockSample_7_8.pomdpx")
     assert m.n_states == 12_800 and m.n_actions == 13
+
+
+# ---------------------------------------------------------------------------------------------- observation grids
+def test_fit_obs_tiny_bin_size_refused(data_dir, tmp_path, capsys):
+    out = tmp_path / "o.npz"
+    err = _cli_one_error_line(capsys, ["fit-obs", str(data_dir / "prm_obs_processbench_math.npz"), "--bin-size",
+                                       "0.0001", "--bandwidth", "scott", "-o", str(out)],
+                              "100,000,000 bins in 2-D, over the limit of 10,000", seconds=5)
+    assert "bin size >= 0.01" in err and not out.exists()
+
+
+def test_grid_limits_in_the_library():
+    from trimpomdp.errors import ModelError
+    from trimpomdp.observation_models.discretize import MAX_WORK, bin_centers, grid_masses
+    from trimpomdp.observation_models.kde import ReflectedKDE
+
+    rng = np.random.default_rng(0)
+    m = ReflectedKDE(bandwidth=0.1).fit(rng.uniform(size=(20, 2)), ["a"] * 10 + ["b"] * 10)
+    t0 = time.perf_counter()
+    for call in (lambda: m.discretize(1e-4), lambda: m.bin_index([0.5, 0.5], 1e-4), lambda: bin_centers(1e-3, 2)):
+        with pytest.raises(ModelError, match="over the limit of 10,000"):
+            call()
+    assert bin_centers(1e-4, 1).shape == (10_000, 1)  # 10,000 bins are fine in 1-D
+    # many kernel copies on the finest allowed grid: refused before the integration starts
+    C = rng.uniform(size=(MAX_WORK // 10_201 + 1, 2))
+    with pytest.raises(ModelError, match="integrals, over the limit"):
+        grid_masses(C, np.ones(len(C)), np.eye(2) * 0.01, 0.01)
+    assert time.perf_counter() - t0 < 2
+
+
+def test_chunked_integration_equals_one_pass(monkeypatch):
+    from trimpomdp.observation_models import discretize as D
+
+    rng = np.random.default_rng(1)
+    C = rng.uniform(-0.1, 1.1, size=(300, 2))
+    sign = np.where(rng.random(300) < 0.5, -1.0, 1.0)
+    H = np.array([[0.01, 0.004], [0.004, 0.02]])
+    whole = D.grid_masses(C, sign, H, 0.1)
+    monkeypatch.setattr(D, "_CHUNK_WORK", 1000)  # 8 copies per chunk
+    seen = []
+    chunked = D.grid_masses(C, sign, H, 0.1, progress=seen.append)
+    assert np.allclose(chunked, whole, rtol=1e-13, atol=1e-15) and sum(seen) == 300
+
+
+def test_trim_model_refuses_oversized_grids(data_dir, tmp_path, capsys):
+    from trimpomdp.observation_models.io import save_model
+    from trimpomdp.observation_models.kde import ReflectedKDE
+
+    rng = np.random.default_rng(0)
+    labels = ["correct", "fresh_error", "derailed"] * 10
+    fitted = tmp_path / "fitted.npz"  # a fitted model whose stored grid is 1e-4 (1e8 bins in 2-D)
+    save_model(ReflectedKDE(bandwidth=0.1).fit(rng.uniform(size=(30, 2)), labels), fitted, bin_size=1e-4)
+    m = 200  # a bins table of 200 x 200 bins
+    c = (np.arange(m) + 0.5) / m
+    grid = np.stack([g.ravel() for g in np.meshgrid(c, c, indexing="ij")], axis=1)
+    table = tmp_path / "table.npz"
+    np.savez(table, **{f"{s}_centers": grid for s in ("correct", "fresh_error", "derailed")},
+             **{f"{s}_probs": np.full(m * m, 1 / m**2) for s in ("correct", "fresh_error", "derailed")})
+    base = ["trim-model", "--step-stats", str(data_dir / "step_stats_math_train.npz"), "--weak",
+            "qwen2.5-1.5b-instruct", "--strong", "qwen2.5-7b-instruct", "-o", str(tmp_path / "t.json"), "--obs"]
+    err = _cli_one_error_line(capsys, base + [str(fitted)], "100,000,000 bins", seconds=5)
+    assert "fitted.npz" in err
+    err = _cli_one_error_line(capsys, base + [str(table)], "40,000 bins in 2-D", seconds=5)
+    assert "table.npz" in err and not (tmp_path / "t.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------- point counts
+def _points_file(path, n, seed=0):
+    rng = np.random.default_rng(seed)
+    np.savez(path, correct=rng.beta(5, 2, (n // 2, 2)), fresh_error=rng.beta(2, 3, (n // 4, 2)),
+             derailed=rng.beta(2, 5, (n - n // 2 - n // 4, 2)))
+    return path
+
+
+def test_cv_bandwidth_refused_above_its_point_limit(tmp_path, capsys):
+    from trimpomdp.observation_models.kde import MAX_CV_POINTS
+
+    p = _points_file(tmp_path / "many.npz", 2 * MAX_CV_POINTS + 4)
+    _cli_one_error_line(capsys, ["fit-obs", str(p), "--folds", "0", "-o", str(tmp_path / "o.npz")],
+                        f"over the limit of {MAX_CV_POINTS:,} for the 'cv' bandwidth", seconds=5)
+
+
+def test_fit_obs_diagnostics_stay_linear_in_the_points(tmp_path, capsys):
+    # 40,000 points: the old in-sample AUC evaluated every density at every point (1.6e9 kernel pairs)
+    import json
+
+    p = _points_file(tmp_path / "pts.npz", 40_000)
+    t0 = time.perf_counter()
+    rc = main(["fit-obs", str(p), "--folds", "0", "--bandwidth", "scott", "--diagnostic-points", "600", "--json",
+               "-o", str(tmp_path / "o.npz")])
+    elapsed = time.perf_counter() - t0
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["diagnostics"] == {"skipped": False, "points": 600, "sampled": True}
+    assert all(0.6 < r["auc"] <= 1 for r in summary["states"].values())
+    assert elapsed < 30, elapsed
+
+
+# ---------------------------------------------------------------------------------------------- episodes
+def test_simulate_routing_episode_limit(data_dir, capsys):
+    from trimpomdp.resource_limits import MAX_EPISODES
+    from trimpomdp.routing.simulator import simulate
+
+    spec = str(Path(__file__).resolve().parents[1] / "data" / "trim_math.json")
+    err = _cli_one_error_line(capsys, ["simulate-routing", spec, "--points",
+                                       str(data_dir / "prm_obs_processbench_math.npz"), "--episodes",
+                                       "1000000000"], f"over the limit of {MAX_EPISODES:,}")
+    assert "--episodes" in err
+    with pytest.raises(TrimError, match="over the limit"):
+        simulate(None, None, {}, MAX_EPISODES + 1)  # refused before anything is touched
+
+
+def test_simulation_in_chunks_matches_one_pass(data_dir, monkeypatch):
+    from trimpomdp.routing import TrimModel, load_policy
+    from trimpomdp.routing import simulator as S
+
+    tm = TrimModel.load(Path(__file__).resolve().parents[1] / "data" / "trim_math.json")
+    pts = S.load_observation_points(data_dir / "prm_obs_processbench_math.npz")
+    pol = load_policy("threshold:0.5", tm)
+    one = S.simulate(tm, pol, pts, 3000, 5)
+    assert S.simulate_summary(tm, pol, pts, 3000, 5) == one.summary()
+    monkeypatch.setattr(S, "CHUNK", 1000)
+    chunked = S.simulate(tm, pol, pts, 3000, 5)
+    first = S.simulate(tm, pol, pts, 1000, 5)  # chunk 0 draws exactly what a 1,000-episode run draws
+    assert np.array_equal(chunked.correct[:1000], first.correct)
+    assert np.array_equal(chunked.strong_tokens[:1000], first.strong_tokens)
+    running = S.simulate_summary(tm, pol, pts, 3000, 5)
+    whole = chunked.summary()
+    assert running.keys() == whole.keys()
+    assert running.pop("policy") == whole.pop("policy")
+    for k in whole:
+        assert running[k] == pytest.approx(whole[k], rel=1e-12), k

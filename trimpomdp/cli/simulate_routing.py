@@ -36,7 +36,8 @@ def _fmt(v, spec):
     default=None,
     help="Labelled PRM points .npz (default: the spec's observation_points).",
 )
-@click.option("--episodes", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--episodes", type=click.IntRange(1), default=100_000, show_default=True,
+              help="Episodes per policy (at most 100,000,000; run in chunks of about a million).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Cost-accuracy PNG to write.")
 @click.option(
@@ -48,11 +49,16 @@ def _fmt(v, spec):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def simulate_routing(spec, policies, sweeps, points, episodes, seed, plot, reference, as_json):
     """Simulate routing policies on a TRIM spec, print accuracy, strong tokens, PGR, IBC, CPT."""
-    from trimpomdp.routing.metrics import curve_metrics, summarize
-    from trimpomdp.routing.simulator import load_observation_points, run_family, simulate
-    from trimpomdp.routing.spec import TrimModel
-    from trimpomdp.routing import load_policy
+    import sys
 
+    from trimpomdp.resource_limits import check_episodes
+    from trimpomdp.routing import load_policy
+    from trimpomdp.routing.metrics import curve_metrics, summarize
+    from trimpomdp.routing.simulator import load_observation_points, run_family, simulate_summary
+    from trimpomdp.routing.spec import TrimModel
+
+    check_episodes(episodes, "--episodes")
+    progress = not as_json and sys.stderr.isatty()
     tm = TrimModel.load(spec)
     pts_path = points or tm.absolute_points_path(Path(spec).parent)
     if pts_path is None:
@@ -60,14 +66,14 @@ def simulate_routing(spec, policies, sweeps, points, episodes, seed, plot, refer
     pts = load_observation_points(pts_path)
     if not policies and not sweeps:
         policies = ("threshold:0.5",)
-    weak = simulate(tm, load_policy("weak"), pts, episodes, seed).summary()
-    strong = simulate(tm, load_policy("strong"), pts, episodes, seed).summary()
+    weak = simulate_summary(tm, load_policy("weak"), pts, episodes, seed, progress)
+    strong = simulate_summary(tm, load_policy("strong"), pts, episodes, seed, progress)
     aw, as_, cs = weak["accuracy"], strong["accuracy"], strong["strong_tokens"]
     rows = [dict(weak, name="weak"), dict(strong, name="strong")]
     for p in dict.fromkeys(policies):  # weak and strong are always simulated as the anchors
         if p in ("weak", "strong"):
             continue
-        r = simulate(tm, load_policy(p, tm), pts, episodes, seed).summary()
+        r = simulate_summary(tm, load_policy(p, tm), pts, episodes, seed, progress)
         rows.append(dict(r, name=p))
     families = {}
     for sw in sweeps:

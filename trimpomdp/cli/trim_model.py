@@ -73,6 +73,8 @@ def trim_model(
     as_json,
 ):
     """Build a TRIM routing spec: p_weak/p_strong, length distribution, token costs, observation model."""
+    from trimpomdp.errors import FormatError, ModelError
+    from trimpomdp.observation_models.discretize import check_grid
     from trimpomdp.routing.spec import DEFAULT_STEP_TOKENS, TrimModel
 
     tm = TrimModel.from_step_stats(
@@ -88,6 +90,10 @@ def trim_model(
         token_bins=token_bins,
         mean_step_tokens=DEFAULT_STEP_TOKENS if step_tokens is None else step_tokens,
     )
+    try:  # a bins table is read as given; its grid must be one the solver can handle
+        check_grid(tm.obs.bin_size, tm.obs.dims)
+    except ModelError as exc:
+        raise FormatError(str(exc), str(obs)) from None
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     obs_ref = os.path.relpath(Path(obs).resolve(), out.parent.resolve())

@@ -94,6 +94,8 @@ def _load_npz(path: Path) -> LabelledData:
         if X.ndim != 2 or y.ndim != 1 or len(y) != len(X):
             raise FormatError(f"X has shape {data['X'].shape} but y has shape {data['y'].shape}; "
                               "expected (n, d) and (n,)", str(path))
+        if len(y) == 0:
+            raise FormatError("arrays X and y are empty: no observations", str(path))
     else:
         Xs, ys = [], []
         for name, a in data.items():
@@ -105,6 +107,10 @@ def _load_npz(path: Path) -> LabelledData:
             a = a[:, None] if a.ndim == 1 else a
             if a.ndim != 2:
                 raise FormatError(f"array {name!r} has shape {a.shape}, expected (n, d)", str(path))
+            if a.shape[0] == 0:
+                raise FormatError(f"array {name!r} is empty (shape {a.shape}): state {name!r} needs at least one "
+                                  "observation; fill it, or leave the array out (fit-obs then needs "
+                                  "--partial-states)", str(path))
             Xs.append(a)
             ys.append(np.full(len(a), name))
         if not Xs:

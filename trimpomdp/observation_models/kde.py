@@ -13,6 +13,10 @@ ignore that: the density is
 with Z computed exactly from normal CDFs, so that f integrates to exactly 1 on the box (not just
 approximately, as the plain 1/n normalisation would for a bandwidth that is not small against 1).
 Copies farther than 9 kernel standard deviations from the box (mass < 1e-19) are dropped.
+
+The default bandwidth rule, likelihood cross-validation, costs (copies)^2 per step of its search, so it is
+refused above ``MAX_CV_POINTS`` points per state (about a minute there); the rules ``scott`` and
+``silverman`` and explicit bandwidths are linear in the points.
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationMo
 from trimpomdp.observation_models.discretize import bin_centers, bin_probabilities
 
 _REFLECT = ((0.0, 1.0), (0.0, -1.0), (2.0, -1.0))  # (offset, sign): x, -x, 2 - x
+#: most points of one state for the quadratic 'cv' bandwidth rule
+MAX_CV_POINTS = 10_000
 
 
 def check_obs(X, d: int | None = None, what: str = "observations") -> np.ndarray:
@@ -79,6 +85,42 @@ def reflect(X: np.ndarray, H: np.ndarray | None = None):
     return np.ascontiguousarray(C), csign.astype(np.float64), owner.astype(np.int64)
 
 
+def _check_cv_size(n: int, state: str) -> None:
+    if n > MAX_CV_POINTS:
+        raise ModelError(f"state {state!r} has {n:,} points, over the limit of {MAX_CV_POINTS:,} for the 'cv' "
+                         "bandwidth (leave-one-out likelihood, quadratic in the points); use the bandwidth rule "
+                         "'scott' or 'silverman' or a number")
+
+
+class _NoBar:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress_bar(progress: bool, total: int, desc: str):
+    """A tqdm bar on stderr when ``progress`` (a context manager yielding None otherwise)."""
+    if not progress:
+        return _NoBar()
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+
+
+def _bar(items, progress: bool, desc: str, total_points: int):
+    if not progress:
+        return items
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(items, desc=f"{desc} ({total_points:,} points)", file=sys.stderr, leave=False)
+
+
 class _StateDensity:
     """One state's fitted reflected KDE (points, kernel covariance, copies, normaliser)."""
 
@@ -122,7 +164,8 @@ class ReflectedKDE:
         return self
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y) -> "ReflectedKDE":
+    def fit(self, X, y, progress: bool = False) -> "ReflectedKDE":
+        """Fit one density per state; ``progress`` shows a bar per state on stderr (the cv rule is slow)."""
         if self.covariance not in ("full", "diag"):
             raise ModelError(f"covariance must be 'full' or 'diag', not {self.covariance!r}")
         X = check_obs(X, what="training points")
@@ -144,7 +187,12 @@ class ReflectedKDE:
         self.n_dims_ = X.shape[1]
         self.counts_, self.bandwidths_, self.cv_scales_, self.cv_loglik_ = {}, {}, {}, {}
         self._dens = {}
-        for s in self.states_:
+        counts = {s: int(np.sum(y == s)) for s in self.states_}
+        for s in self.states_:  # refuse before any work
+            rule = self.bandwidth.get(s, "cv") if isinstance(self.bandwidth, dict) else self.bandwidth
+            if isinstance(rule, str) and rule == "cv":
+                _check_cv_size(counts[s], s)
+        for s in _bar(self.states_, progress, "fit", sum(counts.values())):
             Xs = X[y == s]
             if Xs.shape[0] == 0:
                 raise ModelError(f"state {s!r} has no points")
@@ -166,6 +214,7 @@ class ReflectedKDE:
             H0 = bw.scott_factor(n, d) ** 2 * cov
             if rule == "scott":
                 return H0
+            _check_cv_size(n, state)
             C, csign, owner = reflect(Xs, bw.CV_SCALE_BOUNDS[1] ** 2 * H0)
             s, ll = bw.cv_scale(Xs, C, csign, owner, H0)
             self.cv_scales_[state], self.cv_loglik_[state] = s, ll
@@ -230,12 +279,17 @@ class ReflectedKDE:
         post = np.where(tot > 0, J / np.where(tot > 0, tot, 1.0), p)
         return post[0] if single else post
 
-    def discretize(self, bin_size: float = 0.05) -> BinnedObservationModel:
-        """Exact P(bin | state) on a regular grid (row-major, last coordinate fastest)."""
+    def discretize(self, bin_size: float = 0.05, progress: bool = False) -> BinnedObservationModel:
+        """Exact P(bin | state) on a regular grid (row-major, last coordinate fastest); ``progress`` shows
+        a bar over the kernel copies on stderr."""
         self._check_fitted()
-        probs = np.stack([bin_probabilities(self._dens[s].C, self._dens[s].csign, self._dens[s].H, bin_size)
-                          for s in self.states_])
-        return BinnedObservationModel(self.states_, bin_centers(bin_size, self.n_dims_), probs, float(bin_size))
+        centers = bin_centers(bin_size, self.n_dims_)  # refuses an oversized grid before any work
+        total = sum(self._dens[s].C.shape[0] for s in self.states_)
+        with _progress_bar(progress, total, "discretise") as bar:
+            probs = np.stack([bin_probabilities(self._dens[s].C, self._dens[s].csign, self._dens[s].H, bin_size,
+                                                bar.update if bar is not None else None)
+                              for s in self.states_])
+        return BinnedObservationModel(self.states_, centers, probs, float(bin_size))
 
     def bin_index(self, obs, bin_size: float = 0.05):
         """Bin of each observation on the grid of ``discretize(bin_size)`` (delegates to the binned model)."""

@@ -6,6 +6,10 @@ assumption the reference's observation model makes; the min-earlier-score coordi
 forced to be coherent along an episode. Solution lengths come from the spec's length distribution and
 the strong tokens of a regeneration from its token distribution (a step's regeneration cost is the strong
 tokens drawn for it; the policy sees that same cost). Vectorised over episodes and seeded.
+
+Episodes run in chunks of ``CHUNK`` (chunk k > 0 draws from ``default_rng([seed, k])``, chunk 0 from
+``default_rng(seed)``), so the working memory does not grow with the episode count; ``simulate_summary``
+keeps only running totals and is what the CLI uses. At most ``MAX_EPISODES`` episodes per run.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from trimpomdp.observation_models.binned import TRIM_STATES
+from trimpomdp.resource_limits import MAX_EPISODES, check_episodes  # noqa: F401  (MAX_EPISODES re-exported)
 from trimpomdp.routing.spec import load_observation_points  # noqa: F401  (re-exported)
+
+#: episodes simulated at once (about 300 bytes of working memory each)
+CHUNK = 1 << 20
 
 
 @dataclass
@@ -51,11 +59,63 @@ class SimResult:
         }
 
 
-def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: int = 0) -> SimResult:
+def _chunks(episodes: int, seed: int, progress: bool = False, desc: str = "simulate"):
+    """(episodes, rng) of each chunk of a run."""
+    n = check_episodes(episodes)
+    starts = range(0, n, CHUNK)
+    if progress and len(starts) > 1:
+        import sys
+
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=f"{desc} ({n:,} episodes)", file=sys.stderr, leave=False)
+    for k, lo in enumerate(starts):
+        yield min(CHUNK, n - lo), np.random.default_rng(seed if k == 0 else [seed, k])
+
+
+def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: int = 0,
+             progress: bool = False) -> SimResult:
     """Run ``episodes`` questions under ``policy``; a seed gives the same hidden paths for every policy."""
+    parts = [_simulate_chunk(trim_model, policy, points, n, rng) for n, rng in _chunks(episodes, seed, progress)]
+    if len(parts) == 1:
+        return SimResult(getattr(policy, "name", "policy"), *parts[0])
+    return SimResult(getattr(policy, "name", "policy"), *(np.concatenate(p) for p in zip(*parts)))
+
+
+def simulate_summary(trim_model, policy, points: dict, episodes: int = 100_000, seed: int = 0,
+                     progress: bool = False) -> dict:
+    """``simulate(...).summary()`` from running totals: memory bounded by one chunk, whatever ``episodes``."""
+    if check_episodes(episodes) <= CHUNK:
+        return simulate(trim_model, policy, points, episodes, seed).summary()
+    n = correct = regens = steps = 0
+    tokens, max_tokens, max_regens = 0.0, 0.0, 0
+    desc = str(getattr(policy, "name", "policy"))
+    for size, rng in _chunks(episodes, seed, progress, desc):
+        c, t, r, st = _simulate_chunk(trim_model, policy, points, size, rng)
+        n += size
+        correct += int(c.sum())
+        tokens += float(t.sum())
+        max_tokens = max(max_tokens, float(t.max(initial=0)))
+        regens += int(r.sum())
+        max_regens = max(max_regens, int(r.max(initial=0)))
+        steps += int(st.sum())
+    acc = correct / n
+    return {
+        "policy": getattr(policy, "name", "policy"),
+        "episodes": n,
+        "accuracy": acc,
+        "accuracy_se": float(np.sqrt(acc * (1 - acc) / n)),
+        "strong_tokens": tokens / n,
+        "max_strong_tokens": max_tokens,
+        "regenerations": regens / n,
+        "max_regenerations": max_regens,
+        "mean_steps": steps / n,
+    }
+
+
+def _simulate_chunk(trim_model, policy, points: dict, N: int, rng):
+    """(correct, strong tokens, regenerations, steps) of N episodes drawn from ``rng``."""
     tm = trim_model
-    rng = np.random.default_rng(seed)
-    N = int(episodes)
     T = tm.max_steps
     pw, ps = tm.p_weak, tm.p_strong
     L = rng.choice(np.arange(1, T + 1), p=tm.length_pmf, size=N)
@@ -112,7 +172,7 @@ def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: in
         mCE = post[:, 0] + post[:, 1]
         x = np.where(regen, ps * mCE, pC)
         prior[alive] = np.stack([pw * x, (1 - pw) * x, 1 - x], axis=1)
-    return SimResult(getattr(policy, "name", "policy"), correct, tokens, regens, np.minimum(L, T))
+    return correct, tokens, regens, np.minimum(L, T)
 
 
 def family_policies(trim_model, sweep: str) -> list:
@@ -152,7 +212,7 @@ def run_family(
         it = tqdm(pols, desc=sweep, file=sys.stderr, leave=False)
     out = []
     for p in it:
-        r = simulate(trim_model, p, points, episodes, seed).summary()
+        r = simulate_summary(trim_model, p, points, episodes, seed)
         if hasattr(p, "predicted"):
             r["predicted_accuracy"] = p.predicted.get("accuracy")
             r["predicted_strong_tokens"] = p.predicted.get("strong_tokens")
