@@ -354,3 +354,13 @@ def test_simulation_in_chunks_matches_one_pass(data_dir, monkeypatch):
     assert running.pop("policy") == whole.pop("policy")
     for k in whole:
         assert running[k] == pytest.approx(whole[k], rel=1e-12), k
+
+
+def test_load_model_passes_the_limit_on(tmp_path, pomdp_dir):
+    p = tmp_path / "m.pomdp"
+    p.write_text(_header(20_000, actions=2))
+    with pytest.raises(FormatError, match="over the 1 MB limit"):
+        load_model(p, max_memory_mb=1)
+    assert load_model(p, max_memory_mb=100).n_states == 20_000
+    with pytest.raises(FormatError, match="over the 1 MB limit"):
+        load_model(pomdp_dir / "RockSample_7_8.pomdpx", max_memory_mb=1)

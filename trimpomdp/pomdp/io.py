@@ -18,11 +18,13 @@ def _format_of(path: Path) -> str:
     return fmt
 
 
-def load_model(path, validate: bool = True) -> POMDP:
+def load_model(path, validate: bool = True, max_memory_mb: float | None = None) -> POMDP:
     """Read a ``.pomdp`` (Cassandra) or ``.pomdpx`` (SARSOP XML) file into a validated POMDP.
 
     Rows of T and O are renormalised exactly after passing validation (files print rounded numbers);
     ``validate=False`` returns the model as written, for tools that report problems instead of failing.
+    A model estimated to need more than ``max_memory_mb`` (default ``$TRIMPOMDP_MODEL_MEMORY_MB`` or
+    4096) is refused before it is built.
     """
     path = Path(path)
     fmt = _format_of(path)
@@ -31,10 +33,10 @@ def load_model(path, validate: bool = True) -> POMDP:
     if fmt == "cassandra":
         from trimpomdp.pomdp.cassandra import read_pomdp
 
-        return read_pomdp(path, validate)
+        return read_pomdp(path, validate, max_memory_mb)
     from trimpomdp.pomdp.pomdpx import read_pomdpx
 
-    return read_pomdpx(path, validate)
+    return read_pomdpx(path, validate, max_memory_mb)
 
 
 def save_model(model: POMDP, path) -> Path:
