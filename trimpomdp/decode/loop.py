@@ -16,7 +16,6 @@ and no problem waits longer than ``problem_timeout`` seconds on one call, retrie
 """
 from __future__ import annotations
 
-import copy
 import inspect
 import math
 import time
@@ -28,6 +27,7 @@ import numpy as np
 from trimpomdp.decode.backends import BatchError, StepOut, boxed_closed
 from trimpomdp.decode.prompts import join_steps, render
 from trimpomdp.errors import TrimError
+from trimpomdp.interfaces import StepObservation
 
 
 def _one_line(exc: BaseException) -> str:
@@ -66,7 +66,7 @@ class LoopStats:
 @dataclass
 class _State:
     problem: object
-    policy: object
+    policy_state: object                            # the policy's per-question state (policy.start())
     t0: float
     steps: list = field(default_factory=list)       # kept step texts
     records: list = field(default_factory=list)     # trace step entries
@@ -96,7 +96,6 @@ class RoutedDecoder:
         self.batch_size, self.max_steps, self.max_step_tokens = batch_size, max_steps, max_step_tokens
         self.stats = LoopStats()
         self.obs_model = belief_filter.model.obs
-        self._per_problem_policy = getattr(policy, "cap", None) is not None
 
     @property
     def models(self) -> dict:
@@ -113,9 +112,7 @@ class RoutedDecoder:
         out: list[dict] = []
         while qi < len(queue) or active:
             while len(active) < self.batch_size and qi < len(queue):
-                pol = copy.copy(self.policy) if self._per_problem_policy else self.policy
-                pol.reset()
-                active.append(_State(queue[qi], pol, time.perf_counter()))
+                active.append(_State(queue[qi], self.policy.start(), time.perf_counter()))
                 qi += 1
             self._iterate(active)
             still = []
@@ -259,7 +256,8 @@ class RoutedDecoder:
             prior = self.filter.predict(self.filter.start() if s.post is None else s.post,
                                         "keep" if s.post is None else s.prev_action)
             post = self.filter.correct(prior, obs)
-            d = s.policy.decide(post, step, o.n_tokens, score=score)
+            d, s.policy_state = self.policy.act(s.policy_state, StepObservation(
+                step=step, n_tokens=int(o.n_tokens), score=score, min_earlier=float(obs[0]), belief=post))
         except TrimError as exc:
             s.finish, s.error = "error", f"routing failed at step {step}: {str(exc).splitlines()[0]}"
             return False
