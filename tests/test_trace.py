@@ -22,7 +22,7 @@ def make_record(pid="0", policy="threshold:0.5", correct=True, n_steps=2):
                       "prm_score": 0.3 if regen else 0.9, "observation": [1.0, 0.9], "obs_bin": 3,
                       "belief_before": [0.9, 0.05, 0.05], "belief_after": [0.8, 0.15, 0.05],
                       "action": "regenerate" if regen else "keep", "q_keep": 1.0, "q_regenerate": 0.5})
-    return {"format": "trimpomdp.trace", "version": 1, "id": pid, "question": "q", "reference": "1",
+    return {"format": "trimpomdp.trace", "version": 2, "id": pid, "question": "q", "reference": "1",
             "policy": policy, "models": {"weak": "w", "strong": "s", "prm": "p"},
             "solution": "s0\n\ns1", "answer": "1", "correct": correct,
             "tokens": {"weak_kept": 10, "weak_discarded": 10 * (n_steps // 2), "strong": 12 * (n_steps // 2)},
@@ -44,7 +44,7 @@ def test_roundtrip_with_header(tmp_path):
 @pytest.mark.parametrize("mutate,field", [
     (lambda r: r.pop("tokens"), "tokens"),
     (lambda r: r.update(finish="done"), "finish"),
-    (lambda r: r.update(version=2), "version"),
+    (lambda r: r.update(version=3), "version"),
     (lambda r: r["steps"][1].update(action="skip"), "steps[1].action"),
     (lambda r: r["steps"][0].update(belief_after=[0.5, 0.6, 0.1]), "steps[0].belief_after"),
     (lambda r: r["steps"][0].update(model="medium"), "steps[0].model"),
@@ -110,7 +110,7 @@ def test_writer_rejects_invalid_and_nan_records(tmp_path):
     with TraceWriter(path) as w:
         rec = make_record("0")
         rec["steps"][0]["prm_score"] = float("nan")
-        with pytest.raises(TrimError, match="not valid JSON"):
+        with pytest.raises(TrimError, match="prm_score"):
             w.write(rec)
         with pytest.raises(FormatError, match="finish"):
             w.write({**make_record("1"), "finish": "?"})

@@ -576,11 +576,14 @@ _STEP = (
     Field("action", "str", choices=("keep", "regenerate")),
     _num("q_keep", required=False, null=True),
     _num("q_regenerate", required=False, null=True),
+    Field("policy_state", "any", required=False, null=True),  # v2: the policy's state before deciding
 )
+#: trace versions the reader accepts (the writer writes the last); v2 adds ``steps[].policy_state``
+TRACE_VERSIONS = (1, 2)
 #: one record (line) of a decode trace JSONL; the reader lives in trimpomdp/decode/trace.py
 TRACE_RECORD = (
     Field("format", "str", choices=("trimpomdp.trace",)),
-    Field("version", "int", choices=(1,)),
+    Field("version", "int", choices=TRACE_VERSIONS),
     Field("id", "str", min_len=1),
     Field("question", "str"),
     Field("policy", "str"),
@@ -594,6 +597,12 @@ TRACE_RECORD = (
     _num("seconds", required=False),
     Field("models", "object", required=False, null=True),
     Field("steps", "list", items=Field("", "object", fields=_STEP)),
+)
+#: the optional first line of a trace: the settings of the run that wrote it (compared on --resume)
+TRACE_HEADER = (
+    Field("format", "str", choices=("trimpomdp.trace_header",)),
+    Field("version", "int", choices=TRACE_VERSIONS),
+    Field("settings", "object"),
 )
 
 #: header-carrying ``.npz`` formats, validated by ``artifacts.load_npz``

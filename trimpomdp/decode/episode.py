@@ -65,6 +65,11 @@ class Episode:
             return "observe"
         return "decide" if self._entry.get("action") is None else "commit"
 
+    @property
+    def pending_action(self) -> str | None:
+        """The decided action of the step awaiting commit (None before the decision)."""
+        return None if self._entry is None else self._entry.get("action")
+
     def fail(self, message: str) -> None:
         """End the episode with an error that stays with this problem."""
         self.finish, self.error = "error", message

@@ -1,14 +1,11 @@
 """The routed decode loop, batched over problems (continuous batching).
 
-One iteration for all active problems: the weak model writes step t of each, the PRM scores them in one
-batch, each problem's belief goes through the routing filter (prior = predict(previous posterior,
-previous action); posterior = correct(prior, observation)) and its policy decides keep/regenerate on the
-posterior, the strong model rewrites the chosen steps in one batch, then the next iteration continues
-from the (possibly rewritten) prefixes. Finished problems are written at once (trace schema v1) and
-replaced by new ones. Discarded weak tokens are counted but not charged; only strong tokens are cost.
-
-Observation of step t: (min PRM score of the earlier *kept weak* steps, 1.0 if none; score of step t).
-Strong rewrites are not scored (that would be an observation the routing model does not contain).
+Each problem is a ``decode.episode.Episode`` (the per-step API, where the belief, policy state and trace
+bookkeeping live); this module only batches the model calls. One iteration for all active problems: the
+weak model writes step t of each, the PRM scores them in one batch, each episode observes its score and its
+policy decides, the strong model rewrites the chosen steps in one batch, and the episodes commit. Finished
+problems are written at once and replaced by new ones. Discarded weak tokens are counted but not charged;
+only strong tokens are cost.
 
 Faults stay with their problem: a model or PRM call that fails for one problem records that problem
 as failed (``finish: error``) and the rest of its batch carries on (see ``RoutedDecoder._call_each``),
@@ -19,15 +16,13 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
-
-from trimpomdp.decode.backends import BatchError, StepOut, boxed_closed
-from trimpomdp.decode.prompts import join_steps, render
+from trimpomdp.decode.backends import BatchError, StepOut
+from trimpomdp.decode.episode import Episode
+from trimpomdp.decode.prompts import render
 from trimpomdp.errors import TrimError
-from trimpomdp.interfaces import StepObservation
 
 
 def _one_line(exc: BaseException) -> str:
@@ -63,22 +58,6 @@ class LoopStats:
         return 1e3 * self.routing_seconds / max(1, self.steps)
 
 
-@dataclass
-class _State:
-    problem: object
-    policy_state: object                            # the policy's per-question state (policy.start())
-    t0: float
-    steps: list = field(default_factory=list)       # kept step texts
-    records: list = field(default_factory=list)     # trace step entries
-    post: np.ndarray | None = None                  # posterior after the previous step
-    prev_action: str = "keep"
-    min_score: float = 1.0                          # min PRM score of earlier kept weak steps
-    tokens: dict = field(default_factory=lambda: {"weak_kept": 0, "weak_discarded": 0, "strong": 0})
-    finish: str | None = None
-    error: str | None = None
-    pending: dict | None = None                     # this iteration's partial step entry
-
-
 class RoutedDecoder:
     """Runs problems through weak model + PRM + filter + policy + strong model (see module docstring)."""
 
@@ -95,7 +74,6 @@ class RoutedDecoder:
         self.policy_name = policy_name
         self.batch_size, self.max_steps, self.max_step_tokens = batch_size, max_steps, max_step_tokens
         self.stats = LoopStats()
-        self.obs_model = belief_filter.model.obs
 
     @property
     def models(self) -> dict:
@@ -108,11 +86,11 @@ class RoutedDecoder:
         """Decode every problem; ``on_record`` gets each record as soon as its problem finishes."""
         queue = list(problems)
         qi = 0
-        active: list[_State] = []
+        active: list[Episode] = []
         out: list[dict] = []
         while qi < len(queue) or active:
             while len(active) < self.batch_size and qi < len(queue):
-                active.append(_State(queue[qi], self.policy.start(), time.perf_counter()))
+                active.append(Episode(queue[qi], self.policy, self.filter, max_steps=self.max_steps))
                 qi += 1
             self._iterate(active)
             still = []
@@ -120,7 +98,7 @@ class RoutedDecoder:
                 if st.finish is None:
                     still.append(st)
                     continue
-                rec = self._record(st)
+                rec = st.record(self.policy_name, self.models)
                 self._forget(st)
                 self.stats.problems += 1
                 self.stats.errors += st.finish == "error"
@@ -130,7 +108,7 @@ class RoutedDecoder:
             active = still
         return out
 
-    def _forget(self, st: _State) -> None:
+    def _forget(self, st: Episode) -> None:
         for gen, tag in ((self.weak, "w"), (self.strong, "s")):
             if gen is not None and hasattr(gen, "forget"):
                 gen.forget(f"{tag}:{st.problem.id}")
@@ -180,7 +158,7 @@ class RoutedDecoder:
                 outs.append(exc)
         return outs
 
-    def _generate(self, gen, states: Sequence[_State], tag: str) -> list[StepOut | None]:
+    def _generate(self, gen, states: Sequence[Episode], tag: str) -> list[StepOut | None]:
         """The next step of every state; a problem whose generation failed is finished as an error."""
         def call(sts, **kw):
             return gen.generate_steps([render(gen.prompt_style, s.problem.question, s.steps) for s in sts],
@@ -193,13 +171,12 @@ class RoutedDecoder:
                 continue
             if hasattr(gen, "forget"):  # its cache may be half-extended
                 gen.forget(f"{tag}:{s.problem.id}")
-            s.finish = "error"
-            s.error = f"{'weak' if tag == 'w' else 'strong'} generation failed: " + (
-                _one_line(o) if isinstance(o, BaseException) else f"not a step ({type(o).__name__})")
+            s.fail(f"{'weak' if tag == 'w' else 'strong'} generation failed: " + (
+                _one_line(o) if isinstance(o, BaseException) else f"not a step ({type(o).__name__})"))
             res.append(None)
         return res
 
-    def _score(self, live: list[tuple[_State, StepOut]]) -> list:
+    def _score(self, live: list[tuple[Episode, StepOut]]) -> list:
         """PRM scores of the new weak steps (an exception in place of a problem's score if it failed)."""
         def call(pairs, **kw):
             return self.prm.score([s.problem.question for s, _ in pairs], [s.steps + [o.text] for s, o in pairs],
@@ -207,7 +184,7 @@ class RoutedDecoder:
 
         return self._call_each(live, call, _takes_deadline(self.prm.score))
 
-    def _iterate(self, active: list[_State]) -> None:
+    def _iterate(self, active: list[Episode]) -> None:
         t = time.perf_counter()
         weak_outs = self._generate(self.weak, active, "w")
         self.stats.weak_seconds += time.perf_counter() - t
@@ -217,17 +194,17 @@ class RoutedDecoder:
         t = time.perf_counter()
         scores = self._score(live)
         self.stats.prm_seconds += time.perf_counter() - t
-        regen: list[tuple[_State, StepOut]] = []
+        regen: list[tuple[Episode, StepOut]] = []
         for (s, o), score in zip(live, scores):
             if isinstance(score, BaseException):
-                s.finish, s.error = "error", f"PRM failed: {_one_line(score)}"
+                s.fail(f"PRM failed: {_one_line(score)}")
             elif self._route(s, o, score):
                 regen.append((s, o))
         strong_outs = {}
         if regen:
             if self.strong is None:
                 for s, _ in regen:
-                    s.finish, s.error = "error", "policy chose regenerate but no strong model is loaded"
+                    s.fail("policy chose regenerate but no strong model is loaded")
                 regen = []
             else:
                 t = time.perf_counter()
@@ -237,83 +214,28 @@ class RoutedDecoder:
         for s, o in live:
             if s.finish == "error":
                 continue
-            self._commit(s, o, strong_outs.get(id(s)))
+            self._commit(s, strong_outs.get(id(s)))
 
-    def _route(self, s: _State, o: StepOut, score) -> bool:
-        """Filter + policy for one weak step; returns True when the step is to be regenerated."""
+    def _route(self, ep: Episode, o: StepOut, score) -> bool:
+        """Belief update + policy for one weak step; True when the step is to be regenerated."""
         t0 = time.perf_counter()
         try:
-            score = float(score)
-        except (TypeError, ValueError):
-            score = float("nan")
-        if not math.isfinite(score):
-            s.finish, s.error = "error", f"PRM returned a non-finite score ({score}) at step {len(s.steps) + 1}"
-            return False
-        score = min(1.0, max(0.0, score))
-        step = len(s.steps) + 1
-        obs = (s.min_score, score)
-        try:
-            prior = self.filter.predict(self.filter.start() if s.post is None else s.post,
-                                        "keep" if s.post is None else s.prev_action)
-            post = self.filter.correct(prior, obs)
-            d, s.policy_state = self.policy.act(s.policy_state, StepObservation(
-                step=step, n_tokens=int(o.n_tokens), score=score, min_earlier=float(obs[0]), belief=post))
-        except TrimError as exc:
-            s.finish, s.error = "error", f"routing failed at step {step}: {str(exc).splitlines()[0]}"
+            ep.observe(o, score)
+            d = ep.decide()
+        except TrimError:  # the episode has recorded the error
             return False
         self.stats.routing_seconds += time.perf_counter() - t0
         self.stats.steps += 1
-        s.pending = {
-            "index": step, "text": o.text, "model": "weak", "weak_text": o.text,
-            "weak_tokens": int(o.n_tokens), "strong_tokens": 0, "prm_score": score,
-            "observation": [float(obs[0]), score], "obs_bin": int(self.obs_model.bin_index(np.array(obs))),
-            "belief_before": [float(x) for x in prior], "belief_after": [float(x) for x in post],
-            "action": d.action, "q_keep": d.q_keep, "q_regenerate": d.q_regenerate,
-        }
-        s.post, s.prev_action = post, d.action
-        return d.action == "regenerate"
+        return d.regenerate
 
-    def _commit(self, s: _State, weak: StepOut, strong: StepOut | None) -> None:
-        e = s.pending
-        s.pending = None
-        if e["action"] == "regenerate":
+    def _commit(self, ep: Episode, strong: StepOut | None) -> None:
+        if ep.awaiting != "commit":
+            return
+        if ep.pending_action == "regenerate":
             if strong is None:
                 return  # generation error already recorded
-            e.update(text=strong.text, model="strong", strong_tokens=int(strong.n_tokens))
-            s.tokens["weak_discarded"] += weak.n_tokens
-            s.tokens["strong"] += strong.n_tokens
-            chosen = strong
             self.stats.regenerations += 1
-        else:
-            s.tokens["weak_kept"] += weak.n_tokens
-            s.min_score = min(s.min_score, e["prm_score"])
-            chosen = weak
-        s.steps.append(e["text"])
-        s.records.append(e)
-        if chosen.finished:
-            s.finish = "answer" if boxed_closed(join_steps(s.steps)) else "eos"
-        elif len(s.steps) >= self.max_steps:
-            s.finish = "max_steps"
-
-    # ------------------------------------------------------------------------------------------- output
-    def _record(self, s: _State) -> dict:
-        from trimpomdp.decode.answers import extract_answer, is_equivalent
-
-        p = s.problem
-        solution = join_steps(s.steps)
-        answer = extract_answer(solution) if s.steps else None
-        if p.reference is None:
-            correct = None
-        else:
-            correct = bool(is_equivalent(answer, p.reference, getattr(p, "kind", "math")))
-        return {
-            "format": "trimpomdp.trace", "version": 1,
-            "id": str(p.id), "question": p.question, "reference": p.reference,
-            "policy": self.policy_name, "models": self.models,
-            "solution": solution, "answer": answer, "correct": correct,
-            "tokens": dict(s.tokens), "finish": s.finish, "error": s.error,
-            "seconds": round(time.perf_counter() - s.t0, 4), "steps": s.records,
-        }
+        ep.commit(strong)
 
 
 #: header fields that must agree for a resumed run to append to a trace (one policy, one set of models)

@@ -9,18 +9,18 @@ The schema is in ``TRACE_FORMAT``/``validate_record``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from trimpomdp import schemas
 from trimpomdp.errors import FormatError, TrimError
 
 TRACE_FORMAT = "trimpomdp.trace"
 HEADER_FORMAT = "trimpomdp.trace_header"
-TRACE_VERSION = 1
+TRACE_VERSION = schemas.TRACE_VERSIONS[-1]
 
 FINISH = ("answer", "max_steps", "eos", "error")
 ACTIONS = ("keep", "regenerate")
@@ -32,87 +32,18 @@ class TraceWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------------------------- checks
-def _is_num(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _check(cond: bool, msg: str, path, line):
-    if not cond:
-        raise FormatError(msg, path, line)
-
-
-def _check_belief(b, name, path, line):
-    _check(isinstance(b, list) and len(b) == 3 and all(_is_num(v) for v in b),
-           f"{name} must be a list of 3 numbers [C, E, D], got {b!r}", path, line)
-    # tolerant enough for writers that round to 3 decimals
-    _check(all(-1e-6 <= v <= 1 + 1e-6 for v in b) and abs(sum(b) - 1.0) <= 2e-3,
-           f"{name} must be a probability vector (entries in [0,1] summing to 1), got {b!r}", path, line)
-
-
-def validate_step(step, k: int, path=None, line=None) -> None:
-    """Check one entry of ``steps`` (``k`` is its 0-based position); raise FormatError if wrong."""
-    p = f"steps[{k}]"
-    _check(isinstance(step, dict), f"{p} must be an object", path, line)
-    _check(_is_int(step.get("index")), f"{p}.index must be an integer", path, line)
-    _check(isinstance(step.get("text"), str), f"{p}.text must be a string", path, line)
-    _check(step.get("model") in STEP_MODELS,
-           f"{p}.model must be 'weak' or 'strong', got {step.get('model')!r}", path, line)
-    _check(step.get("weak_text") is None or isinstance(step.get("weak_text"), str),
-           f"{p}.weak_text must be a string or null", path, line)
-    for key in ("weak_tokens", "strong_tokens"):
-        _check(_is_int(step.get(key, 0)) and step.get(key, 0) >= 0,
-               f"{p}.{key} must be a non-negative integer", path, line)
-    score = step.get("prm_score")
-    _check(score is None or _is_num(score), f"{p}.prm_score must be a number or null", path, line)
-    obs = step.get("observation")
-    _check(obs is None or (isinstance(obs, list) and len(obs) == 2 and all(_is_num(v) for v in obs)),
-           f"{p}.observation must be [min_earlier_score, prm_score]", path, line)
-    _check(step.get("obs_bin") is None or _is_int(step.get("obs_bin")), f"{p}.obs_bin must be an integer",
-           path, line)
-    for key in ("belief_before", "belief_after"):
-        if step.get(key) is not None:
-            _check_belief(step[key], f"{p}.{key}", path, line)
-    _check(step.get("action") in ACTIONS, f"{p}.action must be 'keep' or 'regenerate', got "
-           f"{step.get('action')!r}", path, line)
-    for key in ("q_keep", "q_regenerate"):
-        _check(step.get(key) is None or _is_num(step.get(key)), f"{p}.{key} must be a number or null",
-               path, line)
-
-
 def validate_record(rec, path=None, line=None) -> None:
-    """Check a trace record against the version-1 schema; raise FormatError naming the field."""
-    _check(isinstance(rec, dict), "a trace line must be a JSON object", path, line)
-    _check(rec.get("format") == TRACE_FORMAT, f"format must be {TRACE_FORMAT!r}, got {rec.get('format')!r}",
-           path, line)
-    _check(rec.get("version") == TRACE_VERSION, f"unsupported trace version {rec.get('version')!r} "
-           f"(expected {TRACE_VERSION})", path, line)
-    _check(isinstance(rec.get("id"), str) and rec["id"] != "", "id must be a non-empty string", path, line)
-    for key in ("question", "policy", "solution"):
-        _check(isinstance(rec.get(key), str), f"{key} must be a string", path, line)
-    for key in ("reference", "answer", "error"):
-        _check(rec.get(key) is None or isinstance(rec.get(key), str), f"{key} must be a string or null",
-               path, line)
-    _check(rec.get("correct") in (True, False, None), "correct must be true, false or null", path, line)
-    tokens = rec.get("tokens")
-    _check(isinstance(tokens, dict), "tokens must be an object {weak_kept, weak_discarded, strong}",
-           path, line)
-    for key in ("weak_kept", "weak_discarded", "strong"):
-        _check(_is_int(tokens.get(key)) and tokens[key] >= 0, f"tokens.{key} must be a non-negative integer",
-               path, line)
-    _check(rec.get("finish") in FINISH,
-           f"finish must be one of {', '.join(FINISH)}, got {rec.get('finish')!r}", path, line)
-    _check(_is_num(rec.get("seconds", 0.0)) and math.isfinite(rec.get("seconds", 0.0)),
-           "seconds must be a number", path, line)
-    _check(rec.get("models") is None or isinstance(rec.get("models"), dict), "models must be an object",
-           path, line)
-    steps = rec.get("steps")
-    _check(isinstance(steps, list), "steps must be a list", path, line)
-    for k, step in enumerate(steps):
-        validate_step(step, k, path, line)
+    """Check a trace record against its schema (``schemas.TRACE_RECORD``); raise FormatError naming the
+    field. Versions 1 and 2 are read; the steps' own indices must run 1, 2, ... in order."""
+    schemas.check_fields(schemas.TRACE_RECORD, rec, path, line=line)
+    for k, step in enumerate(rec["steps"]):
+        if step["index"] != k + 1:
+            raise FormatError(f"field 'steps[{k}].index': must be {k + 1} (steps in order), got {step['index']}",
+                              None if path is None else str(path), line)
+
+
+def validate_header(rec, path=None, line=None) -> None:
+    schemas.check_fields(schemas.TRACE_HEADER, rec, path, line=line)
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -159,6 +90,8 @@ def read_run(path, validate: bool = True) -> TraceRun:
                 continue
             raise FormatError(f"invalid JSON ({exc.msg} at column {exc.colno})", str(p), lineno) from None
         if isinstance(rec, dict) and rec.get("format") == HEADER_FORMAT:
+            if validate:
+                validate_header(rec, str(p), lineno)
             if run.header is None and not run.records:
                 run.header = rec
             continue
