@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def bench_routing(n_steps: int, lam: float) -> float:
-    from trimpomdp.cli.decode import default_trim_model_path
+    from trimpomdp.packaged import default_spec_path
     from trimpomdp.routing import BeliefFilter, TrimModel, load_policy
 
-    tm = TrimModel.load(default_trim_model_path())
+    tm = TrimModel.load(default_spec_path())
     t0 = time.perf_counter()
     policy = load_policy(f"pomdp:lambda={lam}", trim_model=tm)
     solve_s = time.perf_counter() - t0
@@ -75,7 +75,7 @@ def _tiny():
 def bench_loop(model_spec: str, n_problems: int, max_steps: int, max_step_tokens: int, device: str, data: Path):
     import torch
 
-    from trimpomdp.cli.decode import default_trim_model_path
+    from trimpomdp.packaged import default_spec_path
     from trimpomdp.decode.hf import HFStepGenerator, load_causal_lm
     from trimpomdp.decode.loop import RoutedDecoder
     from trimpomdp.decode.problems import load_problems
@@ -92,7 +92,7 @@ def bench_loop(model_spec: str, n_problems: int, max_steps: int, max_step_tokens
         model, tok = load_causal_lm(folder, gguf, device)
         print(f"[load] {model_spec}: {time.perf_counter() - t0:.1f} s from {folder}")
     probs, _ = load_problems(data, limit=n_problems)
-    tm = TrimModel.load(default_trim_model_path())
+    tm = TrimModel.load(default_spec_path())
 
     class ConstPRM:  # the PRM is not what is measured here
         name = "const"

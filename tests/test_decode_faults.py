@@ -124,10 +124,10 @@ def server():
 
 @pytest.fixture(scope="module")
 def routing():
-    from trimpomdp.cli.decode import default_trim_model_path
+    from trimpomdp.packaged import default_spec_path
     from trimpomdp.routing import BeliefFilter, TrimModel, load_policy
 
-    tm = TrimModel.load(default_trim_model_path())
+    tm = TrimModel.load(default_spec_path())
     return lambda spec="threshold:0.5": (load_policy(spec, trim_model=tm), BeliefFilter(tm))
 
 

@@ -82,10 +82,10 @@ def lms(tok):
 
 @pytest.fixture(scope="module")
 def trim_model():
-    from trimpomdp.cli.decode import default_trim_model_path
+    from trimpomdp.packaged import default_spec_path
     from trimpomdp.routing import TrimModel
 
-    return TrimModel.load(default_trim_model_path())
+    return TrimModel.load(default_spec_path())
 
 
 def gen(lms, tok, which, **kw):

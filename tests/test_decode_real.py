@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason="packaged models not inst
 
 
 def test_real_models_routed_decode(data_dir, tmp_path):
-    from trimpomdp.cli.decode import default_trim_model_path
+    from trimpomdp.packaged import default_spec_path
     from trimpomdp.cli.main import main
     from trimpomdp.decode.prompts import join_steps
     from trimpomdp.decode.trace import read_run
@@ -36,7 +36,7 @@ def test_real_models_routed_decode(data_dir, tmp_path):
     assert rc == 0
     run = read_run(out)  # validates every record against the trace schema
     assert [r["id"] for r in sorted(run.records, key=lambda r: int(r["id"]))] == ["0", "1", "2"]
-    tm = TrimModel.load(default_trim_model_path())
+    tm = TrimModel.load(default_spec_path())
     filt, policy = BeliefFilter(tm), load_policy(policy_spec)
     for rec in run.records:
         assert rec["models"] == {"weak": "smollm2", "strong": "gemma3", "prm": "judge:smollm2"}

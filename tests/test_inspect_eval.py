@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from trimpomdp.cli.evaluate import evaluate
+from trimpomdp.analysis.runs import evaluate
 from trimpomdp.cli.main import main
 from trimpomdp.decode.trace import TraceWriter
 

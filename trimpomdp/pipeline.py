@@ -12,6 +12,7 @@ The command line and Python users share this, so ``trimpomdp decode --weak X --p
 """
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from trimpomdp.errors import TrimError
@@ -84,3 +85,57 @@ def build_policy(policy_spec: str, trim_model_path=None):
     tm = load_trim_model(trim_model_path)
     policy = load_policy(policy_spec, trim_model=tm)
     return policy, BeliefFilter(getattr(policy, "trim_model", None) or tm)
+
+
+def decode_file(problems, out=None, *, policy: str = DEFAULT_POLICY, trim_model=None, weak: str = "smollm2",
+                strong: str = "gemma3", prm: str = "judge:smollm2", limit: int | None = None,
+                question_field: str | None = None, answer_field: str | None = None, batch_size: int = 4,
+                max_steps: int = 12, max_step_tokens: int = 128, device: str = "auto", temperature: float = 0.0,
+                cache_reuse: bool = True, seed: int = 0, problem_timeout: float = 120.0, resume: bool = False,
+                skip_errors: bool = False, force_mixed: bool = False, progress: bool = True,
+                warn=None) -> dict:
+    """Routed decoding of a problem file into a trace (``trimpomdp decode``); returns the run summary
+    (``out``, counts, accuracy, mean strong tokens, ``failed``). ``warn(message)`` receives the problems
+    skipped as unusable."""
+    from trimpomdp.decode.loop import RESUME_FIELDS, RoutedDecoder, run_to_trace
+    from trimpomdp.decode.problems import load_problems
+
+    if (skip_errors or force_mixed) and not resume:
+        raise TrimError(f"{'skip_errors' if skip_errors else 'force_mixed'} only applies when resuming")
+    out = Path(out) if out is not None else Path(f"{Path(problems).stem}.trace.jsonl")
+    probs, errors = load_problems(problems, question_field, answer_field, limit)
+    for e in errors:
+        if warn is not None:
+            warn(f"skipped {e}")
+    if not probs:
+        raise TrimError(f"{problems}: no usable problems")
+    header = {"problems": str(problems), "policy": policy, "weak": weak, "strong": strong, "prm": prm,
+              "trim_model": None if trim_model is None else str(trim_model), "max_steps": max_steps,
+              "max_step_tokens": max_step_tokens, "temperature": temperature, "seed": seed, "device": device,
+              "cache_reuse": cache_reuse}
+    if resume and not force_mixed:  # before any model is loaded
+        from trimpomdp.decode.trace import check_resume_settings
+
+        check_resume_settings(out, header, RESUME_FIELDS)
+    pol, filt = build_policy(policy, trim_model)
+    random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        raise TrimError("decoding needs torch and transformers: pip install torch==2.13.0 transformers "
+                        "accelerate gguf") from None
+    from trimpomdp.decode.hf import pick_device
+
+    header["device"] = device = pick_device(device)
+    pool = ModelPool(device)
+    weak_gen = pool.generator(weak, seed, temperature, cache_reuse)
+    strong_gen = None if policy.strip() == "weak" else pool.generator(strong, seed + 1, temperature, cache_reuse)
+    decoder = RoutedDecoder(weak_gen, strong_gen, pool.prm(prm, batch_size), pol, filt, policy_name=policy,
+                            batch_size=batch_size, max_steps=max_steps, max_step_tokens=max_step_tokens,
+                            problem_timeout=problem_timeout)
+    summary = run_to_trace(decoder, probs, out, resume=resume, header=header, progress=progress,
+                           retry_errors=not skip_errors, force_mixed=force_mixed)
+    summary["out"] = str(out)
+    return summary
