@@ -17,8 +17,8 @@ from trimpomdp.artifacts import META_KEY, load_npz, save_npz
 from trimpomdp.cli.main import main
 from trimpomdp.errors import FormatError, TrimError
 from trimpomdp.observation_models import BinnedObservationModel, ReflectedKDE, load_binned, save_model
-from trimpomdp.policy import AlphaVectorPolicy
-from trimpomdp.policy_xml import read_policy_xml, write_policy_xml
+from trimpomdp.policies.alpha import AlphaVectorPolicy
+from trimpomdp.policies.xml import read_policy_xml, write_policy_xml
 from trimpomdp.routing import load_policy
 from trimpomdp.routing.policies import PomdpPolicy
 from trimpomdp.routing.spec import TrimModel

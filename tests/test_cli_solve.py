@@ -6,7 +6,7 @@ import json
 import pytest
 
 from trimpomdp.cli.main import main
-from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.policies.alpha import AlphaVectorPolicy
 
 
 def run(capsys, *args):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from trimpomdp.errors import ModelError, TrimError
-from trimpomdp.evaluation import default_horizon, evaluate_exact, simulate_policy
-from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.policies.evaluation import default_horizon, evaluate_exact, simulate_policy
+from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
 from trimpomdp.solvers.exact import ExactSolver
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from trimpomdp.cli.main import main
 from trimpomdp.errors import FormatError, ModelError
-from trimpomdp.policy import AlphaVectorPolicy
-from trimpomdp.policy_xml import read_policy_xml, write_policy_xml
+from trimpomdp.policies.alpha import AlphaVectorPolicy
+from trimpomdp.policies.xml import read_policy_xml, write_policy_xml
 from trimpomdp.pomdp import load_model
 
 from tests.test_exact import tiger

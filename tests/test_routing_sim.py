@@ -10,7 +10,7 @@ import pytest
 
 from trimpomdp.cli.main import main
 from trimpomdp.errors import TrimError
-from trimpomdp.routing import TrimModel, load_policy, parse_budget, solve_budget, solve_trim
+from trimpomdp.routing import TrimModel, load_policy, parse_budget, parse_sweep, solve_budget, solve_trim
 from trimpomdp.routing import metrics as M
 from trimpomdp.routing.simulator import load_observation_points, simulate
 
@@ -162,38 +162,43 @@ def test_cli_trim_model(tmp_path, data_dir, capsys):
     assert rc == 2 and err.startswith("Error:") and "nope__next_step_accuracy" in err
 
 
-def test_run_trim_solve_budget_and_sweep(tmp_path, capsys):
-    from trimpomdp.cli.solve_trim import run_trim_solve
+def test_solve_budgets_and_sweep_resume(tmp_path):
+    from trimpomdp.routing.sweep import solve_budgets, write_curve
 
-    s = run_trim_solve({"model": str(SPEC), "budget": "lambda=0.2", "output": str(tmp_path / "p.npz")})
-    assert Path(s["policies"][0]).exists()
-    assert load_policy(f"pomdp:{s['policies'][0]}").lam == 0.2
-    s = run_trim_solve(
-        {
-            "model": str(SPEC),
-            "sweep": "lambda=0.05:0.5:3",
-            "curve": str(tmp_path / "c.csv"),
-            "output": str(tmp_path / "sw.npz"),
-        }
-    )
-    assert len(s["policies"]) == 3 and all(Path(p).exists() for p in s["policies"])
+    tm = TrimModel.load(SPEC)
+    rows = solve_budgets(tm, [parse_budget("lambda=0.2")], output=tmp_path / "p.npz")
+    assert Path(rows[0]["policy"]) == tmp_path / "p.npz"
+    assert load_policy(f"pomdp:{rows[0]['policy']}").lam == 0.2
+    sweep = parse_sweep("lambda=0.05:0.5:3")
+    s = solve_budgets(tm, sweep, output=tmp_path / "sw.npz")
+    assert len(s) == 3 and all(Path(r["policy"]).exists() for r in s)
+    write_curve(s, tmp_path / "c.csv")
     # a rerun resumes from the files already written (same spec and budgets): no new solve
-    s2 = run_trim_solve(
-        {"model": str(SPEC), "sweep": "lambda=0.05:0.5:3", "output": str(tmp_path / "sw.npz")}
-    )
-    assert [r["predicted_strong_tokens"] for r in s2["points"]] == [
-        r["predicted_strong_tokens"] for r in s["points"]
-    ]
-    assert [r["solve_seconds"] for r in s2["points"]] == [r["solve_seconds"] for r in s["points"]]
+    s2 = solve_budgets(tm, sweep, output=tmp_path / "sw.npz")
+    assert [r["predicted_strong_tokens"] for r in s2] == [r["predicted_strong_tokens"] for r in s]
+    assert [r["solve_seconds"] for r in s2] == [r["solve_seconds"] for r in s]
     lines = (tmp_path / "c.csv").read_text().splitlines()
     assert len(lines) == 4 and lines[0].startswith("budget,lambda,predicted_accuracy")
-    toks = [r["predicted_strong_tokens"] for r in s["points"]]
+    toks = [r["predicted_strong_tokens"] for r in s]
     assert toks == sorted(toks, reverse=True)
-    run_trim_solve({"model": str(SPEC), "sweep": "mean=80", "curve": str(tmp_path / "c.json"), "json": True})
+
+
+def test_cli_solve_spec_sweep_curve_and_refused_options(tmp_path, capsys):
+    from trimpomdp.cli.main import main
+
+    rc = main(["solve", str(SPEC), "--sweep", "mean=80", "--curve", str(tmp_path / "c.json"), "--json"])
+    assert rc == 0
     pts = json.loads((tmp_path / "c.json").read_text())["points"]
     assert pts[0]["predicted_strong_tokens"] == pytest.approx(80, rel=0.005)
-    with pytest.raises(TrimError):
-        run_trim_solve({"model": str(SPEC)})
+    capsys.readouterr()
+    assert main(["solve", str(SPEC)]) == 2
+    assert "needs --budget" in capsys.readouterr().err
+    # options of the point-based solvers are refused for a spec instead of being silently ignored
+    for opt in (["--solver", "exact"], ["--precision", "0.1"], ["--timeout", "3"], ["--seed", "2"],
+                ["--max-iterations", "5"], ["--memory", "100"]):
+        assert main(["solve", str(SPEC), "--budget", "lambda=0.2", *opt]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and opt[0] in err and "applies to POMDP files" in err
 
 
 def test_cli_simulate_routing(tmp_path, capsys):

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trimpomdp.errors import ModelError
-from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
 from trimpomdp.solvers.sarsop import SARSOPSolver, solve
 
@@ -94,7 +94,7 @@ def test_greedy_policy_achieves_its_lower_bound_under_aggressive_pruning(pomdp_d
     """The policy's exact value at b0 is at least the reported lower bound, even when unused vectors are
     pruned after a single backup: each tree node's best vector is kept, so every vector's continuation is
     still covered. (Pruning by staleness alone made Tiger's greedy policy worth -14 against 19.37.)"""
-    from trimpomdp.evaluation import evaluate_exact
+    from trimpomdp.policies.evaluation import evaluate_exact
     from trimpomdp.pomdp import load_model
 
     m = load_model(pomdp_dir / f"{name}.POMDP")

@@ -224,7 +224,7 @@ def test_crossed_or_infinite_bounds_are_never_reported(capsys, monkeypatch, tmp_
     check_bounds(1.0 + 1e-9, 1.0)  # float noise between two bounds is not a crossing
 
     def crossed(self, model):
-        from trimpomdp.policy import AlphaVectorPolicy
+        from trimpomdp.policies.alpha import AlphaVectorPolicy
 
         pol = AlphaVectorPolicy(np.zeros((1, model.n_states)), np.zeros(1, dtype=np.int64),
                                 {"model_fingerprint": model.fingerprint()})

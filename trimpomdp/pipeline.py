@@ -139,3 +139,43 @@ def decode_file(problems, out=None, *, policy: str = DEFAULT_POLICY, trim_model=
                            retry_errors=not skip_errors, force_mixed=force_mixed)
     summary["out"] = str(out)
     return summary
+
+
+SOLVERS = ("sarsop", "qmdp", "exact")
+
+
+def build_solver(name: str = "sarsop", *, precision: float = 1e-3, timeout: float | None = None,
+                 max_iterations: int | None = None, seed: int = 0, memory_mb: float = 1024,
+                 verbose: bool = False, callback=None, report_every: float = 1.0):
+    """A ``Solver`` for a tabular POMDP by name: SARSOP (point-based), QMDP (upper bound), exact."""
+    if precision <= 0:
+        raise TrimError(f"precision must be > 0, got {precision}")
+    if timeout is not None and timeout <= 0:
+        raise TrimError(f"timeout must be > 0 seconds, got {timeout}")
+    if max_iterations is not None and max_iterations < 0:
+        raise TrimError(f"max iterations must be >= 0, got {max_iterations}")
+    if memory_mb <= 0:
+        raise TrimError(f"memory must be > 0 (MB), got {memory_mb}")
+    if name == "sarsop":
+        from trimpomdp.solvers.sarsop import SARSOPSolver
+
+        return SARSOPSolver(precision=precision, timeout=timeout, max_iterations=max_iterations, seed=seed,
+                            memory_mb=memory_mb, verbose=verbose, callback=callback, report_every=report_every)
+    if name == "qmdp":
+        from trimpomdp.solvers.bounds import QMDPSolver
+
+        return QMDPSolver()
+    if name == "exact":
+        from trimpomdp.solvers.exact import ExactSolver
+
+        return ExactSolver(tol=precision, timeout=timeout, verbose=verbose)
+    raise TrimError(f"unknown solver {name!r}; expected one of {', '.join(SOLVERS)}")
+
+
+def solve_model(model, solver) -> object:
+    """Solve a tabular POMDP; refuses a possibly infinite value (discount 1) before solving and reports
+    non-finite or crossed bounds as an error, never as a result."""
+    model.check_value_finite()
+    res = solver.solve(model)
+    res.check(model.name or "model")
+    return res

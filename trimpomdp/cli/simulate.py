@@ -9,17 +9,6 @@ import click
 from trimpomdp.errors import ModelError, TrimError
 
 
-def load_policy(path: Path):
-    """A policy from our ``.npz`` format or from an APPL ``.policy``/``.xml`` file."""
-    if path.suffix.lower() in (".policy", ".xml"):
-        from trimpomdp.policy_xml import read_policy_xml
-
-        return read_policy_xml(path)
-    from trimpomdp.policy import AlphaVectorPolicy
-
-    return AlphaVectorPolicy.load(path)
-
-
 @click.command(name="simulate")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("policy", type=click.Path(dir_okay=False))
@@ -30,7 +19,8 @@ def load_policy(path: Path):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def simulate(model, policy, episodes, seed, horizon, as_json):
     """Simulate POLICY (.npz, or APPL .policy XML) on MODEL (.pomdp/.pomdpx) from its initial belief."""
-    from trimpomdp.evaluation import simulate_policy
+    from trimpomdp.policies.alpha import load_alpha_policy
+    from trimpomdp.policies.evaluation import simulate_policy
     from trimpomdp.pomdp.io import load_model
 
     if episodes < 1:
@@ -38,14 +28,11 @@ def simulate(model, policy, episodes, seed, horizon, as_json):
     if horizon is not None and horizon < 1:
         raise TrimError(f"simulate: --horizon must be >= 1, got {horizon}")
     pomdp = load_model(Path(model))
-    pol = load_policy(Path(policy))
+    pol = load_alpha_policy(policy)
     try:
         pol.check_model(pomdp)
     except ModelError as exc:
         raise TrimError(f"simulate: {policy} does not fit {model}: {exc}") from None
-    if int(pol.actions.max()) >= pomdp.n_actions or int(pol.actions.min()) < 0:
-        raise TrimError(f"simulate: {policy} uses action index {int(pol.actions.max())} but {model} has "
-                        f"{pomdp.n_actions} actions")
     res = simulate_policy(pomdp, pol, episodes=episodes, horizon=horizon, seed=seed)
     if as_json:
         out = res.to_dict()

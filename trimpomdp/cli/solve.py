@@ -10,46 +10,13 @@ import click
 from trimpomdp.errors import TrimError
 
 
-def _default_output(model: Path) -> Path:
-    return model.with_name(model.stem + ".policy.npz")
-
-
-def _progress_callback(kind: str):
-    if kind != "bar":
-        return None, None
-    from tqdm import tqdm
-
-    bar = tqdm(total=None, file=sys.stderr, unit="trial", desc="solve")
-
-    def cb(entry):
-        bar.n = entry["trials"]
-        bar.set_postfix(lower=f"{entry['lower']:.5g}", upper=f"{entry['upper']:.5g}")
-        bar.refresh()
-
-    return cb, bar
-
-
-def _write_policy(result, model, out: Path) -> str:
-    if out.suffix.lower() in (".policy", ".xml"):
-        try:
-            from trimpomdp.policy_xml import write_policy_xml
-        except ImportError:
-            raise TrimError(f"{out}: XML policy export is unavailable; use a .npz output") from None
-        write_policy_xml(result.policy, model, out)
-    else:
-        if out.suffix.lower() != ".npz":
-            raise TrimError(f"{out}: output must end with .npz, .policy or .xml")
-        result.policy.save(out)
-    return str(out)
-
-
 @click.command(name="solve")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--solver", type=click.Choice(["sarsop", "qmdp", "exact"]), default="sarsop", show_default=True)
-@click.option("--precision", type=float, default=1e-3, show_default=True, help="Target gap at the initial belief.")
-@click.option("--timeout", type=float, default=None, help="CPU seconds before stopping with the bounds reached.")
-@click.option("--max-iterations", type=int, default=None, help="Maximum number of trials (sarsop).")
-@click.option("--memory", "memory_mb", type=float, default=1024, show_default=True,
+@click.option("--precision", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True, help="Target gap at the initial belief.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None, help="CPU seconds before stopping with the bounds reached.")
+@click.option("--max-iterations", type=click.IntRange(0), default=None, help="Maximum number of trials (sarsop).")
+@click.option("--memory", "memory_mb", type=click.FloatRange(0, min_open=True), default=1024, show_default=True,
               help="Cap (MB) on the SARSOP tree: least recently used leaf beliefs are dropped, then it stops.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Policy file (.npz; .policy/.xml for pomdpsol-style XML). Default: <model stem>.policy.npz")
@@ -68,48 +35,39 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
     """
     path = Path(model)
     if path.suffix.lower() == ".json":
-        from trimpomdp.cli.solve_trim import run_trim_solve
-
-        run_trim_solve({"model": str(path), "budget": budget, "sweep": sweep, "curve": curve, "output": output,
-                        "precision": precision, "timeout": timeout, "json": as_json,
-                        "progress": progress != "none", "solver": solver, "max_iterations": max_iterations,
-                        "seed": seed})
+        _solve_spec(click.get_current_context(), path, budget, sweep, curve, output, as_json, progress)
         return
     for name, val in (("--budget", budget), ("--sweep", sweep), ("--curve", curve)):
         if val is not None:
             raise TrimError(f"solve: {name} applies only to TRIM model specs (.json), not {path.name}")
-    if precision <= 0:
-        raise TrimError(f"solve: --precision must be > 0, got {precision}")
-    if timeout is not None and timeout <= 0:
-        raise TrimError(f"solve: --timeout must be > 0, got {timeout}")
-    if max_iterations is not None and max_iterations < 0:
-        raise TrimError(f"solve: --max-iterations must be >= 0, got {max_iterations}")
-    if memory_mb <= 0:
-        raise TrimError(f"solve: --memory must be > 0 (MB), got {memory_mb}")
+    if output and Path(output).suffix.lower() not in (".npz", ".policy", ".xml"):
+        raise TrimError(f"solve: {output}: a policy file must end with .npz, .policy or .xml")
+    from trimpomdp.pipeline import build_solver, solve_model
+    from trimpomdp.policies.alpha import save_alpha_policy
     from trimpomdp.pomdp.io import load_model
 
+    bar = None
+    if progress == "bar":
+        from tqdm import tqdm
+
+        bar = tqdm(total=None, file=sys.stderr, unit="trial", desc="solve")
+
+    def on_progress(entry):
+        bar.n = entry["trials"]
+        bar.set_postfix(lower=f"{entry['lower']:.5g}", upper=f"{entry['upper']:.5g}")
+        bar.refresh()
+
+    engine = build_solver(solver, precision=precision, timeout=timeout, max_iterations=max_iterations, seed=seed,
+                          memory_mb=memory_mb, verbose=(progress == "table"),
+                          callback=on_progress if bar is not None else None,
+                          report_every=1.0 if progress == "table" else 0.2)
     pomdp = load_model(path)
-    pomdp.check_value_finite()  # discount 1: refuse a possibly infinite value before any solver runs
-    out = Path(output) if output else _default_output(path)
-    cb, bar = _progress_callback(progress)
-    if solver == "sarsop":
-        from trimpomdp.solvers.sarsop import SARSOPSolver
-
-        res = SARSOPSolver(precision=precision, timeout=timeout, max_iterations=max_iterations, seed=seed,
-                           memory_mb=memory_mb, verbose=(progress == "table"), callback=cb,
-                           report_every=1.0 if progress == "table" else 0.2).solve(pomdp)
-    elif solver == "qmdp":
-        from trimpomdp.solvers.bounds import QMDPSolver
-
-        res = QMDPSolver().solve(pomdp)
-    else:
-        from trimpomdp.solvers.exact import ExactSolver
-
-        res = ExactSolver(tol=precision, timeout=timeout, verbose=(progress == "table")).solve(pomdp)
-    if bar is not None:
-        bar.close()
-    res.check(pomdp.name or path.name)  # never report non-finite or crossed bounds as a result
-    written = _write_policy(res, pomdp, out)
+    try:
+        res = solve_model(pomdp, engine)
+    finally:
+        if bar is not None:
+            bar.close()
+    written = save_alpha_policy(res.policy, pomdp, output or path.with_name(path.stem + ".policy.npz"))
     summary = res.summary()
     summary["output"] = written
     summary["solver"] = solver
@@ -119,3 +77,45 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
     click.echo(f"policy written to {written}")
     if as_json:
         click.echo(json.dumps(summary))
+
+
+#: options of the point-based solvers, which a TRIM spec (solved by its structured solver) does not take
+_POMDP_ONLY = ("solver", "precision", "timeout", "max_iterations", "memory_mb", "seed")
+
+
+def _solve_spec(ctx, path, budget, sweep, curve, output, as_json, progress):
+    """The .json branch: a routing spec solved for one budget or a sweep by the structured solver."""
+    from click.core import ParameterSource
+
+    from trimpomdp.analysis.tables import format_table
+    from trimpomdp.routing.budgets import parse_budget, parse_sweep
+    from trimpomdp.routing.spec import TrimModel
+    from trimpomdp.routing.sweep import solve_budgets, write_curve
+
+    given = [p for p in _POMDP_ONLY if ctx.get_parameter_source(p) is not ParameterSource.DEFAULT]
+    if given:
+        opt = "--" + ("memory" if given[0] == "memory_mb" else given[0].replace("_", "-"))
+        raise TrimError(f"solve: {opt} applies to POMDP files (.pomdp/.pomdpx); a TRIM spec ({path.name}) is "
+                        "solved exactly by its structured solver (give --budget or --sweep)")
+    if budget and sweep:
+        raise TrimError("solve: give --budget or --sweep, not both")
+    if not budget and not sweep:
+        raise TrimError("solve: a TRIM model needs --budget (lambda=, mean=, cap=) or --sweep")
+    tm = TrimModel.load(path)
+    budgets = [parse_budget(budget)] if budget else parse_sweep(sweep)
+    rows = solve_budgets(tm, budgets, output=output, spec_path=path, progress=progress != "none")
+    if curve:
+        write_curve(rows, Path(curve))
+    summary = {"model": str(path), "points": rows, "policies": [r["policy"] for r in rows if "policy" in r]}
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    click.echo(format_table(["budget", "lambda", "accuracy", "tokens", "regens", "seconds"],
+                            [[r["budget"], f"{r['lambda']:.4g}", f"{r['predicted_accuracy']:.4f}",
+                              f"{r['predicted_strong_tokens']:.2f}", f"{r['predicted_regenerations']:.3f}",
+                              f"{r['solve_seconds']:.3f}"] for r in rows], align="lrrrrr"))
+    for r in rows:
+        if r.get("note"):
+            click.echo(f"note: {r['budget']}: {r['note']}")
+    for p in summary["policies"]:
+        click.echo(f"wrote {p}")

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP, UndiscountedStructure
 from trimpomdp.solvers.result import SolveResult
 from trimpomdp.solvers.sparse import to_sparse

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from trimpomdp.errors import ModelError
-from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
 from trimpomdp.solvers.exact_kernels import best_at, lark_filter, max_advantage, upper_envelope
 from trimpomdp.solvers.result import SolveResult

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, field
 
 from trimpomdp.errors import ModelError
-from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.policies.alpha import AlphaVectorPolicy
 
 #: relative slack allowed between a lower and an upper bound computed along different float paths
 CROSS_TOL = 1e-6

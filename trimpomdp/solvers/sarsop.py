@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from trimpomdp.errors import ModelError
-from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
 from trimpomdp.solvers import kernels as K
 from trimpomdp.solvers.bounds import blind_alphas, fib_alphas

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from trimpomdp.errors import TrimError
-from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.belief import update_batch
 from trimpomdp.pomdp.model import POMDP
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from trimpomdp.errors import FormatError
-from trimpomdp.policy import AlphaVectorPolicy
+from trimpomdp.policies.alpha import AlphaVectorPolicy
 
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 #: alpha values (vectors x states) a policy may hold: a dense copy of a sparse file must fit in memory
