@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trimpomdp.analysis.tables import fmt_belief, fmt_num, format_table
+from trimpomdp.tables import fmt_belief, fmt_num, format_table
 from trimpomdp.decode.trace import TraceRun
 from trimpomdp.errors import TrimError
 

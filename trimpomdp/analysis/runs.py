@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from trimpomdp.analysis.tables import fmt_num, fmt_pct, format_table
+from trimpomdp.tables import fmt_num, fmt_pct, format_table
 from trimpomdp.decode.answers import extract_answer, is_equivalent
 from trimpomdp.decode.trace import TraceRun, read_run
 from trimpomdp.errors import TrimError

@@ -9,36 +9,6 @@ from __future__ import annotations
 import json
 
 import click
-import numpy as np
-
-
-def describe(path) -> dict:
-    """The facts ``info`` prints, as a JSON-ready dict."""
-    from trimpomdp.pomdp.io import load_model
-
-    m = load_model(path, validate=False)
-    problems = m.validation_problems()
-    # whether a finite value is certified only means something for a well-formed model
-    unbounded = None if problems else m.value_problem()
-    b = m.initial_belief
-    return {
-        "file": str(path),
-        "name": m.name,
-        "states": m.n_states,
-        "actions": m.n_actions,
-        "observations": m.n_observations,
-        "discount": m.discount,
-        "nnz": m.nnz(),
-        "sparsity": m.sparsity(),
-        "reward_min": float(m.R.min()),
-        "reward_max": float(m.R.max()),
-        "initial_support": int(np.count_nonzero(b > 0)) if b.ndim == 1 else None,
-        "valid": not problems,
-        "problems": problems,
-        "solvable": not problems and unbounded is None,
-        "unbounded": unbounded,
-        "verdict": "invalid" if problems else "unbounded" if unbounded else "valid",
-    }
 
 
 @click.command(name="info")
@@ -52,6 +22,8 @@ def info(ctx, file, as_json):
     with discount 1 whose value may be infinite (``solve`` refuses it). Exit status: 0 valid, 1 INVALID
     or UNBOUNDED, 2 when the file cannot be read or parsed.
     """
+    from trimpomdp.pomdp.io import describe
+
     d = describe(file)
     if as_json:
         click.echo(json.dumps(d))

@@ -87,7 +87,7 @@ def _solve_spec(ctx, path, budget, sweep, curve, output, as_json, progress):
     """The .json branch: a routing spec solved for one budget or a sweep by the structured solver."""
     from click.core import ParameterSource
 
-    from trimpomdp.analysis.tables import format_table
+    from trimpomdp.tables import format_table
     from trimpomdp.routing.budgets import parse_budget, parse_sweep
     from trimpomdp.routing.spec import TrimModel
     from trimpomdp.routing.sweep import solve_budgets, write_curve

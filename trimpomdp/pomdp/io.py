@@ -47,3 +47,37 @@ def save_model(model: POMDP, path) -> Path:
     from trimpomdp.pomdp.cassandra import write_pomdp
 
     return write_pomdp(model, path)
+
+
+def describe(path) -> dict:
+    """What is in a model file and whether it can be solved, as a JSON-ready dict (``trimpomdp info``).
+
+    The file is read without validation so that an invalid model is described and its problems listed
+    rather than rejected at the first one; ``verdict`` is 'valid', 'invalid' or 'unbounded' (well-formed,
+    discount 1, value not certified finite).
+    """
+    import numpy as np
+
+    m = load_model(path, validate=False)
+    problems = m.validation_problems()
+    # whether a finite value is certified only means something for a well-formed model
+    unbounded = None if problems else m.value_problem()
+    b = m.initial_belief
+    return {
+        "file": str(path),
+        "name": m.name,
+        "states": m.n_states,
+        "actions": m.n_actions,
+        "observations": m.n_observations,
+        "discount": m.discount,
+        "nnz": m.nnz(),
+        "sparsity": m.sparsity(),
+        "reward_min": float(m.R.min()),
+        "reward_max": float(m.R.max()),
+        "initial_support": int(np.count_nonzero(b > 0)) if b.ndim == 1 else None,
+        "valid": not problems,
+        "problems": problems,
+        "solvable": not problems and unbounded is None,
+        "unbounded": unbounded,
+        "verdict": "invalid" if problems else "unbounded" if unbounded else "valid",
+    }

@@ -1,0 +1,128 @@
+"""Fitting an observation model end to end (``trimpomdp fit-obs``): read labelled PRM data, fit the
+per-state reflected KDEs, discretise, save, then diagnose. The model (and bins table) is written before
+the diagnostics run, so a slow or failing diagnostic never costs the fit."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from trimpomdp.errors import TrimError
+from trimpomdp.tables import fmt_num, format_table
+
+
+def fit_observation_model(data, output, *, labels=None, dims: int | None = None, pre_error_correct: bool = False,
+                          bandwidth="cv", covariance: str = "full", bin_size: float = 0.05, folds: int = 5,
+                          seed: int = 0, diagnostics: bool = True, diagnostic_points: int = 5000,
+                          partial_states: bool = False, compare=None, plot=None, export_bins=None,
+                          progress: bool = False) -> dict:
+    """Fit, save and diagnose; returns the summary (per state: n, bandwidth, held-out log-likelihood,
+    AUC, TV distance to ``compare``). ``bandwidth``: 'cv', 'scott', 'silverman' or a kernel sd."""
+    from trimpomdp.observation_models import diagnostics as dg
+    from trimpomdp.observation_models.binned import TRIM_STATES
+    from trimpomdp.observation_models.data import load_labelled
+    from trimpomdp.observation_models.discretize import bins_per_dim, check_grid
+    from trimpomdp.observation_models.io import load_binned, save_model
+    from trimpomdp.observation_models.kde import ReflectedKDE
+
+    bw = bandwidth
+    bins_per_dim(bin_size)
+    ld = load_labelled(data, labels=labels, dims=dims, pre_error_correct=pre_error_correct)
+    check_grid(bin_size, ld.X.shape[1])
+    present = ld.states
+    missing = [s for s in TRIM_STATES if s not in present]
+    if missing and len(missing) < len(TRIM_STATES) and not partial_states:
+        raise TrimError(f"{data}: no {', '.join(repr(s) for s in missing)} points (states found: "
+                        f"{', '.join(present)}); the routing model needs all of {', '.join(TRIM_STATES)}; pass "
+                        "--partial-states to fit the states present")
+    reference = load_binned(compare) if compare else None  # fail early on a bad reference
+    diagnose = diagnostics
+    if diagnose and folds >= 2:
+        dg.check_folds(ld.y, folds)
+    t0 = time.perf_counter()
+    model = ReflectedKDE(bandwidth=bw, covariance=covariance).fit(ld.X, ld.y, progress=progress)
+    binned = model.discretize(bin_size, progress=progress)
+    fit_s = time.perf_counter() - t0
+    save_model(model, output, bin_size=bin_size, extra_meta={"data": str(data), "labels": labels})
+    if export_bins:
+        binned.save(export_bins)
+
+    states = model.states_
+    rows = {s: {"n": model.counts_[s], "bandwidth": model.bandwidths_[s].tolist()} for s in states}
+    for s, sc in model.cv_scales_.items():
+        rows[s]["cv_scale"] = sc
+    evaluated = 0
+    if diagnose:
+        if folds >= 2:
+            cvr = dg.cross_validate(ld.X, ld.y, lambda: ReflectedKDE(bandwidth=bw, covariance=covariance),
+                                    folds=folds, seed=seed, progress=progress, max_eval=diagnostic_points)
+            auc = dg.ovr_auc(cvr["posterior"], cvr["y"], states)
+            evaluated = cvr["index"].size
+            for s in states:
+                rows[s]["heldout_loglik"] = cvr["heldout_loglik"][s]
+        else:
+            index, post, y_eval = dg.in_sample_posterior(model, ld.X, ld.y, diagnostic_points, seed, progress)
+            auc = dg.ovr_auc(post, y_eval, states)
+            evaluated = index.size
+        for s in states:
+            rows[s]["auc"] = auc[s]
+    if reference is not None:
+        tv = dg.tv_distance(binned, reference)
+        for s in states:
+            rows[s]["tv_to_reference"] = tv[s]
+    if plot:
+        dg.plot_model(model, ld.X, ld.y, plot)
+
+    n = ld.X.shape[0]
+    summary = {"data": str(data), "dims": model.n_dims_, "bandwidth": str(bandwidth), "covariance": covariance,
+               "bin_size": bin_size, "n_bins": binned.n_bins, "folds": folds, "fit_seconds": fit_s,
+               "diagnostics": {"skipped": not diagnose, "points": evaluated, "sampled": diagnose and evaluated < n},
+               "states": rows, "output": str(output), "reference": compare is not None,
+               "export_bins": None if export_bins is None else str(export_bins),
+               "plot": None if plot is None else str(plot), "n": n}
+    return summary
+
+
+def finite_json(obj):
+    """NaN (e.g. the AUC of a lone state) becomes null so that the output is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite_json(v) for v in obj]
+    return None if isinstance(obj, float) and obj != obj else obj
+
+
+def fit_report(summary: dict) -> str:
+    """The text ``fit-obs`` prints: a line per state, what the diagnostics mean, where files went."""
+    sm = summary
+    rows, states, n, dims = sm["states"], list(sm["states"]), sm["n"], sm["dims"]
+    folds, evaluated, diagnose = sm["folds"], sm["diagnostics"]["points"], not sm["diagnostics"]["skipped"]
+    lines = []
+    lines.append(f"fit-obs: {n} points, {dims}-D, bandwidth {sm['bandwidth']} ({sm['covariance']}), "
+               f"{sm['n_bins']} bins of {sm['bin_size']:g}; fit + discretise {sm['fit_seconds']:.2f} s")
+    bw_head = "bandwidth H00 H01 H11" if dims == 2 else "bandwidth sd^2"
+    table = []
+    for s in states:
+        r = rows[s]
+        H = np.asarray(r["bandwidth"])
+        table.append([s, r["n"], " ".join(f"{v:.3g}" for v in (H.ravel() if H.size == 1 else [H[0, 0], H[0, 1], H[1, 1]])),
+                      fmt_num(r.get("cv_scale")), fmt_num(r.get("heldout_loglik")), fmt_num(_nan_none(r.get("auc")))]
+                     + ([f"{r['tv_to_reference']:.2e}"] if sm["reference"] else []))
+    lines.append(format_table(["state", "n", bw_head, "cv scale", "loglik", "AUC"]
+                              + (["TV ref"] if sm["reference"] else []), table,
+                              align="lrlrrr" + ("r" if sm["reference"] else "")))
+    if diagnose:
+        auc_note = f"{folds}-fold held-out" if folds >= 2 else "in-sample"
+        if evaluated < n:
+            auc_note += f", at a stratified sample of {evaluated} of the {n} points"
+        ll_note = f"loglik: mean held-out log-density per point over {folds} folds; " if folds >= 2 else ""
+        lines.append(f"({ll_note}AUC: one-vs-rest of P(state|obs), uniform prior, {auc_note}; -: not applicable)")
+    else:
+        lines.append("(diagnostics skipped: --no-diagnostics)")
+    lines.append(f"model written to {sm['output']}" + (f"; bins to {sm['export_bins']}" if sm["export_bins"] else "")
+               + (f"; plot to {sm['plot']}" if sm["plot"] else ""))
+    return "\n".join(lines)
+
+
+def _nan_none(x):
+    return None if x is None or x != x else x
