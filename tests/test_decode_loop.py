@@ -452,7 +452,7 @@ def test_cli_score_steps_resumable(tiny_dir, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"problem": "q", "steps": "not a list"}]))
     assert main(["score-steps", str(bad), "-o", str(out)]) == 2
-    assert "item 1" in capsys.readouterr().err
+    assert "item 0: " in capsys.readouterr().err  # 0-based, like the default ids
 
 
 def test_models_locate_and_errors(monkeypatch, tmp_path, capsys):

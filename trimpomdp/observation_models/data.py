@@ -193,12 +193,15 @@ def _load_jsonl(path: Path) -> LabelledData:
 
 
 # ---------------------------------------------------------------------------------------- ProcessBench
-def load_processbench(path) -> list[dict]:
-    """ProcessBench items (a JSON list, or JSONL) with ``steps`` and ``label``."""
+def load_processbench(path, need_problem: bool = False) -> list[dict]:
+    """ProcessBench items (a JSON list, or JSONL), normalised to ``{"id", "problem", "steps", "label"}``:
+    ``id`` the item's own id or its 0-based position, ``problem`` from ``problem`` or ``question`` (None
+    if absent, an error with ``need_problem``), ``steps`` a list of strings, ``label`` the 0-based index
+    of the first wrong step or -1. The one reader of this layout (``fit-obs --labels``, ``score-steps``)."""
     path = Path(path)
-    if not path.exists():
-        raise FormatError("file not found", str(path))
-    text = path.read_text()
+    if not path.is_file():
+        raise FormatError("file not found (expected ProcessBench items: a JSON list or JSONL)", str(path))
+    text = path.read_text(encoding="utf-8", errors="replace")
     try:
         items = json.loads(text)
         if not isinstance(items, list):
@@ -207,14 +210,23 @@ def load_processbench(path) -> list[dict]:
     except json.JSONDecodeError:
         pairs = list(_read_jsonl(path))
         items, lines = [p[1] for p in pairs], [p[0] for p in pairs]
+    out = []
     for i, (it, ln) in enumerate(zip(items, lines)):
         where = f"item {i}: " if ln is None else ""
-        if not isinstance(it, dict) or not isinstance(it.get("steps"), list) or not isinstance(it.get("label"), int):
-            raise FormatError(where + 'expected an object with "steps" (list) and "label" (int)', str(path), ln)
-        if not -1 <= it["label"] < len(it["steps"]):
-            raise FormatError(where + f'label {it["label"]} is not -1 or a step index below {len(it["steps"])}',
+        steps = it.get("steps") if isinstance(it, dict) else None
+        label = it.get("label") if isinstance(it, dict) else None
+        if (not isinstance(steps, list) or not all(isinstance(x, str) for x in steps)
+                or isinstance(label, bool) or not isinstance(label, int)):
+            raise FormatError(where + 'expected an object with "steps" (list of strings) and "label" (int)',
                               str(path), ln)
-    return items
+        if not -1 <= label < len(steps):
+            raise FormatError(where + f"label {label} is not -1 or a step index below {len(steps)}", str(path), ln)
+        problem = it.get("problem", it.get("question"))
+        if not (isinstance(problem, str) or (problem is None and not need_problem)):
+            raise FormatError(where + 'expected the question as a string in "problem" (or "question")',
+                              str(path), ln)
+        out.append({"id": str(it.get("id", i)), "problem": problem, "steps": steps, "label": label})
+    return out
 
 
 def load_scores(path) -> list[tuple[int, object, list]]:
