@@ -71,6 +71,9 @@ def test_default_horizon():
     assert 0.95 ** H * 100 < 1e-3 <= 0.95 ** (H - 1) * 100
     with pytest.raises(TrimError, match="horizon"):
         default_horizon(tiger(discount=1.0))
+    # a discount just below 1 would ask for ~1e12 steps an episode: refused, not run for hours (fuzz find)
+    with pytest.raises(TrimError, match="steps per episode.*--horizon"):
+        default_horizon(tiger(discount=0.99999999999))
 
 
 def test_errors():

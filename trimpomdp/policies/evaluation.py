@@ -21,6 +21,8 @@ from trimpomdp.pomdp.model import POMDP
 TAIL_EPS = 1e-3
 #: step cap for undiscounted models that rely on terminal states to end episodes
 UNDISCOUNTED_CAP = 10_000
+#: longest default horizon (a discount just below 1 would otherwise ask for ~1e12 steps per episode)
+MAX_DEFAULT_HORIZON = 100_000
 
 
 @dataclass
@@ -57,7 +59,11 @@ def default_horizon(model: POMDP) -> int:
         return UNDISCOUNTED_CAP
     if rmax <= TAIL_EPS:
         return 1
-    return max(1, math.ceil(math.log(TAIL_EPS / rmax) / math.log(model.discount)))
+    steps = math.log(TAIL_EPS / rmax) / math.log(model.discount)
+    if steps > MAX_DEFAULT_HORIZON:
+        raise TrimError(f"discount {model.discount!r} needs about {steps:.3g} steps per episode before "
+                        f"gamma^t * max|R| < {TAIL_EPS:g} (over {MAX_DEFAULT_HORIZON:,}); pass an explicit --horizon")
+    return max(1, math.ceil(steps))
 
 
 class _RowSampler:
