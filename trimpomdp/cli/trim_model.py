@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import click
 
@@ -73,9 +71,7 @@ def trim_model(
     as_json,
 ):
     """Build a TRIM routing spec: p_weak/p_strong, length distribution, token costs, observation model."""
-    from trimpomdp.errors import FormatError, ModelError
-    from trimpomdp.observation_models.discretize import check_grid
-    from trimpomdp.routing.spec import DEFAULT_STEP_TOKENS, TrimModel
+    from trimpomdp.routing.spec import DEFAULT_STEP_TOKENS, TrimModel, write_spec
 
     tm = TrimModel.from_step_stats(
         step_stats,
@@ -90,21 +86,9 @@ def trim_model(
         token_bins=token_bins,
         mean_step_tokens=DEFAULT_STEP_TOKENS if step_tokens is None else step_tokens,
     )
-    try:  # a bins table is read as given; its grid must be one the solver can handle
-        check_grid(tm.obs.bin_size, tm.obs.dims)
-    except ModelError as exc:
-        raise FormatError(str(exc), str(obs)) from None
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    obs_ref = os.path.relpath(Path(obs).resolve(), out.parent.resolve())
-    if points is not None:
-        from trimpomdp.routing.simulator import load_observation_points
-
-        tm.obs_truth = tm.points_histogram(load_observation_points(points))
-        tm.points_path = os.path.relpath(Path(points).resolve(), out.parent.resolve())
-    tm.save(out, obs_ref=obs_ref)
+    out = write_spec(tm, output, obs, points)
     if as_json:
-        click.echo(json.dumps(tm.to_dict(obs_ref), indent=1))
+        click.echo(json.dumps(json.loads(out.read_text()), indent=1))
     else:
         click.echo(
             f"wrote {out}: p_weak {tm.p_weak:.4f}, p_strong {tm.p_strong:.4f}, mean steps "

@@ -478,27 +478,43 @@ def load_observation_model(path) -> BinnedObservationModel:
     problem = schemas.file_problem(path)
     if problem:
         raise _err("observation_model", "file not found" if problem == "does not exist" else problem, path)
+    from trimpomdp.errors import ModelError
+    from trimpomdp.observation_models.discretize import check_grid
+
     obs = load_binned(path)
     if tuple(obs.states) != TRIM_STATES:
         raise _err(
             "observation_model", f"must have states {list(TRIM_STATES)}, found {list(obs.states)}", path
         )
+    try:  # a bins table is read as given; its grid must be one the solver can handle
+        check_grid(obs.bin_size, obs.dims)
+    except ModelError as exc:
+        raise FormatError(str(exc), str(path)) from None
     return obs
+
+
+def write_spec(tm: TrimModel, output, obs_path, points_path=None) -> Path:
+    """Save ``tm`` as a spec JSON that names its observation model (and labelled points, whose histogram
+    becomes the simulator's observation truth) by paths relative to the spec, so the three travel together."""
+    import os
+
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    obs_ref = os.path.relpath(Path(obs_path).resolve(), out.parent.resolve())
+    if points_path is not None:
+        tm.obs_truth = tm.points_histogram(load_observation_points(points_path))
+        tm.points_path = os.path.relpath(Path(points_path).resolve(), out.parent.resolve())
+    return tm.save(out, obs_ref=obs_ref)
 
 
 def load_observation_points(path) -> dict[str, np.ndarray]:
     """The labelled PRM observation points per state: {'correct': (n, 2), ...}."""
+    from trimpomdp.artifacts import read_npz
+
     path = Path(path)
-    if not path.exists():
-        raise FormatError("file not found", str(path))
-    with np.load(path, allow_pickle=False) as z:
-        missing = [s for s in TRIM_STATES if s not in z.files]
-        if missing:
-            raise FormatError(
-                f"expected arrays {list(TRIM_STATES)} of (n, 2) points, missing {missing}", str(path)
-            )
-        data = {s: np.asarray(z[s], dtype=np.float64) for s in TRIM_STATES}
-    for s, a in data.items():
-        if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] == 0:
-            raise FormatError(f"array {s!r} must have shape (n, 2) with n > 0, got {a.shape}", str(path))
+    z = read_npz(path)
+    missing = [s for s in TRIM_STATES if s not in z]
+    if missing:
+        raise FormatError(f"expected arrays {list(TRIM_STATES)} of (n, 2) points, missing {missing}", str(path))
+    data, _ = schemas.validate(schemas.observation_points(TRIM_STATES), {s: z[s] for s in TRIM_STATES}, {}, path)
     return data
