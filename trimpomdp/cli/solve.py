@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from trimpomdp.errors import TrimError
 
@@ -35,7 +36,18 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
     """
     path = Path(model)
     if path.suffix.lower() == ".json":
-        _solve_spec(click.get_current_context(), path, budget, sweep, curve, output, as_json, progress)
+        # a TRIM spec is solved exactly by its structured solver: the point-based options do not apply
+        ctx = click.get_current_context()
+        for name in ("solver", "precision", "timeout", "max_iterations", "memory_mb", "seed"):
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+                opt = "--" + ("memory" if name == "memory_mb" else name.replace("_", "-"))
+                raise TrimError(f"solve: {opt} applies to POMDP files (.pomdp/.pomdpx); a TRIM spec ({path.name}) "
+                                "is solved exactly by its structured solver (give --budget or --sweep)")
+        from trimpomdp.routing.sweep import solve_spec, sweep_text
+
+        summary = solve_spec(path, budget=budget, sweep=sweep, output=output, curve=curve,
+                             progress=progress != "none")
+        click.echo(json.dumps(summary, indent=1) if as_json else sweep_text(summary))
         return
     for name, val in (("--budget", budget), ("--sweep", sweep), ("--curve", curve)):
         if val is not None:
@@ -77,45 +89,3 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
     click.echo(f"policy written to {written}")
     if as_json:
         click.echo(json.dumps(summary))
-
-
-#: options of the point-based solvers, which a TRIM spec (solved by its structured solver) does not take
-_POMDP_ONLY = ("solver", "precision", "timeout", "max_iterations", "memory_mb", "seed")
-
-
-def _solve_spec(ctx, path, budget, sweep, curve, output, as_json, progress):
-    """The .json branch: a routing spec solved for one budget or a sweep by the structured solver."""
-    from click.core import ParameterSource
-
-    from trimpomdp.tables import format_table
-    from trimpomdp.routing.budgets import parse_budget, parse_sweep
-    from trimpomdp.routing.spec import TrimModel
-    from trimpomdp.routing.sweep import solve_budgets, write_curve
-
-    given = [p for p in _POMDP_ONLY if ctx.get_parameter_source(p) is not ParameterSource.DEFAULT]
-    if given:
-        opt = "--" + ("memory" if given[0] == "memory_mb" else given[0].replace("_", "-"))
-        raise TrimError(f"solve: {opt} applies to POMDP files (.pomdp/.pomdpx); a TRIM spec ({path.name}) is "
-                        "solved exactly by its structured solver (give --budget or --sweep)")
-    if budget and sweep:
-        raise TrimError("solve: give --budget or --sweep, not both")
-    if not budget and not sweep:
-        raise TrimError("solve: a TRIM model needs --budget (lambda=, mean=, cap=) or --sweep")
-    tm = TrimModel.load(path)
-    budgets = [parse_budget(budget)] if budget else parse_sweep(sweep)
-    rows = solve_budgets(tm, budgets, output=output, spec_path=path, progress=progress != "none")
-    if curve:
-        write_curve(rows, Path(curve))
-    summary = {"model": str(path), "points": rows, "policies": [r["policy"] for r in rows if "policy" in r]}
-    if as_json:
-        click.echo(json.dumps(summary, indent=1))
-        return
-    click.echo(format_table(["budget", "lambda", "accuracy", "tokens", "regens", "seconds"],
-                            [[r["budget"], f"{r['lambda']:.4g}", f"{r['predicted_accuracy']:.4f}",
-                              f"{r['predicted_strong_tokens']:.2f}", f"{r['predicted_regenerations']:.3f}",
-                              f"{r['solve_seconds']:.3f}"] for r in rows], align="lrrrrr"))
-    for r in rows:
-        if r.get("note"):
-            click.echo(f"note: {r['budget']}: {r['note']}")
-    for p in summary["policies"]:
-        click.echo(f"wrote {p}")

@@ -104,3 +104,35 @@ def solve_budgets(tm, budgets: list[Budget], output=None, spec_path=None, progre
         if o is not None:
             rows[-1]["policy"] = str(o)
     return rows
+
+
+def solve_spec(spec_path, budget: str | None = None, sweep: str | None = None, output=None, curve=None,
+               progress: bool = False) -> dict:
+    """``trimpomdp solve SPEC.json``: one budget (``lambda=``, ``mean=``, ``cap=``) or a sweep; returns
+    the rows, the policy files and, for each budget that could not be met, a note saying why."""
+    from trimpomdp.routing.budgets import parse_budget, parse_sweep
+    from trimpomdp.routing.spec import TrimModel
+
+    if budget and sweep:
+        raise TrimError("solve: give --budget or --sweep, not both")
+    if not budget and not sweep:
+        raise TrimError("solve: a TRIM model needs --budget (lambda=, mean=, cap=) or --sweep")
+    tm = TrimModel.load(spec_path)
+    budgets = [parse_budget(budget)] if budget else parse_sweep(sweep)
+    rows = solve_budgets(tm, budgets, output=output, spec_path=spec_path, progress=progress)
+    if curve:
+        write_curve(rows, Path(curve))
+    return {"model": str(spec_path), "points": rows, "policies": [r["policy"] for r in rows if "policy" in r]}
+
+
+def sweep_text(summary: dict) -> str:
+    from trimpomdp.tables import format_table
+
+    rows = summary["points"]
+    lines = [format_table(["budget", "lambda", "accuracy", "tokens", "regens", "seconds"],
+                          [[r["budget"], f"{r['lambda']:.4g}", f"{r['predicted_accuracy']:.4f}",
+                            f"{r['predicted_strong_tokens']:.2f}", f"{r['predicted_regenerations']:.3f}",
+                            f"{r['solve_seconds']:.3f}"] for r in rows], align="lrrrrr")]
+    lines += [f"note: {r['budget']}: {r['note']}" for r in rows if r.get("note")]
+    lines += [f"wrote {p}" for p in summary["policies"]]
+    return "\n".join(lines)
