@@ -36,6 +36,26 @@ def save_npz(path, arrays: dict, meta: dict, fmt: str, version: int = 1) -> Path
     return path
 
 
+def read_npz(path) -> dict:
+    """Every array of an ``.npz`` file, read in full and never unpickled. A missing or irregular file, one
+    that is not a zip archive, a damaged one (bad CRC, truncated member) or a member that is not a ``.npy``
+    array (numpy hands those back as raw bytes) is a one-line FormatError naming the file."""
+    from trimpomdp import schemas
+
+    problem = schemas.file_problem(path)
+    if problem:
+        raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # BadZipFile, zlib.error, EOFError, ValueError (pickled), MemoryError (header)
+        raise FormatError(f"not a readable .npz file ({exc.__class__.__name__}: {exc})", str(path)) from None
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise FormatError(f"member {name!r} is not a .npy array", str(path))
+    return arrays
+
+
 def load_npz(path, fmt: str | None = None, max_version: int | None = None) -> tuple[dict, dict]:
     """Read an artifact written by ``save_npz``; returns (arrays, meta). Refuses pickled content.
 
@@ -46,14 +66,7 @@ def load_npz(path, fmt: str | None = None, max_version: int | None = None) -> tu
     from trimpomdp import schemas
 
     path = Path(path)
-    problem = schemas.file_problem(path)
-    if problem:
-        raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as exc:  # zipfile/ValueError: not an npz or pickled
-        raise FormatError(f"not a readable .npz file ({exc.__class__.__name__}: {exc})", str(path)) from None
+    arrays = read_npz(path)
     meta = {}
     if META_KEY in arrays:
         raw = arrays.pop(META_KEY)

@@ -555,6 +555,12 @@ def bins_table(states) -> Schema:
                   rules=(_obs_rules([f"{s}_probs" for s in states]),))
 
 
+def observation_points(states) -> Schema:
+    """Labelled PRM observations (no header): one (n, 2) array of scores in [0, 1] per state, n >= 1."""
+    return Schema(None, 1, arrays=tuple(Array(s, (f"n_{s}", 2), ge=0, le=1) for s in states),
+                  min_sizes={f"n_{s}": 1 for s in states})
+
+
 def _belief(v) -> str | None:
     if len(v) != 3 or not all(-1e-6 <= x <= 1 + 1e-6 for x in v) or abs(sum(v) - 1.0) > 2e-3:
         return f"must be a probability vector [C, E, D] summing to 1, got {_short(v)}"

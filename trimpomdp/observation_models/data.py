@@ -82,11 +82,9 @@ def load_observations(path) -> LabelledData:
 
 
 def _load_npz(path: Path) -> LabelledData:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files if k != "__meta__"}
-    except Exception as exc:
-        raise FormatError(f"not a readable .npz file ({exc})", str(path)) from None
+    from trimpomdp.artifacts import read_npz
+
+    data = {k: v for k, v in read_npz(path).items() if k != "__meta__"}
     if "X" in data and "y" in data:
         X = np.asarray(data["X"], dtype=np.float64)
         X = X[:, None] if X.ndim == 1 else X
