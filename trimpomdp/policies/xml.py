@@ -56,6 +56,8 @@ def read_policy_xml(path) -> AlphaVectorPolicy:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise FormatError(f"not well-formed XML ({exc})", str(path), exc.position[0]) from None
+    except LookupError as exc:  # <?xml encoding="..."?> names an encoding Python does not know
+        raise FormatError(f"not well-formed XML ({exc})", str(path), 1) from None
     if root.tag != "Policy":
         raise FormatError(f"root element is <{root.tag}>, expected <Policy>", str(path))
     block = root.find("AlphaVector")

@@ -94,6 +94,8 @@ def _parse_xml(data: bytes, path: str) -> _Node:
         p.Parse(data, True)
     except xml.parsers.expat.ExpatError as exc:
         raise FormatError(f"malformed XML: {xml.parsers.expat.ErrorString(exc.code)}", path, exc.lineno) from None
+    except LookupError as exc:  # <?xml encoding="..."?> names an encoding Python does not know
+        raise FormatError(f"malformed XML: {exc}", path, 1) from None
     if not root or root[0].tag != "pomdpx":
         raise FormatError("root element must be <pomdpx>", path, 1)
     return root[0]
