@@ -16,7 +16,7 @@ from trimpomdp import schemas
 from trimpomdp.artifacts import META_KEY, load_npz, save_npz
 from trimpomdp.cli.main import main
 from trimpomdp.errors import FormatError, TrimError
-from trimpomdp.observation_models import BinnedObservationModel, ReflectedKDE, load_binned, save_model
+from trimpomdp.observation_models import BinnedObservationModel, ReflectedKDE, load_binned, save_obs_model
 from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.policies.xml import read_policy_xml, write_policy_xml
 from trimpomdp.routing import load_policy
@@ -400,7 +400,7 @@ def kde_file(tmp_path_factory):
     y = np.array(["correct", "fresh_error", "derailed"] * 10)
     m = ReflectedKDE(bandwidth=0.1).fit(X, y)
     p = tmp_path_factory.mktemp("kde") / "kde.npz"
-    save_model(m, p, bin_size=0.25)
+    save_obs_model(m, p, bin_size=0.25)
     return p
 
 

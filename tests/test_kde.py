@@ -13,7 +13,7 @@ from trimpomdp.errors import FormatError, ModelError, TrimError
 from trimpomdp.observation_models import BinnedObservationModel, ReflectedKDE, load_binned
 from trimpomdp.observation_models import _kde_kernels as K
 from trimpomdp.observation_models import bandwidth as bw
-from trimpomdp.observation_models.io import load_model, save_model
+from trimpomdp.observation_models.io import load_obs_model, save_obs_model
 from trimpomdp.observation_models.kde import reflect
 
 STATES = ("correct", "fresh_error", "derailed")
@@ -245,8 +245,8 @@ def test_save_load_roundtrip_and_load_binned(tmp_path):
     y = np.array(["correct", "derailed"] * 15)
     m = ReflectedKDE(bandwidth="cv").fit(X, y)
     p = tmp_path / "obs.npz"
-    save_model(m, p, bin_size=0.1)
-    m2 = load_model(p)
+    save_obs_model(m, p, bin_size=0.1)
+    m2 = load_obs_model(p)
     assert m2.states_ == m.states_
     assert np.array_equal(m.likelihood(X), m2.likelihood(X))
     b = load_binned(p)

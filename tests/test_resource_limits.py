@@ -267,13 +267,13 @@ def test_chunked_integration_equals_one_pass(monkeypatch):
 
 
 def test_trim_model_refuses_oversized_grids(data_dir, tmp_path, capsys):
-    from trimpomdp.observation_models.io import save_model
+    from trimpomdp.observation_models.io import save_obs_model
     from trimpomdp.observation_models.kde import ReflectedKDE
 
     rng = np.random.default_rng(0)
     labels = ["correct", "fresh_error", "derailed"] * 10
     fitted = tmp_path / "fitted.npz"  # a fitted model whose stored grid is 1e-4 (1e8 bins in 2-D)
-    save_model(ReflectedKDE(bandwidth=0.1).fit(rng.uniform(size=(30, 2)), labels), fitted, bin_size=1e-4)
+    save_obs_model(ReflectedKDE(bandwidth=0.1).fit(rng.uniform(size=(30, 2)), labels), fitted, bin_size=1e-4)
     m = 200  # a bins table of 200 x 200 bins
     c = (np.arange(m) + 0.5) / m
     grid = np.stack([g.ravel() for g in np.meshgrid(c, c, indexing="ij")], axis=1)

@@ -1,7 +1,7 @@
 """Observation models P(PRM observation | hidden state): reflected KDEs and their discretisation."""
 from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
 
-__all__ = ["BinnedObservationModel", "TRIM_STATES", "ReflectedKDE", "load_binned", "save_model", "load_model",
+__all__ = ["BinnedObservationModel", "TRIM_STATES", "ReflectedKDE", "load_binned", "save_obs_model", "load_obs_model",
            "load_labelled", "processbench_prefixes"]
 
 
@@ -9,7 +9,7 @@ def __getattr__(name):  # lazy: importing the binned contract must not pull in n
     if name == "ReflectedKDE":
         from trimpomdp.observation_models.kde import ReflectedKDE
         return ReflectedKDE
-    if name in ("load_binned", "save_model", "load_model"):
+    if name in ("load_binned", "save_obs_model", "load_obs_model"):
         from trimpomdp.observation_models import io
         return getattr(io, name)
     if name in ("load_labelled", "processbench_prefixes"):

@@ -22,7 +22,7 @@ def fit_observation_model(data, output, *, labels=None, dims: int | None = None,
     from trimpomdp.observation_models.binned import TRIM_STATES
     from trimpomdp.observation_models.data import load_labelled
     from trimpomdp.observation_models.discretize import bins_per_dim, check_grid
-    from trimpomdp.observation_models.io import load_binned, save_model
+    from trimpomdp.observation_models.io import load_binned, save_obs_model
     from trimpomdp.observation_models.kde import ReflectedKDE
 
     bw = bandwidth
@@ -43,7 +43,7 @@ def fit_observation_model(data, output, *, labels=None, dims: int | None = None,
     model = ReflectedKDE(bandwidth=bw, covariance=covariance).fit(ld.X, ld.y, progress=progress)
     binned = model.discretize(bin_size, progress=progress)
     fit_s = time.perf_counter() - t0
-    save_model(model, output, bin_size=bin_size, extra_meta={"data": str(data), "labels": labels})
+    save_obs_model(model, output, bin_size=bin_size, extra_meta={"data": str(data), "labels": labels})
     if export_bins:
         binned.save(export_bins)
 

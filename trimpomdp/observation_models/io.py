@@ -19,7 +19,7 @@ FORMAT = "trimpomdp.obs_kde"
 VERSION = 1
 
 
-def save_model(model, path, bin_size: float = 0.05, extra_meta: dict | None = None) -> Path:
+def save_obs_model(model, path, bin_size: float = 0.05, extra_meta: dict | None = None) -> Path:
     """Write a fitted ``ReflectedKDE``; ``bin_size`` is the default grid of ``load_binned``."""
     model._check_fitted()
     arrays = {}
@@ -37,8 +37,8 @@ def save_model(model, path, bin_size: float = 0.05, extra_meta: dict | None = No
     return save_npz(path, arrays, meta, FORMAT, VERSION)
 
 
-def load_model(path):
-    """Load a model written by ``save_model`` as a fitted ``ReflectedKDE``."""
+def load_obs_model(path):
+    """Load a model written by ``save_obs_model`` as a fitted ``ReflectedKDE``."""
     from trimpomdp.observation_models.kde import ReflectedKDE
 
     arrays, meta = load_npz(path, FORMAT, VERSION)  # checked against schemas.OBS_KDE
@@ -81,7 +81,7 @@ def load_binned(path, bin_size: float | None = None) -> BinnedObservationModel:
     if problem:
         raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
     if is_fitted_model_file(path):
-        model = load_model(path)
+        model = load_obs_model(path)
         b = float(bin_size if bin_size is not None else model.meta_["bin_size"])
         try:
             return model.discretize(b)

@@ -224,7 +224,7 @@ class ReflectedKDE:
     @classmethod
     def from_fitted(cls, states, points: dict, bandwidths: dict, bandwidth="explicit",
                     covariance: str = "full") -> "ReflectedKDE":
-        """Rebuild a fitted model from its points and kernel covariances (used by ``io.load_model``)."""
+        """Rebuild a fitted model from its points and kernel covariances (used by ``io.load_obs_model``)."""
         self = cls(bandwidth=bandwidth, covariance=covariance, states=tuple(states))
         self.states_ = tuple(states)
         self.n_dims_ = int(np.asarray(points[states[0]]).shape[1])
