@@ -24,12 +24,12 @@ from typing import Sequence
 
 from trimpomdp.decode.backends import (STEP_SEPARATOR, BatchError, StepOut, boxed_closed,
                                        broadcast_questions)
+from trimpomdp.decode.prompts import judge_prompt
 from trimpomdp.errors import TrimError
 
 __all__ = ["OpenAICompatibleBackend", "HTTPScorePRM", "HTTPJudgePRM", "JsonHTTPClient", "judge_prompt",
            "backend_from_spec", "prm_from_spec"]
 
-JUDGE_QUESTION = "Is the latest step correct? Answer Yes or No."
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
@@ -330,18 +330,6 @@ class HTTPScorePRM:
 
     def close(self) -> None:
         self.client.close()
-
-
-def judge_prompt(question: str, steps: Sequence[str], prompt_style: str = "chatml") -> str:
-    """The judge's question about the latest step (same layout as the in-process ``JudgePRM``)."""
-    earlier = "".join(f"Step {i}: {s.strip()}\n" for i, s in enumerate(steps[:-1], start=1))
-    latest = steps[-1].strip() if steps else ""
-    body = (f"Problem: {question.strip()}\n\n" + (f"Earlier steps:\n{earlier}\n" if earlier else "")
-            + f"Latest step (step {len(steps)}): {latest}\n\n{JUDGE_QUESTION}")
-    if prompt_style == "chatml":
-        return ("<|im_start|>system\nYou check math solutions.<|im_end|>\n"
-                f"<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n")
-    return body + "\nAnswer:"
 
 
 def _is_num(x) -> bool:

@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Sequence
 
 from trimpomdp.decode.backends import broadcast_questions
+from trimpomdp.decode.prompts import judge_prompt
 from trimpomdp.errors import ModelError, TrimError
 
 QWEN_STEP_TOKEN = "<extra_0>"
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
-JUDGE_QUESTION = "Is the latest step correct? Answer Yes or No."
 
 
 def _batches(n: int, size: int):
@@ -158,14 +158,7 @@ class JudgePRM:
         return ids
 
     def format(self, question: str, steps: Sequence[str]) -> str:
-        earlier = "".join(f"Step {i}: {s.strip()}\n" for i, s in enumerate(steps[:-1], start=1))
-        latest = steps[-1].strip() if steps else ""
-        body = (f"Problem: {question.strip()}\n\n" + (f"Earlier steps:\n{earlier}\n" if earlier else "")
-                + f"Latest step (step {len(steps)}): {latest}\n\n{JUDGE_QUESTION}")
-        if self.prompt_style == "chatml":
-            return (f"<|im_start|>system\nYou check math solutions.<|im_end|>\n<|im_start|>user\n{body}<|im_end|>\n"
-                    "<|im_start|>assistant\n")
-        return body + "\nAnswer:"
+        return judge_prompt(question, steps, self.prompt_style)
 
     def score(self, question, steps_list) -> list[float]:
         import torch

@@ -61,3 +61,19 @@ def render(style: str, question: str, steps: Sequence[str] = ()) -> str:
     else:
         raise ValueError(f"unknown prompt style {style!r}; expected one of {', '.join(STYLES)}")
     return head + _continuation(steps)
+
+
+#: what the LLM judge is asked about the latest step; P("Yes") is its score
+JUDGE_QUESTION = "Is the latest step correct? Answer Yes or No."
+
+
+def judge_prompt(question: str, steps: Sequence[str], prompt_style: str = "chatml") -> str:
+    """The judge's question about the latest step, for the in-process judge and a judge server alike."""
+    earlier = "".join(f"Step {i}: {s.strip()}\n" for i, s in enumerate(steps[:-1], start=1))
+    latest = steps[-1].strip() if steps else ""
+    body = (f"Problem: {question.strip()}\n\n" + (f"Earlier steps:\n{earlier}\n" if earlier else "")
+            + f"Latest step (step {len(steps)}): {latest}\n\n{JUDGE_QUESTION}")
+    if prompt_style == "chatml":
+        return ("<|im_start|>system\nYou check math solutions.<|im_end|>\n"
+                f"<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n")
+    return body + "\nAnswer:"
