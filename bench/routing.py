@@ -21,7 +21,8 @@ import numpy as np
 from trimpomdp.routing import TrimModel, load_policy, parse_budget, solve_budget, solve_trim
 from trimpomdp.routing import metrics as M
 from trimpomdp.routing.pomdp import coarsen, flat_pomdp
-from trimpomdp.routing.simulator import load_observation_points, simulate
+from trimpomdp.routing.simulator import simulate
+from trimpomdp.routing.spec import load_observation_points
 
 ROOT = Path(__file__).resolve().parents[1]
 REF_SOLVES, REF_SECONDS, REF_CORES = 1e5, 20.0, 240

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from trimpomdp.cli.main import main
-from trimpomdp.errors import TrimError
 from trimpomdp.routing import TrimModel, load_policy, parse_budget, parse_sweep, solve_budget, solve_trim
 from trimpomdp.routing import metrics as M
-from trimpomdp.routing.simulator import load_observation_points, simulate
+from trimpomdp.routing.simulator import simulate
+from trimpomdp.routing.spec import load_observation_points
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "data" / "trim_math.json"

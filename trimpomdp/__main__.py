@@ -1,5 +1,3 @@
-import sys
-
 from trimpomdp.cli.main import run
 
 run()

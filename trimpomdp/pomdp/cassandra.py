@@ -253,7 +253,7 @@ class _Parser:
             while self.i < self.n:  # names that look like keywords: no bulk path
                 self.section()
             return
-        toks, n, lo = self.toks, self.n, self.i
+        toks, lo = self.toks, self.i
         rest = toks[lo:]
         code = np.fromiter(map(_CODE.get, rest, repeat(0)), dtype=np.int8, count=len(rest))
         colon = np.concatenate([code == 1, np.zeros(11, dtype=bool)])  # padded for the shape tests below

@@ -16,7 +16,8 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
     from trimpomdp.resource_limits import check_episodes
     from trimpomdp.routing.registry import load_policy
     from trimpomdp.routing.metrics import curve_metrics, summarize
-    from trimpomdp.routing.simulator import load_observation_points, run_family, simulate_summary
+    from trimpomdp.routing.simulator import run_family, simulate_summary
+    from trimpomdp.routing.spec import load_observation_points
     from trimpomdp.routing.spec import TrimModel
 
     check_episodes(episodes, "--episodes")

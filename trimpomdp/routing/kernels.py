@@ -144,62 +144,6 @@ def backup_step(xs, O, pw, ps, A, B, lam, tv, cp, cpv, gstart, gcu, nlev, ls, lc
 
 
 @njit(cache=True)
-def upper_envelope(s, c, tol):
-    """Upper envelope on [0, 1] of lines y = s x + c: (slopes, intercepts, right breakpoints; last inf)."""
-    n = s.shape[0]
-    order = np.argsort(s, kind="mergesort")
-    hs = np.empty(n)
-    hc = np.empty(n)
-    m = 0
-    for idx in range(n):
-        i = order[idx]
-        si = s[i]
-        ci = c[i]
-        if m > 0 and abs(hs[m - 1] - si) <= 1e-12 * (1.0 + abs(si)):
-            if ci <= hc[m - 1]:
-                continue
-            m -= 1
-        while m >= 2:
-            # line m-1 is useless if new line meets line m-2 left of where m-1 does
-            x12 = (hc[m - 2] - hc[m - 1]) / (hs[m - 1] - hs[m - 2])
-            x13 = (hc[m - 2] - ci) / (si - hs[m - 2])
-            if x13 <= x12 + tol:
-                m -= 1
-            else:
-                break
-        hs[m] = si
-        hc[m] = ci
-        m += 1
-    # breakpoints and restriction to [0, 1]
-    bp = np.empty(m)
-    for i in range(m - 1):
-        bp[i] = (hc[i] - hc[i + 1]) / (hs[i + 1] - hs[i])
-    bp[m - 1] = np.inf
-    keep = np.zeros(m, dtype=np.bool_)
-    for i in range(m):
-        left = -np.inf if i == 0 else bp[i - 1]
-        right = bp[i]
-        if right > 0.0 and left < 1.0 and right > left:
-            keep[i] = True
-    k = 0
-    for i in range(m):
-        if keep[i]:
-            k += 1
-    os_ = np.empty(k)
-    oc = np.empty(k)
-    ob = np.empty(k)
-    j = 0
-    for i in range(m):
-        if keep[i]:
-            os_[j] = hs[i]
-            oc[j] = hc[i]
-            ob[j] = bp[i]
-            j += 1
-    ob[k - 1] = np.inf
-    return os_, oc, ob
-
-
-@njit(cache=True)
 def _deposit(mass, r, h, x, amount, G):
     pos = x * (G - 1)
     if pos <= 0.0:

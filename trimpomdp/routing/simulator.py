@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trimpomdp.observation_models.binned import TRIM_STATES
-from trimpomdp.resource_limits import MAX_EPISODES, check_episodes  # noqa: F401  (MAX_EPISODES re-exported)
-from trimpomdp.routing.spec import load_observation_points  # noqa: F401  (re-exported)
+from trimpomdp.resource_limits import check_episodes
 
 #: episodes simulated at once (about 300 bytes of working memory each)
 CHUNK = 1 << 20

@@ -18,6 +18,7 @@ import numpy as np
 from trimpomdp.routing import kernels as K
 from trimpomdp.routing.budgets import Budget, Cap
 from trimpomdp.routing.policies import PomdpPolicy
+from trimpomdp.solvers.envelope import envelope_lines
 
 #: default number of uniform prior points per step
 DEFAULT_GRID = 257
@@ -142,7 +143,7 @@ def solve_lines(
         )
         ls, lc, lb, lo = [], [], [], [0]
         for r in range(nlev):
-            s_, c_, b_ = K.upper_envelope(out_s[r], out_c[r], 1e-12)
+            s_, c_, b_ = envelope_lines(out_s[r], out_c[r])
             ls.append(s_)
             lc.append(c_)
             lb.append(b_)

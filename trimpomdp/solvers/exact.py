@@ -32,7 +32,8 @@ from scipy.optimize import linprog
 from trimpomdp.errors import ModelError
 from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
-from trimpomdp.solvers.exact_kernels import best_at, lark_filter, max_advantage, upper_envelope
+from trimpomdp.solvers.envelope import envelope_mask
+from trimpomdp.solvers.exact_kernels import best_at, lark_filter, max_advantage
 from trimpomdp.solvers.result import SolveResult
 
 #: largest cross sum formed in one prune (vectors); beyond it the solve stops early, bounds still valid
@@ -384,7 +385,7 @@ def _envelope_2state(V: np.ndarray, min_width: float = 1e-12) -> np.ndarray:
     """
     a, m = V[:, 0], V[:, 1] - V[:, 0]
     order = np.lexsort((-a, m))  # slope ascending, the highest intercept first among equal slopes
-    keep = np.flatnonzero(upper_envelope(a, m, order, min_width))
+    keep = np.flatnonzero(envelope_mask(a, m, order, min_width))
     if keep.size == 0:  # numerically degenerate: fall back to the best line at the simplex centre
         keep = np.array([int(np.argmax(V.sum(axis=1)))])
     return keep
