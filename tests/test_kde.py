@@ -188,7 +188,10 @@ def test_likelihood_posterior_and_bin_index():
     m = ReflectedKDE(bandwidth="scott", states=("lo", "hi")).fit(X, y)
     L = m.likelihood(X[:5])
     assert L.shape == (5, 2)
-    assert np.allclose(L[:, 0], np.exp(m.score_samples(X[:5], "lo")))
+    assert np.allclose(L[:, 0], np.exp(m.log_density(X[:5], "lo")))
+    assert np.allclose(np.exp(m.score_samples(X[:5])), L)  # scikit-learn layout: (n, n_states)
+    assert np.allclose(m.predict_proba(X[:5]), m.posterior(X[:5]))
+    assert list(m.predict([[0.1, 0.1], [0.9, 0.9]])) == ["lo", "hi"]
     assert m.likelihood([0.1, 0.1]).shape == (2,)
     post = m.posterior([[0.1, 0.1], [0.9, 0.9]])
     assert np.allclose(post.sum(1), 1) and post[0, 0] > 0.9 and post[1, 1] > 0.9

@@ -247,12 +247,26 @@ class ReflectedKDE:
             raise ModelError(f"unknown state {state!r}; the model has {list(self.states_)}")
         return s
 
-    def score_samples(self, X, state) -> np.ndarray:
-        """log f(x | state) for each row of X."""
+    def score_samples(self, X) -> np.ndarray:
+        """log f(x | state) for each row of X and each state: (n, n_states), columns in ``states_`` order
+        (scikit-learn's ``score_samples(X)`` of a density, one column per class-conditional density)."""
         self._check_fitted()
-        Z = check_obs(X, self.n_dims_)
         with np.errstate(divide="ignore"):
-            return np.log(self._dens[self._state(state)].density(Z))
+            return np.log(self.likelihood(check_obs(X, self.n_dims_)))
+
+    def log_density(self, X, state) -> np.ndarray:
+        """log f(x | state) for each row of X, one state."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.density(X, state))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """P(state | x) under a uniform prior, (n, n_states) (scikit-learn's classifier convention)."""
+        self._check_fitted()
+        return self.posterior(check_obs(X, self.n_dims_))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable state of each row under a uniform prior."""
+        return np.asarray(self.states_)[np.argmax(self.predict_proba(X), axis=1)]
 
     def density(self, X, state) -> np.ndarray:
         self._check_fitted()

@@ -88,7 +88,7 @@ class ThresholdPolicy(RoutingPolicy):
 class PomdpPolicy(RoutingPolicy):
     """Per step t, the envelope of U_{t+1} (lines = alpha vectors of length 3) per budget level.
 
-    ``steps[t] = (slopes, intercepts, breakpoints, level_offsets)``; ``A[t] = h(t) R``,
+    ``steps[t] = (slopes, intercepts, breakpoints, level_offsets, lookup)`` (``kernels.with_lookup``); ``A[t] = h(t) R``,
     ``B[t] = (1 - h(t)) gamma``. The policy file embeds the spec and the observation table, so
     ``.trim_model`` is available after ``load``.
     """
