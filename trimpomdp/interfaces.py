@@ -91,6 +91,28 @@ class RoutingPolicy(Protocol):
 
 
 @runtime_checkable
+class BatchRoutingPolicy(Protocol):
+    """A routing policy the vectorised simulator can run: one call decides a step for many questions.
+    ``levels`` are the budget levels left (capped policies only); returns a boolean 'regenerate' per row."""
+
+    name: str
+    needs_belief: bool
+
+    def decide_many(self, beliefs: np.ndarray, step: int, costs: np.ndarray, scores: np.ndarray,
+                    levels: np.ndarray | None = None) -> np.ndarray: ...
+
+
+@runtime_checkable
+class BeliefPolicy(Protocol):
+    """A policy of a tabular POMDP acting on beliefs (an alpha-vector policy): what simulation and exact
+    evaluation need."""
+
+    def action(self, belief): ...
+
+    def value(self, belief): ...
+
+
+@runtime_checkable
 class BeliefUpdater(Protocol):
     """Bayes filter over a model's hidden states (POMDPs.jl's ``Updater``)."""
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from trimpomdp.errors import TrimError
-from trimpomdp.policies.alpha import AlphaVectorPolicy
+from trimpomdp.interfaces import BeliefPolicy
 from trimpomdp.pomdp.belief import update_batch
 from trimpomdp.pomdp.model import POMDP
 
@@ -82,7 +82,14 @@ class _RowSampler:
         return self.indices[pos]
 
 
-def simulate_policy(model: POMDP, policy: AlphaVectorPolicy, episodes: int = 10_000,
+def _check_fits(policy, model) -> None:
+    """A policy that knows what it was solved for (an ``AlphaVectorPolicy``) checks it against ``model``."""
+    check = getattr(policy, "check_model", None)
+    if check is not None:
+        check(model)
+
+
+def simulate_policy(model: POMDP, policy: BeliefPolicy, episodes: int = 10_000,
                     horizon: int | None = None, seed: int = 0) -> EvalResult:
     """Mean discounted return of following ``policy`` on the tracked belief, starting from b0.
 
@@ -91,14 +98,12 @@ def simulate_policy(model: POMDP, policy: AlphaVectorPolicy, episodes: int = 10_
     """
     if episodes < 1:
         raise TrimError(f"episodes must be >= 1, got {episodes}")
-    policy.check_model(model)
+    _check_fits(policy, model)
     H = default_horizon(model) if horizon is None else int(horizon)
     if H < 1:
         raise TrimError(f"horizon must be >= 1, got {H}")
     rng = np.random.default_rng(seed)
-    S, A = model.n_states, model.n_actions
-    if np.any(policy.actions < 0) or np.any(policy.actions >= A):
-        raise TrimError(f"policy uses action indices outside 0..{A - 1}")
+    S = model.n_states
     tsamp = [_RowSampler(m) for m in model.T]
     osamp = [_RowSampler(m) for m in model.O]
     b0 = model.initial_belief / model.initial_belief.sum()
@@ -131,7 +136,7 @@ def simulate_policy(model: POMDP, policy: AlphaVectorPolicy, episodes: int = 10_
     return EvalResult(mean, mean - half, mean + half, std, episodes, H)
 
 
-def evaluate_exact(model: POMDP, policy: AlphaVectorPolicy, horizon: int | None = None,
+def evaluate_exact(model: POMDP, policy: BeliefPolicy, horizon: int | None = None,
                    tol: float = 1e-6, decimals: int = 10, max_beliefs: int = 200_000) -> ExactValue:
     """Exact value at b0 of following ``policy``: expand the belief tree level by level, then back up.
 
@@ -139,7 +144,7 @@ def evaluate_exact(model: POMDP, policy: AlphaVectorPolicy, horizon: int | None 
     where the discounted tail is below ``tol``; leaves get the midpoint of the possible tail values, so
     ``error`` is half that range. Raises ``TrimError`` when more than ``max_beliefs`` beliefs are reached.
     """
-    policy.check_model(model)
+    _check_fits(policy, model)
     gamma = model.discount
     R = model.R
     term = model.terminal if model.terminal is not None else np.zeros(model.n_states, dtype=bool)

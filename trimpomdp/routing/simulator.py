@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trimpomdp.interfaces import BatchRoutingPolicy
 from trimpomdp.observation_models.binned import TRIM_STATES
 from trimpomdp.resource_limits import check_episodes
 
@@ -72,7 +73,7 @@ def _chunks(episodes: int, seed: int, progress: bool = False, desc: str = "simul
         yield min(CHUNK, n - lo), np.random.default_rng(seed if k == 0 else [seed, k])
 
 
-def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: int = 0,
+def simulate(trim_model, policy: BatchRoutingPolicy, points: dict, episodes: int = 100_000, seed: int = 0,
              progress: bool = False) -> SimResult:
     """Run ``episodes`` questions under ``policy``; a seed gives the same hidden paths for every policy."""
     parts = [_simulate_chunk(trim_model, policy, points, n, rng) for n, rng in _chunks(episodes, seed, progress)]
@@ -81,7 +82,7 @@ def simulate(trim_model, policy, points: dict, episodes: int = 100_000, seed: in
     return SimResult(getattr(policy, "name", "policy"), *(np.concatenate(p) for p in zip(*parts)))
 
 
-def simulate_summary(trim_model, policy, points: dict, episodes: int = 100_000, seed: int = 0,
+def simulate_summary(trim_model, policy: BatchRoutingPolicy, points: dict, episodes: int = 100_000, seed: int = 0,
                      progress: bool = False) -> dict:
     """``simulate(...).summary()`` from running totals: memory bounded by one chunk, whatever ``episodes``."""
     if check_episodes(episodes) <= CHUNK:
@@ -112,7 +113,7 @@ def simulate_summary(trim_model, policy, points: dict, episodes: int = 100_000, 
     }
 
 
-def _simulate_chunk(trim_model, policy, points: dict, N: int, rng):
+def _simulate_chunk(trim_model, policy: BatchRoutingPolicy, points: dict, N: int, rng):
     """(correct, strong tokens, regenerations, steps) of N episodes drawn from ``rng``."""
     tm = trim_model
     T = tm.max_steps
