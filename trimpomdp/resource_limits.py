@@ -8,6 +8,8 @@ raise it.
 - Model files (``.pomdp``, ``.pomdpx``): the memory the reader will need, estimated from the declared sizes
   and what the entries really cover (sparse rows, factored tables), may not exceed
   ``TRIMPOMDP_MODEL_MEMORY_MB`` (default 4096 MB); the readers also take ``max_memory_mb=``.
+- Model files: at most ``MAX_ACTIONS`` actions (the model holds one sparse T and one sparse O matrix per
+  action, built and checked one by one, about 0.2 ms an action: ``actions: 1000000`` would take minutes).
 - Observation grids: at most ``MAX_BINS`` bins (the exact integration costs copies x bins and the routing
   POMDP has one observation per bin).
 - Routing simulation: at most ``MAX_EPISODES`` episodes per policy (about 2 microseconds each; the
@@ -23,6 +25,8 @@ from trimpomdp.errors import FormatError, TrimError
 #: environment variable that overrides the model-file memory limit (megabytes)
 MODEL_MEMORY_ENV = "TRIMPOMDP_MODEL_MEMORY_MB"
 DEFAULT_MODEL_MEMORY_MB = 4096.0
+#: most actions a model file may declare
+MAX_ACTIONS = 10_000
 #: most bins an observation grid may have (100 x 100 in 2-D, 10,000 in 1-D)
 MAX_BINS = 10_000
 #: most episodes one routing simulation may run
@@ -73,6 +77,13 @@ def _fmt_mb(mb: float) -> str:
     if mb >= 10 * 1024:
         return f"{mb / 1024:,.0f} GB"
     return f"{mb:,.0f} MB"
+
+
+def check_actions(n: int, path: str, line=None) -> None:
+    """Refuse a model file declaring more than ``MAX_ACTIONS`` actions (reading it would take minutes)."""
+    if n > MAX_ACTIONS:
+        raise FormatError(f"{n:,} actions are over the limit of {MAX_ACTIONS:,} (the model holds one sparse "
+                          "T and O matrix per action, built and checked one by one)", path, line)
 
 
 def check_episodes(episodes: int, what: str = "episodes") -> int:

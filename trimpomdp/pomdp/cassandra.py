@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from trimpomdp.errors import FormatError, ModelError
 from trimpomdp.pomdp.model import POMDP, ROW_SUM_TOL
-from trimpomdp.resource_limits import MemoryBudget
+from trimpomdp.resource_limits import MemoryBudget, check_actions
 
 _HEADERS = ("discount", "values", "states", "actions", "observations", "start")
 _SECTIONS = frozenset(_HEADERS + ("T", "O", "R"))
@@ -406,6 +406,8 @@ class _Parser:
                               f"'{kind}: {k}' (a model of {S:,} states, {A:,} actions and {Z:,} observations)",
                               lambda: self.line_at(line0))
             names = [str(j) for j in range(k)]
+        if kind == "actions":
+            check_actions(len(names), self.path, self.line_at(line0))
         if len(set(names)) != len(names):
             seen = set()
             dup = next(x for x in names if x in seen or seen.add(x))

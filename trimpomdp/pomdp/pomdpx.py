@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from trimpomdp.errors import FormatError
 from trimpomdp.pomdp.cassandra import BUILD_BYTES, NAME_BYTES, NNZ_BYTES, normalize_rows, normalize_vector
 from trimpomdp.pomdp.model import POMDP, ROW_SUM_TOL
-from trimpomdp.resource_limits import MemoryBudget
+from trimpomdp.resource_limits import MemoryBudget, check_actions
 
 #: bytes per joint state or observation name ("_"-joined values, list and tuple slots)
 JOINT_NAME_BYTES = 120
@@ -174,6 +174,7 @@ class _Reader:
                 if self.action is not None:
                     self.fail("only one <ActionVar> is supported", node)
                 self.action = _Var(self.vname(node), "action", 0, self.values_of(node, "a"))
+                check_actions(self.action.size, self.path, node.line)
                 self.add(self.action, node)
             elif node.tag == "RewardVar":
                 self.reward_vars.add(self.vname(node))
