@@ -19,7 +19,7 @@ from trimpomdp.errors import ModelError, TrimError
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def simulate(model, policy, episodes, seed, horizon, as_json):
     """Simulate POLICY (.npz, or APPL .policy XML) on MODEL (.pomdp/.pomdpx) from its initial belief."""
-    from trimpomdp.policies.alpha import load_alpha_policy
+    from trimpomdp.policies.files import load_alpha_policy
     from trimpomdp.policies.evaluation import simulate_policy
     from trimpomdp.pomdp.io import load_model
 

@@ -55,7 +55,7 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
     if output and Path(output).suffix.lower() not in (".npz", ".policy", ".xml"):
         raise TrimError(f"solve: {output}: a policy file must end with .npz, .policy or .xml")
     from trimpomdp.pipeline import build_solver, solve_model
-    from trimpomdp.policies.alpha import save_alpha_policy
+    from trimpomdp.policies.files import save_alpha_policy
     from trimpomdp.pomdp.io import load_model
 
     bar = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trimpomdp.artifacts import load_npz, save_npz
-from trimpomdp.errors import FormatError, ModelError, TrimError
+from trimpomdp.errors import FormatError, ModelError
 
 FORMAT = "trimpomdp.alpha_policy"
 
@@ -84,32 +84,3 @@ class AlphaVectorPolicy:
         if int(self.actions.max()) >= model.n_actions:
             raise ModelError(f"policy uses action index {int(self.actions.max())} but the model has "
                              f"{model.n_actions} actions")
-
-
-def load_alpha_policy(path) -> AlphaVectorPolicy:
-    """A policy from our ``.npz`` format or from an APPL/SARSOP ``.policy``/``.xml`` file."""
-    from pathlib import Path
-
-    if Path(path).suffix.lower() in (".policy", ".xml"):
-        from trimpomdp.policies.xml import read_policy_xml
-
-        return read_policy_xml(path)
-    return AlphaVectorPolicy.load(path)
-
-
-def save_alpha_policy(policy: AlphaVectorPolicy, model, path) -> str:
-    """Write ``policy`` by the file's suffix: ``.npz`` (ours, with metadata) or ``.policy``/``.xml`` (the
-    XML that SARSOP's ``pomdpsol`` writes, readable by its tools)."""
-    from pathlib import Path
-
-    out = Path(path)
-    suffix = out.suffix.lower()
-    if suffix in (".policy", ".xml"):
-        from trimpomdp.policies.xml import write_policy_xml
-
-        write_policy_xml(policy, model, out)
-    elif suffix == ".npz":
-        policy.save(out)
-    else:
-        raise TrimError(f"{out}: a policy file must end with .npz, .policy or .xml")
-    return str(out)
