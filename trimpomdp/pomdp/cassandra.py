@@ -217,7 +217,7 @@ class _Parser:
         idx = self.index[kind].get(t)
         if idx is not None:
             return idx
-        if t.isdigit():
+        if t.isdecimal():
             k = int(t)
             size = len(self.index[kind])
             if k < size:
@@ -361,7 +361,7 @@ class _Parser:
                     continue
                 if t in ("T", "O", "R"):
                     break
-                if t in ("states", "actions", "observations") and t not in out and toks[j + 2].isdigit() \
+                if t in ("states", "actions", "observations") and t not in out and toks[j + 2].isdecimal() \
                         and self.at_section(j + 3):
                     out[t] = int(toks[j + 2])
             self._declared = out
@@ -397,7 +397,7 @@ class _Parser:
         names = self.name_list()
         if not names:
             self.fail(f"'{kind}:' needs a count or a list of names", line0)
-        if len(names) == 1 and names[0].isdigit():
+        if len(names) == 1 and names[0].isdecimal():
             k = int(names[0])
             if k <= 0:
                 self.fail(f"'{kind}:' count must be positive", line0)
@@ -429,7 +429,7 @@ class _Parser:
             self.start = np.full(S, 1.0 / S)
             return
         is_state = t in self.index["state"] and not (_is_number(t) and S > 1 and _is_number(self.peek(1) or ""))
-        if not is_state and t.isdigit() and S > 1 and self.at_section(self.i + 1):
+        if not is_state and t.isdecimal() and S > 1 and self.at_section(self.i + 1):
             is_state = True
         if is_state:
             s = self.ref("state")

@@ -268,7 +268,7 @@ class _Reader:
             return v.values.index(tok)
         except ValueError:
             pass
-        if tok.isdigit() and int(tok) < v.size:
+        if tok.isdecimal() and int(tok) < v.size:
             return int(tok)
         self.fail(f"{section}: unknown value {tok!r} of variable {v.name!r}", node)
 
