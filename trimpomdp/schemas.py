@@ -78,7 +78,8 @@ def _short(v) -> str:
 
 
 def _field_error(f: Field, v) -> str | None:
-    """What is wrong with value ``v`` of field ``f`` (None when it is fine); nested fields are not looked at."""
+    """What is wrong with value ``v`` of field ``f`` (None when it is fine); nested fields and the field's
+    ``rule`` are not looked at (the rule runs once the members are known to be well-typed)."""
     if v is None:
         return None if f.null else f"must be {_A[f.type]}, got null"
     if not _IS[f.type](v):
@@ -101,8 +102,6 @@ def _field_error(f: Field, v) -> str | None:
             return f"needs at least {f.min_len} {'entries' if f.type != 'str' else 'characters'}, got {len(v)}"
         if f.max_len is not None and len(v) > f.max_len:
             return f"allows at most {f.max_len} entries, got {len(v)}"
-    if f.rule is not None:
-        return f.rule(v)
     return None
 
 
@@ -134,6 +133,9 @@ def _check_value(f: Field, v, name: str, path, base_dir, line) -> None:
     if f.type == "list" and f.items is not None:
         for i, item in enumerate(v):
             _check_value(f.items, item, f"{name}[{i}]", path, base_dir, line)
+    msg = f.rule(v) if f.rule is not None else None
+    if msg:
+        raise FormatError(f"field {name!r}: {msg}", _p(path), line)
     if f.file and base_dir is not None:
         p = Path(v)
         if not p.is_absolute():
@@ -332,8 +334,8 @@ def _num(name, **kw) -> Field:
 
 
 def _divides_one(v) -> str | None:
-    m = round(1.0 / v)
-    return None if abs(m * v - 1.0) <= 1e-9 else f"must divide [0, 1] into whole bins (e.g. 0.05), got {v!r}"
+    m = round(1.0 / v) if v >= 1e-9 else 0  # 1 / 1e-320 is inf
+    return None if m and abs(m * v - 1.0) <= 1e-9 else f"must divide [0, 1] into whole bins (e.g. 0.05), got {v!r}"
 
 
 def _unique(v) -> str | None:
