@@ -190,32 +190,34 @@ def test_without_sarsop_targets_still_converges():
 
 def test_point_pruning_keeps_every_recorded_upper_value():
     """Dropping dominated/replaced sawtooth points must not raise the upper bound at any point's belief."""
-    from trimpomdp.solvers import kernels as K
-    from trimpomdp.solvers.sarsop import _Run, warm_up
+    from trimpomdp.solvers.sarsop import warm_up
+    from trimpomdp.solvers.sarsop.backup import upper_value
+    from trimpomdp.solvers.sarsop.run import Run
     from trimpomdp.solvers.sparse import to_sparse
 
     warm_up()
     model = rocksample_model(4, 4)
-    run = _Run(to_sparse(model), model, 1e-3, None, 40, False, 1e9, None, 0)
+    run = Run(to_sparse(model), model, 1e-3, None, 40, False, 1e9, None)
     run.run()
-    alive = np.flatnonzero(run.p_alive[: run.n_pts])
+    pts, tree = run.points, run.tree.arrays
+    alive = np.flatnonzero(pts.alive[: run.st["n_pts"]])
     assert alive.size > 10
     before = []
     for i in alive:
-        lo, hi = run.p_ptr[i]
-        bi, bv = run.pool_idx[lo:hi].copy(), run.pool_val[lo:hi].copy()
-        before.append((bi, bv, float(run.corner[bi] @ bv + run.p_gap[i])))
-    run._compact_points()
-    assert run.n_pts <= alive.size and run.p_alive[: run.n_pts].all()
+        lo, hi = pts.ptr[i]
+        bi, bv = tree.pool_idx[lo:hi].copy(), tree.pool_val[lo:hi].copy()
+        before.append((bi, bv, float(pts.corner[bi] @ bv + pts.gap[i])))
+    run.compact_points()
+    assert run.st["n_pts"] <= alive.size and pts.alive[: run.st["n_pts"]].all()
     for bi, bv, val in before:
-        u = K.upper_value(bi, bv, run.corner, run.p_ptr, run.pool_idx, run.pool_val, run.p_gap, run.p_alive,
-                          run.head, run.nxt, run.dense, 0)
+        u = upper_value(bi, bv, pts, tree.pool_idx, tree.pool_val, run.scratch.dense, 0)
         assert u <= val + 1e-9
     # the solve goes on from the compacted set with consistent bounds
-    lb0, ub0 = run.node_lb[0], run.node_ub[0]
+    lb0, ub0 = tree.lower[0], tree.upper[0]
     for _ in range(40):
         run.trial()
-    assert lb0 <= run.node_lb[0] <= run.node_ub[0] <= ub0
+    tree = run.tree.arrays
+    assert lb0 <= tree.lower[0] <= tree.upper[0] <= ub0
 
 
 def test_undiscounted_model_with_unbounded_value_is_refused(pomdp_dir):

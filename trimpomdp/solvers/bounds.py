@@ -103,7 +103,7 @@ def positive_bound(model: POMDP) -> np.ndarray:
 
 def qmdp_alphas(model: POMDP, tol: float = 1e-7) -> np.ndarray:
     """(A, S) Q-values of the fully observable MDP: an upper bound on V* (one vector per action)."""
-    from trimpomdp.solvers.kernels import qmdp_iterate
+    from trimpomdp.solvers.bounds_kernels import qmdp_iterate
 
     sm = to_sparse(model)
     if sm.discount < 1.0:
@@ -122,7 +122,7 @@ def fib_alphas(model: POMDP, tol: float = 1e-7, init: np.ndarray | None = None) 
 
     Started from QMDP, which it can only tighten, so every iterate stays a valid upper bound.
     """
-    from trimpomdp.solvers.kernels import fib_iterate
+    from trimpomdp.solvers.bounds_kernels import fib_iterate
 
     sm = to_sparse(model)
     alph = qmdp_alphas(model, tol) if init is None else np.array(init, dtype=np.float64)

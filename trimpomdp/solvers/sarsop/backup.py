@@ -1,0 +1,227 @@
+"""Backups: the bounds' values at a belief, a node's cached bounds, and the Bellman backup of a node.
+
+The lower bound is the upper envelope of the alpha vectors, the upper bound the sawtooth interpolation of
+the points above the FIB corner values. Each node caches both and only reads the vectors/points added since
+its last refresh, so a backup costs about the new entries, not the whole sets. All kernels here are inlined
+into the trial loop (``sample.run_trials``).
+"""
+from __future__ import annotations
+
+from numba import njit
+
+from trimpomdp.solvers.sarsop.state import DONE, NEED_ALPHA_ROOM, NEED_BELIEFS, NEED_POINT_ROOM
+
+NEG_INF = -1e300
+
+
+@njit(cache=True, inline="always")
+def lower_value(bi, bv, alphas, n_alpha):
+    """max_k alphas.vectors[k] . b over live vectors, and the maximising k."""
+    vectors, alive = alphas.vectors, alphas.alive
+    best = NEG_INF
+    kb = -1
+    for k in range(n_alpha):
+        if not alive[k]:
+            continue
+        v = 0.0
+        for t in range(bi.shape[0]):
+            v += vectors[k, bi[t]] * bv[t]
+        if v > best:
+            best = v
+            kb = k
+    return best, kb
+
+
+@njit(cache=True, inline="always")
+def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
+    """Sawtooth interpolation: corner . b + min_i phi_i(b) * (v_i - corner . b_i), over points i >= start.
+
+    A point can only contribute when its whole support lies inside supp(b), so only the buckets of supp(b)
+    are read, and a bucket is left as soon as it reaches points older than ``start`` (callers keep the
+    minimum over older points). ``dense`` is a zeroed (S,) scratch array, left zeroed.
+    """
+    corner, ptr, gap, alive, head, nxt = points.corner, points.ptr, points.gap, points.alive, points.head, points.next
+    v0 = 0.0
+    for t in range(bi.shape[0]):
+        v0 += corner[bi[t]] * bv[t]
+        dense[bi[t]] = bv[t]
+    best = 0.0
+    for t in range(bi.shape[0]):
+        i = head[bi[t]]
+        while i >= start:
+            g = gap[i]
+            if alive[i] and g < best:
+                phi = 1e300
+                for j in range(ptr[i, 0], ptr[i, 1]):
+                    r = dense[pool_idx[j]] / pool_val[j]
+                    if r < phi:
+                        phi = r
+                        if g * phi >= best:
+                            break
+                if g * phi < best:
+                    best = g * phi
+            i = nxt[i]
+    for t in range(bi.shape[0]):
+        dense[bi[t]] = 0.0
+    return v0 + best
+
+
+@njit(cache=True, inline="always")
+def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense):
+    """Bring node c's bounds up to date, reading only vectors/points added since its last refresh.
+
+    The lower value stays the value of a live alpha vector (``best_alpha``), so the policy achieves it; the
+    upper value is the minimum of valid sawtooth values over time.
+    """
+    cs = tree.b_start[c]
+    cl = tree.b_len[c]
+    ci = tree.pool_idx[cs:cs + cl]
+    cv = tree.pool_val[cs:cs + cl]
+    vectors, alive = alphas.vectors, alphas.alive
+    k0 = tree.best_alpha[c]
+    if k0 >= 0 and alive[k0]:
+        best = tree.lower[c]
+        kb = k0
+        for k in range(tree.alphas_seen[c], n_alpha):
+            if not alive[k]:
+                continue
+            v = 0.0
+            for t in range(cl):
+                v += vectors[k, ci[t]] * cv[t]
+            if v > best:
+                best = v
+                kb = k
+    else:
+        best, kb = lower_value(ci, cv, alphas, n_alpha)
+    tree.lower[c] = best
+    tree.best_alpha[c] = kb
+    tree.alphas_seen[c] = n_alpha
+    uv = upper_value(ci, cv, points, tree.pool_idx, tree.pool_val, dense, tree.points_seen[c])
+    if uv > tree.upper[c]:
+        uv = tree.upper[c]
+    if uv < best:
+        uv = best
+    tree.upper[c] = uv
+    tree.points_seen[c] = n_pts
+    return best, kb, uv
+
+
+@njit(cache=True, inline="always")
+def backup_update(n, state, tol, model, tree, alphas, points, scratch):
+    """Bellman backup of both bounds at expanded node n from its children, and storage of the result.
+
+    Refreshes the children's cached bounds, stores Q bounds per action, and keeps a new alpha vector (the
+    point-based backup of the best lower action) when the lower bound improves, and a new sawtooth point
+    (replacing n's old one) when the upper bound does, by more than ``tol`` (smaller gains are recomputed
+    from the children at the next backup, so they are not lost, only not stored). Returns DONE, or
+    NEED_BELIEFS / NEED_ALPHA_ROOM / NEED_POINT_ROOM (then nothing was changed and the call can simply be
+    repeated)."""
+    st = state[0]
+    act_ptr, child, prob, q_lower, q_upper = tree.act_ptr, tree.child, tree.prob, tree.q_lower, tree.q_upper
+    Tp, Ti, Tv, Op, Oi, Ov, R, gamma = model.Tp, model.Ti, model.Tv, model.Op, model.Oi, model.Ov, model.R, model.gamma
+    kobs, h, new_alpha = scratch.kobs, scratch.h, scratch.new_alpha
+    used = alphas.used
+    n_alpha = st.n_alpha
+    n_pts = st.n_pts
+    if n_alpha >= alphas.vectors.shape[0]:
+        return NEED_ALPHA_ROOM
+    if n_pts + 1 >= points.gap.shape[0]:
+        return NEED_POINT_ROOM
+    stamp = st.stamp + 1
+    A = act_ptr.shape[1] - 1
+    S = h.shape[0]
+    lb_here, k_here, ub_here = refresh_node(n, tree, alphas, n_alpha, points, n_pts, scratch.dense)
+    cut = lb_here - 1e-9 * (1.0 + abs(lb_here))  # pruning threshold, with room for rounding
+    for a in range(A):
+        if q_upper[n, a] >= cut:
+            for e in range(act_ptr[n, a], act_ptr[n, a + 1]):
+                if tree.b_start[child[e]] < 0:  # a child's belief was evicted: the caller recomputes it first
+                    st.need = n
+                    return NEED_BELIEFS
+    if k_here >= 0:
+        used[k_here] = stamp
+    best_ql = NEG_INF
+    best_qu = NEG_INF
+    a_best = -1
+    for a in range(A):
+        if q_upper[n, a] < cut:
+            # SARSOP's action pruning: upper bounds only fall and lower bounds only rise, so an action whose
+            # Q upper bound is below the lower value here never becomes optimal; its stored Q bounds stay
+            # valid and its children are neither refreshed nor needed in memory any more
+            if q_upper[n, a] > best_qu:
+                best_qu = q_upper[n, a]
+            continue
+        ql = tree.reward[n, a]
+        qu = ql
+        for e in range(act_ptr[n, a], act_ptr[n, a + 1]):
+            lv, k, uv = refresh_node(child[e], tree, alphas, n_alpha, points, n_pts, scratch.dense)
+            p = prob[e]
+            ql += gamma * p * lv
+            qu += gamma * p * uv
+        q_lower[n, a] = ql
+        q_upper[n, a] = qu
+        if ql > best_ql:
+            best_ql = ql
+            a_best = a
+        if qu > best_qu:
+            best_qu = qu
+    if a_best >= 0:
+        # the backed-up vector: observations impossible from b keep the vector best at b itself
+        for o in range(model.Z):
+            kobs[o] = k_here
+        for e in range(act_ptr[n, a_best], act_ptr[n, a_best + 1]):
+            k = tree.best_alpha[child[e]]
+            kobs[tree.obs[e]] = k
+            used[k] = stamp
+        vectors = alphas.vectors
+        for s in range(S):
+            acc = 0.0
+            for j in range(Op[a_best, s], Op[a_best, s + 1]):
+                acc += Ov[j] * vectors[kobs[Oi[j]], s]
+            h[s] = acc
+        for s in range(S):
+            acc = 0.0
+            for j in range(Tp[a_best, s], Tp[a_best, s + 1]):
+                acc += Tv[j] * h[Ti[j]]
+            new_alpha[s] = R[s, a_best] + gamma * acc
+    st.stamp = stamp
+    tree.last_backup[n] = stamp
+    st.backups += 1
+    if best_ql > lb_here + tol:
+        k = st.n_alpha
+        alphas.vectors[k, :] = new_alpha
+        alphas.action[k] = a_best
+        alphas.alive[k] = True
+        used[k] = stamp
+        st.n_alpha = k + 1
+        st.n_alive += 1
+        tree.best_alpha[n] = k
+        tree.alphas_seen[n] = k + 1
+        lb_here = best_ql
+    ub = min(best_qu, ub_here, tree.upper[n])
+    if ub < lb_here:
+        ub = lb_here
+    if ub < ub_here - tol:
+        old = tree.point[n]
+        if old >= 0:
+            points.alive[old] = False
+            st.p_dead += 1
+        i = st.n_pts
+        s0 = tree.b_start[n]
+        m = tree.b_len[n]
+        v0 = 0.0
+        for t in range(m):
+            v0 += points.corner[tree.pool_idx[s0 + t]] * tree.pool_val[s0 + t]
+        points.node[i] = n
+        points.ptr[i, 0] = s0
+        points.ptr[i, 1] = s0 + m
+        points.gap[i] = ub - v0
+        points.alive[i] = True
+        first = tree.pool_idx[s0]
+        points.next[i] = points.head[first]
+        points.head[first] = i
+        tree.point[n] = i
+        st.n_pts = i + 1
+    tree.lower[n] = lb_here
+    tree.upper[n] = ub
+    return DONE

@@ -1,0 +1,196 @@
+"""What SARSOP's kernels share with Python, as named structures.
+
+Arrays are grouped by what they describe: the model, the belief tree, the alpha vectors (lower bound), the
+sawtooth points (upper bound) and scratch space. Each group is a NamedTuple, which numba passes as one
+argument and reads by field name; reallocating an array means replacing it in its group (``_replace``), so
+the next kernel call sees it. The scalars that kernels change (where a trial stands, counters) are the
+fields of one numpy record, ``STATE``: kernels update ``state[0].field`` in place and Python reads the same
+names. The ``new_*`` functions are the one place that gives each array its type, shape and initial value;
+growth reuses them, so a field left out of either the class or its ``new_*`` fails loudly.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from trimpomdp.solvers.sparse import SparseModel
+
+i8, f8 = np.int64, np.float64
+
+#: what run_trials and backup_update return: finished, or what Python must do before calling again (the
+#: kernel then resumes where it stopped)
+DONE, CONVERGED, NEED_EXPAND, NEED_BELIEFS, NEED_ALPHA_ROOM, NEED_POINT_ROOM, MAINTENANCE = range(7)
+
+#: ``state[0]``: where the current trial stands (run_trials may hand control back to Python mid-trial) and
+#: the counters that kernels advance
+STATE = np.dtype([
+    ("phase", i8),        # 0 between trials, 1 descending, 2 backing the path up
+    ("node", i8),         # where the descent is
+    ("parent", i8),       # the node it came from (-1 at the root)
+    ("depth", i8),
+    ("path_len", i8),     # nodes on ``path``, root first
+    ("pos", i8),          # the path entry backed up next (phase 2)
+    ("pending", np.bool_),  # back ``node`` up before going on (Python has just expanded it)
+    ("targeted", np.bool_),  # this trial also stops at SARSOP's (L, U) targets
+    ("need", i8),         # the node a NEED_EXPAND / NEED_BELIEFS request is about
+    ("ginv", f8),         # gamma^-depth
+    ("L", f8), ("U", f8),  # the targets propagated to ``node``
+    ("eps", f8),          # the trial's gap threshold at the root
+    ("lb0", f8), ("ub0", f8),  # root bounds when the trial started
+    ("trials", i8), ("backups", i8),
+    ("stamp", i8),        # one tick per backup: when a vector was last useful, a node last backed up
+    ("n_alpha", i8),      # vector rows in use (dead ones included)
+    ("n_alive", i8),      # live vectors
+    ("n_pts", i8),        # point rows in use (dead ones included)
+    ("p_dead", i8),       # dead points among them
+], align=True)
+
+
+def new_state(targets: bool) -> np.ndarray:
+    state = np.zeros(1, STATE)
+    state[0]["targeted"] = targets
+    return state
+
+
+class Settings(NamedTuple):
+    """The constants of one solve that the trial loop reads."""
+
+    precision: float  # target gap at the root
+    tol: float  # a backup stores a vector/point only when it improves the bound by more than this
+    kappa: float  # a trial aims to shrink gaps below this fraction of the root gap
+    max_depth: int
+    targets: bool  # SARSOP's (L, U) targets on
+    dead_points: int  # dead points past which (and past half the points) Python compacts them
+
+
+class Model(NamedTuple):
+    """The sparse model (``sparse.SparseModel``) as the kernels read it."""
+
+    Tp: np.ndarray
+    Ti: np.ndarray
+    Tv: np.ndarray
+    Op: np.ndarray
+    Oi: np.ndarray
+    Ov: np.ndarray
+    R: np.ndarray  # (S, A)
+    gamma: float
+    Z: int
+
+
+def kernel_model(sm: SparseModel) -> Model:
+    return Model(sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.discount, sm.Z)
+
+
+class Tree(NamedTuple):
+    """The belief tree: nodes with cached bounds, edges (node, a, o) -> child, and the belief pool.
+
+    Node n's belief is ``pool_idx/pool_val[b_start[n]:b_start[n] + b_len[n]]`` (sorted support, values).
+    The edges of action a at node n are ``act_ptr[n, a]..act_ptr[n, a + 1]``."""
+
+    # one row per node
+    b_start: np.ndarray  # -1 once evicted (recomputed from a parent when needed again)
+    b_len: np.ndarray
+    expanded: np.ndarray
+    act_ptr: np.ndarray  # (N, A + 1)
+    reward: np.ndarray  # (N, A) R(b, a)
+    lower: np.ndarray  # the value of vector ``best_alpha`` at b
+    upper: np.ndarray  # the least valid sawtooth value seen at b
+    q_lower: np.ndarray  # (N, A)
+    q_upper: np.ndarray  # (N, A) +inf until the first backup, so nothing is pruned before it
+    best_alpha: np.ndarray  # -1 when unknown
+    alphas_seen: np.ndarray  # vectors below this index were compared at the last refresh
+    points_seen: np.ndarray  # points below this index were read at the last refresh
+    last_backup: np.ndarray  # stamp of the node's last backup (eviction order)
+    point: np.ndarray  # the node's sawtooth point, -1 if none
+    # one entry per edge
+    child: np.ndarray
+    prob: np.ndarray  # P(o | b, a)
+    obs: np.ndarray
+    # the beliefs
+    pool_idx: np.ndarray
+    pool_val: np.ndarray
+
+
+def new_nodes(n: int, A: int) -> dict:
+    """Fresh rows for n nodes (the Tree fields that have one row per node)."""
+    return dict(b_start=np.zeros(n, i8), b_len=np.zeros(n, i8), expanded=np.zeros(n, bool),
+                act_ptr=np.zeros((n, A + 1), i8), reward=np.zeros((n, A)), lower=np.full(n, -np.inf),
+                upper=np.full(n, np.inf), q_lower=np.zeros((n, A)), q_upper=np.full((n, A), np.inf),
+                best_alpha=np.full(n, -1, i8), alphas_seen=np.zeros(n, i8), points_seen=np.zeros(n, i8),
+                last_backup=np.zeros(n, i8), point=np.full(n, -1, i8))
+
+
+def new_edges(n: int) -> dict:
+    return dict(child=np.zeros(n, i8), prob=np.zeros(n), obs=np.zeros(n, i8))
+
+
+def new_tree(A: int, nodes: int = 256, edges: int = 1024, pool: int = 1024) -> Tree:
+    return Tree(**new_nodes(nodes, A), **new_edges(edges), pool_idx=np.zeros(pool, i8), pool_val=np.zeros(pool))
+
+
+class Alphas(NamedTuple):
+    """The lower bound: alpha vectors (row k is the value of doing ``action[k]`` then following the vectors
+    it was backed up from); dead rows are reused once compacted."""
+
+    vectors: np.ndarray  # (K, S)
+    action: np.ndarray
+    alive: np.ndarray
+    used: np.ndarray  # stamp of the last backup where the vector was some node's maximiser
+
+
+def new_alphas(n: int, S: int) -> Alphas:
+    return Alphas(np.zeros((n, S)), np.zeros(n, i8), np.zeros(n, bool), np.zeros(n, i8))
+
+
+class Points(NamedTuple):
+    """The upper bound: FIB corner values plus sawtooth points (belief, value).
+
+    Point i's belief is the pool slice ``ptr[i, 0]:ptr[i, 1]`` of node ``node[i]`` (beliefs never move
+    while referenced, so points share them instead of copying), its value ``corner . b + gap[i]``. Points
+    are bucketed by the first state of their support: ``head[s]`` is the newest point of bucket s and
+    ``next[i]`` the one before i, so a sawtooth evaluation reads only the buckets of supp(b)."""
+
+    corner: np.ndarray  # (S,)
+    head: np.ndarray  # (S,)
+    # one row per point
+    ptr: np.ndarray  # (P, 2)
+    node: np.ndarray
+    gap: np.ndarray
+    alive: np.ndarray
+    next: np.ndarray
+
+
+def new_point_rows(n: int) -> dict:
+    return dict(ptr=np.zeros((n, 2), i8), node=np.zeros(n, i8), gap=np.zeros(n), alive=np.zeros(n, bool),
+                next=np.full(n, -1, i8))
+
+
+def new_points(corner: np.ndarray, n: int = 256) -> Points:
+    return Points(corner=np.ascontiguousarray(corner), head=np.full(corner.shape[0], -1, i8), **new_point_rows(n))
+
+
+class Scratch(NamedTuple):
+    """Work arrays of the kernels; ``dense``, ``pred``, ``pz`` and ``cnt`` are left zeroed by every call."""
+
+    dense: np.ndarray  # (S,) a belief spread out, for sawtooth ratios
+    kobs: np.ndarray  # (Z,) the child vector per observation in a backup
+    h: np.ndarray  # (S,) sum_o O(o | a, s') alpha_o(s') in a backup
+    new_alpha: np.ndarray  # (S,) the backed-up vector
+    pred: np.ndarray  # (S,) predicted belief in ``successors``
+    touched: np.ndarray  # (S,) its support
+    pz: np.ndarray  # (Z,) P(o | b, a)
+    cnt: np.ndarray  # (Z,) children's support sizes
+
+
+def new_scratch(S: int, Z: int) -> Scratch:
+    return Scratch(np.zeros(S), np.zeros(Z, i8), np.zeros(S), np.zeros(S), np.zeros(S), np.zeros(S, i8),
+                   np.zeros(Z), np.zeros(Z, i8))
+
+
+def grown(group: NamedTuple, rows: dict, old: int) -> NamedTuple:
+    """``group`` with the fields in ``rows`` (fresh, larger arrays) replacing its own, first ``old`` rows
+    copied over."""
+    for name, arr in rows.items():
+        arr[:old] = getattr(group, name)[:old]
+    return group._replace(**rows)
