@@ -142,7 +142,7 @@ def _check_value(f: Field, v, name: str, path, base_dir, line) -> None:
             p = Path(base_dir) / p
         problem = file_problem(p)
         if problem:
-            raise FormatError(f"field {name!r}: {v!r} {problem}", _p(path), line)
+            raise FormatError(f"field {name!r}: {_short(v)} {problem}", _p(path), line)
 
 
 def file_problem(path, kind: str = "npz") -> str | None:
@@ -150,10 +150,15 @@ def file_problem(path, kind: str = "npz") -> str | None:
 
     Directories, FIFOs and devices are refused up front: reading one would fail obscurely or block."""
     p = Path(path)
-    if not p.exists():
-        return "does not exist"
-    if not p.is_file():
-        return "is not a regular file"
+    try:
+        if not p.exists():
+            return "does not exist"
+        if not p.is_file():
+            return "is not a regular file"
+    except OSError as exc:  # e.g. a name too long for the file system
+        return f"cannot be read ({exc.strerror})"
+    except ValueError:  # a NUL byte in the name
+        return "is not a valid file name"
     if kind == "npz":
         try:
             with open(p, "rb") as fh:
