@@ -46,8 +46,14 @@ def tm():
 
 
 def test_protocols_are_met(tm):
-    assert isinstance(BeliefFilter(tm), BeliefUpdater)
+    from trimpomdp.interfaces import BatchRoutingPolicy, TracedUpdater
+    from trimpomdp.routing import load_policy
+
+    assert isinstance(BeliefFilter(tm), BeliefUpdater) and isinstance(BeliefFilter(tm), TracedUpdater)
     assert isinstance(BelowHalf(), RoutingPolicy)
+    for spec in ("weak", "strong", "threshold:0.4", "pomdp:lambda=0.5"):
+        pol = load_policy(spec, tm)
+        assert isinstance(pol, RoutingPolicy) and isinstance(pol, BatchRoutingPolicy)
 
 
 @settings(max_examples=40, deadline=None)

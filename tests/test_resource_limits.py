@@ -337,9 +337,10 @@ def test_simulate_routing_episode_limit(data_dir, capsys):
 def test_simulation_in_chunks_matches_one_pass(data_dir, monkeypatch):
     from trimpomdp.routing import TrimModel, load_policy
     from trimpomdp.routing import simulator as S
+    from trimpomdp.routing.spec import load_observation_points
 
     tm = TrimModel.load(Path(__file__).resolve().parents[1] / "data" / "trim_math.json")
-    pts = S.load_observation_points(data_dir / "prm_obs_processbench_math.npz")
+    pts = load_observation_points(data_dir / "prm_obs_processbench_math.npz")
     pol = load_policy("threshold:0.5", tm)
     one = S.simulate(tm, pol, pts, 3000, 5)
     assert S.simulate_summary(tm, pol, pts, 3000, 5) == one.summary()

@@ -124,6 +124,16 @@ class BeliefUpdater(Protocol):
 
 
 @runtime_checkable
+class TracedUpdater(BeliefUpdater, Protocol):
+    """An updater that can also show its work: the predicted belief before the observation, and the bin
+    of the planner's observation table an observation falls in (both recorded in decode traces)."""
+
+    def predict(self, belief: np.ndarray, action) -> np.ndarray: ...
+
+    def observation_index(self, observation) -> int: ...
+
+
+@runtime_checkable
 class Solver(Protocol):
     """Turns a model into a policy (offline planning)."""
 

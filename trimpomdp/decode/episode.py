@@ -20,7 +20,7 @@ import numpy as np
 from trimpomdp.decode.backends import StepOut, boxed_closed
 from trimpomdp.decode.prompts import join_steps
 from trimpomdp.errors import TrimError
-from trimpomdp.interfaces import Decision, PastStep, StepObservation, action_name
+from trimpomdp.interfaces import Decision, PastStep, StepObservation, TracedUpdater, action_name
 
 
 class Episode:
@@ -91,23 +91,22 @@ class Episode:
         score = min(1.0, max(0.0, score))
         pair = (self.min_score, score)
         prior = post = None
+        traced = isinstance(self.updater, TracedUpdater)
         if self.updater is not None:
             try:
-                prior = self.updater.predict(self.belief, self.prev_action) \
-                    if hasattr(self.updater, "predict") else None
+                prior = self.updater.predict(self.belief, self.prev_action) if traced else None
                 post = self.updater.update(self.belief, self.prev_action, pair)
             except TrimError as exc:
                 self.fail(f"routing failed at step {self.step}: {str(exc).splitlines()[0]}")
                 raise TrimError(self.error) from None
         obs = StepObservation(step=self.step, n_tokens=int(weak.n_tokens), score=score,
                               min_earlier=float(self.min_score), belief=post, history=tuple(self.history))
-        index = getattr(self.updater, "observation_index", None)
         self._weak, self._obs = weak, obs
         self._entry = {
             "index": self.step, "text": weak.text, "model": "weak", "weak_text": weak.text,
             "weak_tokens": int(weak.n_tokens), "strong_tokens": 0, "prm_score": score,
             "observation": [float(pair[0]), score],
-            "obs_bin": int(index(pair)) if index is not None else None,
+            "obs_bin": int(self.updater.observation_index(pair)) if traced else None,
             "belief_before": _floats(prior), "belief_after": _floats(post),
             "action": None, "q_keep": None, "q_regenerate": None,
             "policy_state": _jsonable(self.policy_state),
