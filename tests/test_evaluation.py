@@ -89,3 +89,23 @@ def test_errors():
         evaluate_exact(m, bad)
     with pytest.raises(TrimError, match="beliefs"):
         evaluate_exact(m, fixed_action(m, 0), tol=1e-9, max_beliefs=10)
+
+
+def test_simulation_memory_is_bounded_by_chunks(monkeypatch):
+    """Beliefs are simulated a chunk of episodes at a time; the merged mean and spread equal those of all
+    the returns at once, and a huge episode count is refused before anything is allocated."""
+    import trimpomdp.policies.evaluation as E
+
+    m = tiger()
+    pol = fixed_action(m, 1)
+    monkeypatch.setattr(E, "BELIEF_BYTES", 8 * m.n_states * 100)  # chunks of 100 episodes
+    chunks = []
+    real = E._simulate_chunk
+    monkeypatch.setattr(E, "_simulate_chunk", lambda *a: chunks.append(real(*a)) or chunks[-1])
+    res = simulate_policy(m, pol, episodes=999, horizon=5, seed=3)
+    assert [c.size for c in chunks] == [100] * 9 + [99]
+    every = np.concatenate(chunks)
+    assert res.mean == pytest.approx(every.mean(), rel=1e-12)
+    assert res.std == pytest.approx(every.std(ddof=1), rel=1e-9)
+    with pytest.raises(TrimError, match="over the limit"):
+        simulate_policy(m, pol, episodes=10**12)

@@ -14,6 +14,7 @@ import numpy as np
 
 from trimpomdp.errors import TrimError
 from trimpomdp.interfaces import BeliefPolicy
+from trimpomdp.resource_limits import check_episodes
 from trimpomdp.pomdp.belief import update_batch
 from trimpomdp.pomdp.model import POMDP
 
@@ -48,6 +49,10 @@ class ExactValue:
     error: float
     depth: int
     beliefs: int
+
+
+#: memory for the beliefs of the episodes simulated at once
+BELIEF_BYTES = 256 * 2**20
 
 
 def default_horizon(model: POMDP) -> int:
@@ -96,8 +101,7 @@ def simulate_policy(model: POMDP, policy: BeliefPolicy, episodes: int = 10_000,
     s0 is drawn from b0, states from T and observations from O; an episode ends at ``horizon`` or when it
     enters a terminal state.
     """
-    if episodes < 1:
-        raise TrimError(f"episodes must be >= 1, got {episodes}")
+    check_episodes(episodes, "episodes")
     _check_fits(policy, model)
     H = default_horizon(model) if horizon is None else int(horizon)
     if H < 1:
@@ -107,11 +111,30 @@ def simulate_policy(model: POMDP, policy: BeliefPolicy, episodes: int = 10_000,
     tsamp = [_RowSampler(m) for m in model.T]
     osamp = [_RowSampler(m) for m in model.O]
     b0 = model.initial_belief / model.initial_belief.sum()
-    states = rng.choice(S, size=episodes, p=b0)
-    beliefs = np.broadcast_to(b0, (episodes, S)).copy()
-    returns = np.zeros(episodes)
-    alive = np.ones(episodes, dtype=bool)
     term = model.terminal if model.terminal is not None else np.zeros(S, dtype=bool)
+    # beliefs are (episodes, S): simulate in chunks so memory stays bounded whatever the episode count
+    chunk = max(1, min(episodes, BELIEF_BYTES // (8 * S)))
+    n = 0
+    mean = m2 = 0.0  # running mean and sum of squared deviations, merged chunk by chunk (Chan et al.)
+    for start in range(0, episodes, chunk):
+        r = _simulate_chunk(model, policy, min(chunk, episodes - start), H, rng, b0, term, tsamp, osamp)
+        k, rm = r.size, float(r.mean())
+        delta = rm - mean
+        mean += delta * k / (n + k)
+        m2 += float(np.square(r - rm).sum()) + delta * delta * n * k / (n + k)
+        n += k
+    std = math.sqrt(m2 / (episodes - 1)) if episodes > 1 else 0.0
+    half = 1.959963984540054 * std / math.sqrt(episodes)
+    return EvalResult(mean, mean - half, mean + half, std, episodes, H)
+
+
+def _simulate_chunk(model, policy, n, H, rng, b0, term, tsamp, osamp) -> np.ndarray:
+    """Discounted returns of ``n`` episodes."""
+    S = model.n_states
+    states = rng.choice(S, size=n, p=b0)
+    beliefs = np.broadcast_to(b0, (n, S)).copy()
+    returns = np.zeros(n)
+    alive = np.ones(n, dtype=bool)
     disc = 1.0
     for _ in range(H):
         alive &= ~term[states]
@@ -130,10 +153,7 @@ def simulate_policy(model: POMDP, policy: BeliefPolicy, episodes: int = 10_000,
         beliefs[idx] = update_batch(model, beliefs[idx], acts, obs)
         states[idx] = nxt
         disc *= model.discount
-    mean = float(returns.mean())
-    std = float(returns.std(ddof=1)) if episodes > 1 else 0.0
-    half = 1.959963984540054 * std / math.sqrt(episodes)
-    return EvalResult(mean, mean - half, mean + half, std, episodes, H)
+    return returns
 
 
 def evaluate_exact(model: POMDP, policy: BeliefPolicy, horizon: int | None = None,
