@@ -49,7 +49,9 @@ def read_npz(path) -> dict:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as exc:  # BadZipFile, zlib.error, EOFError, ValueError (pickled), MemoryError (header)
-        raise FormatError(f"not a readable .npz file ({exc.__class__.__name__}: {exc})", str(path)) from None
+        detail = str(exc)  # may quote the damaged bytes of a zip header: kept short
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        raise FormatError(f"not a readable .npz file ({exc.__class__.__name__}: {detail})", str(path)) from None
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray):
             raise FormatError(f"member {name!r} is not a .npy array", str(path))

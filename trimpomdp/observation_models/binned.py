@@ -99,15 +99,9 @@ class BinnedObservationModel:
     def load(cls, path, states: tuple[str, ...] | None = None) -> "BinnedObservationModel":
         """Load a bins table (ours or the reference's); ``states`` defaults to those found in the file."""
         from trimpomdp import schemas
+        from trimpomdp.artifacts import read_npz
 
-        problem = schemas.file_problem(path)
-        if problem:
-            raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise FormatError(f"not a readable .npz file ({exc})", str(path)) from None
+        data = read_npz(path)
         found = [k[: -len("_probs")] for k in data if k.endswith("_probs")]
         if states is None:
             states = tuple(s for s in TRIM_STATES if s in found) + tuple(s for s in found if s not in TRIM_STATES)

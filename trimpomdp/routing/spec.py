@@ -407,15 +407,10 @@ class TrimModel:
         The length distribution is the *empirical* pmf of the weak model's correct-solution step counts
         clipped to [1, max_steps] (the reference smooths counts clipped to [2, 30] with a KDE instead).
         """
+        from trimpomdp.artifacts import read_npz
+
         npz = Path(npz)
-        problem = schemas.file_problem(npz)
-        if problem:
-            raise FormatError("file not found" if problem == "does not exist" else problem, str(npz))
-        try:
-            with np.load(npz, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise FormatError(f"not a readable .npz file ({exc.__class__.__name__}: {exc})", str(npz)) from None
+        data = read_npz(npz)
         models = sorted({k.split("__")[0] for k in data})
 
         def get(model, key, kind):
