@@ -10,6 +10,9 @@ Rules, each giving the kernel covariance matrix H of one state's KDE:
   derived for a Gaussian population and over-smooths the PRM data, which pile up near the edges of the
   unit box (scores of 1.0, minimum-so-far of 1.0 on first steps); likelihood CV adapts to that while the
   scalar scale keeps Scott's shape (orientation, aspect ratio) and needs just one 1-D search per state.
+- ``cv-grouped``: H = s^2 H_scott with s maximising a grouped k-fold held-out likelihood of 0.05 cells
+  (whole solutions, or sets of identical points, held out together); robust to the tied, correlated PRM
+  points that pull ``cv`` down. See ``grouped_bandwidth``.
 - an explicit value: a float h is an isotropic kernel standard deviation (H = h^2 I), a length-d vector
   gives per-coordinate standard deviations (diagonal H), a (d, d) matrix is H itself.
 
@@ -31,7 +34,7 @@ from scipy.optimize import minimize_scalar
 from trimpomdp.errors import ModelError
 from trimpomdp.observation_models import _kde_kernels as K
 
-RULES = ("cv", "scott", "silverman")
+RULES = ("cv", "cv-grouped", "scott", "silverman")
 #: search interval of the CV scale factor, relative to Scott's rule
 CV_SCALE_BOUNDS = (0.05, 3.0)
 

@@ -139,11 +139,31 @@ class _StateDensity:
             out[s:s + chunk] = K.kernel_sums(z, self.C, self.csign, self.owner, self.Hinv, False)
         return out * math.exp(self.log_norm) / self.Z
 
+    def marginal(self, v: np.ndarray, dim: int, chunk: int = 256) -> np.ndarray:
+        """Density of coordinate ``dim`` at the values v (m,), the other coordinate integrated over [0, 1]
+        in closed form: per copy a 1-D normal times the box mass of its conditional normal."""
+        from scipy.special import ndtr
+
+        if self.X.shape[1] == 1:
+            return self.density(v[:, None])
+        o = 1 - dim
+        var_d = self.H[dim, dim]
+        cov = self.csign * self.H[0, 1]  # each copy's kernel covariance (mirrored copies flip its sign)
+        sd_c = math.sqrt(max(self.H[o, o] - self.H[0, 1] ** 2 / var_d, 1e-300))
+        out = np.empty(v.shape[0])
+        for s in range(0, v.shape[0], chunk):
+            dv = v[s:s + chunk, None] - self.C[None, :, dim]
+            mu = self.C[None, :, o] + cov[None, :] / var_d * dv
+            box = ndtr((1.0 - mu) / sd_c) - ndtr(-mu / sd_c)
+            out[s:s + chunk] = (np.exp(-0.5 * dv * dv / var_d) * box).sum(axis=1)
+        return out / math.sqrt(2 * math.pi * var_d) / self.Z
+
 
 class ReflectedKDE:
     """Per-state reflected Gaussian KDE on [0, 1]^d.
 
-    ``bandwidth``: "cv" (default, likelihood cross-validation), "scott", "silverman", a float (kernel sd),
+    ``bandwidth``: "cv" (default, likelihood cross-validation), "cv-grouped" (grouped CV of cell
+    likelihoods, ``grouped_bandwidth``), "scott", "silverman", a float (kernel sd),
     a length-d vector (per-coordinate sds) or a (d, d) kernel covariance; a dict state -> any of these
     sets it per state. ``covariance``: "full" or "diag" data covariance for the rules. ``states``: state
     order (default: the TRIM states present, then the rest sorted)."""
@@ -164,8 +184,9 @@ class ReflectedKDE:
         return self
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y, progress: bool = False) -> "ReflectedKDE":
-        """Fit one density per state; ``progress`` shows a bar per state on stderr (the cv rule is slow)."""
+    def fit(self, X, y, progress: bool = False, groups=None) -> "ReflectedKDE":
+        """Fit one density per state; ``progress`` shows a bar per state on stderr (the cv rule is slow).
+        ``groups`` (n,): the solution of each point, held out together by the ``cv-grouped`` rule."""
         if self.covariance not in ("full", "diag"):
             raise ModelError(f"covariance must be 'full' or 'diag', not {self.covariance!r}")
         X = check_obs(X, what="training points")
@@ -173,6 +194,10 @@ class ReflectedKDE:
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ModelError(f"X has {X.shape[0]} rows but y has {y.size} labels")
         y = y.astype(str)
+        if groups is not None:
+            groups = np.asarray(groups).astype(str)
+            if groups.shape != y.shape:
+                raise ModelError(f"X has {X.shape[0]} rows but groups has {groups.size} entries")
         present = set(y.tolist())
         if self.states is None:
             states = order_states(y)
@@ -196,13 +221,13 @@ class ReflectedKDE:
             Xs = X[y == s]
             if Xs.shape[0] == 0:
                 raise ModelError(f"state {s!r} has no points")
-            H = self._select(Xs, s)
+            H = self._select(Xs, s, None if groups is None else groups[y == s])
             self._dens[s] = _StateDensity(Xs, H)
             self.counts_[s] = int(Xs.shape[0])
             self.bandwidths_[s] = H
         return self
 
-    def _select(self, Xs: np.ndarray, state: str) -> np.ndarray:
+    def _select(self, Xs: np.ndarray, state: str, groups=None) -> np.ndarray:
         rule = self.bandwidth.get(state, "cv") if isinstance(self.bandwidth, dict) else self.bandwidth
         n, d = Xs.shape
         if isinstance(rule, str):
@@ -214,6 +239,12 @@ class ReflectedKDE:
             H0 = bw.scott_factor(n, d) ** 2 * cov
             if rule == "scott":
                 return H0
+            if rule == "cv-grouped":
+                from trimpomdp.observation_models.grouped_bandwidth import grouped_cv_scale
+
+                s, ll = grouped_cv_scale(Xs, groups, H0)
+                self.cv_scales_[state], self.cv_loglik_[state] = s, ll
+                return s * s * H0
             _check_cv_size(n, state)
             C, csign, owner = reflect(Xs, bw.CV_SCALE_BOUNDS[1] ** 2 * H0)
             s, ll = bw.cv_scale(Xs, C, csign, owner, H0)
@@ -271,6 +302,15 @@ class ReflectedKDE:
     def density(self, X, state) -> np.ndarray:
         self._check_fitted()
         return self._dens[self._state(state)].density(check_obs(X, self.n_dims_))
+
+    def marginal_density(self, values, state, dim: int = 0) -> np.ndarray:
+        """Density of coordinate ``dim`` of a state's observations, the others integrated out (exact);
+        e.g. f(min earlier score | state), the normaliser of P(current | state, min earlier)."""
+        self._check_fitted()
+        if not 0 <= dim < self.n_dims_:
+            raise ModelError(f"dim must be below {self.n_dims_}, not {dim}")
+        v = check_obs(np.asarray(values, dtype=np.float64).reshape(-1, 1), 1, what="values")[:, 0]
+        return self._dens[self._state(state)].marginal(v, dim)
 
     def likelihood(self, obs) -> np.ndarray:
         """Densities f(obs | state) for all states: (n, n_states), or (n_states,) for one observation."""
