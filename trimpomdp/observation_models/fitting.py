@@ -15,9 +15,12 @@ def fit_observation_model(data, output, *, labels=None, dims: int | None = None,
                           bandwidth="cv", covariance: str = "full", bin_size: float = 0.05, folds: int = 5,
                           seed: int = 0, diagnostics: bool = True, diagnostic_points: int = 5000,
                           partial_states: bool = False, compare=None, plot=None, export_bins=None,
-                          progress: bool = False) -> dict:
+                          progress: bool = False, evaluate=None, p_weak: float | None = None) -> dict:
     """Fit, save and diagnose; returns the summary (per state: n, bandwidth, held-out log-likelihood,
-    AUC, TV distance to ``compare``). ``bandwidth``: 'cv', 'scott', 'silverman' or a kernel sd."""
+    AUC, TV distance to ``compare``). ``bandwidth``: 'cv', 'cv-grouped', 'scott', 'silverman' or a kernel
+    sd. ``data`` may be a sequence file (``sequences.load_sequences``: every step labelled, solutions as
+    groups). ``evaluate``: a sequence file to run the fitted bins' filters along (``sequence_eval``), with
+    ``p_weak`` (default: estimated from sequence ``data``, else the packaged spec's)."""
     from trimpomdp.observation_models import diagnostics as dg
     from trimpomdp.observation_models.binned import TRIM_STATES
     from trimpomdp.observation_models.data import load_labelled
@@ -27,7 +30,16 @@ def fit_observation_model(data, output, *, labels=None, dims: int | None = None,
 
     bw = bandwidth
     bins_per_dim(bin_size)
-    ld = load_labelled(data, labels=labels, dims=dims, pre_error_correct=pre_error_correct)
+    from trimpomdp.observation_models import sequences as sq
+
+    groups, train_p_weak = None, None
+    if labels is None and sq.is_sequence_file(data):
+        seqs = [q for q in sq.load_sequences(data) if q.labelled]
+        ld, groups = sq.labelled_steps(seqs, dims or 2)
+        train_p_weak = sq.estimate_p_weak(seqs)
+    else:
+        ld = load_labelled(data, labels=labels, dims=dims, pre_error_correct=pre_error_correct)
+    eval_seqs = [q for q in sq.load_sequences(evaluate) if q.labelled] if evaluate else None  # fail early
     check_grid(bin_size, ld.X.shape[1])
     present = ld.states
     missing = [s for s in TRIM_STATES if s not in present]
@@ -40,7 +52,7 @@ def fit_observation_model(data, output, *, labels=None, dims: int | None = None,
     if diagnose and folds >= 2:
         dg.check_folds(ld.y, folds)
     t0 = time.perf_counter()
-    model = ReflectedKDE(bandwidth=bw, covariance=covariance).fit(ld.X, ld.y, progress=progress)
+    model = ReflectedKDE(bandwidth=bw, covariance=covariance).fit(ld.X, ld.y, progress=progress, groups=groups)
     binned = model.discretize(bin_size, progress=progress)
     fit_s = time.perf_counter() - t0
     save_obs_model(model, output, bin_size=bin_size, extra_meta={"data": str(data), "labels": labels})
@@ -72,6 +84,17 @@ def fit_observation_model(data, output, *, labels=None, dims: int | None = None,
             rows[s]["tv_to_reference"] = tv[s]
     if plot:
         dg.plot_model(model, ld.X, ld.y, plot)
+    evaluation = None
+    if eval_seqs is not None:
+        from trimpomdp.observation_models import sequence_eval
+
+        if tuple(states) != TRIM_STATES:
+            raise TrimError(f"--evaluate needs the states {', '.join(TRIM_STATES)}; "
+                            f"the model has {', '.join(states)}")
+        pw = p_weak if p_weak is not None else train_p_weak if train_p_weak is not None else _spec_p_weak()
+        tables = {"pair_table": binned} if model.n_dims_ == 2 else {"current_table": binned}
+        evaluation = sequence_eval.evaluate(eval_seqs, pw, **tables)
+        evaluation["path"] = str(evaluate)
 
     n = ld.X.shape[0]
     summary = {"data": str(data), "dims": model.n_dims_, "bandwidth": str(bandwidth), "covariance": covariance,
@@ -79,8 +102,16 @@ def fit_observation_model(data, output, *, labels=None, dims: int | None = None,
                "diagnostics": {"skipped": not diagnose, "points": evaluated, "sampled": diagnose and evaluated < n},
                "states": rows, "output": str(output), "reference": compare is not None,
                "export_bins": None if export_bins is None else str(export_bins),
-               "plot": None if plot is None else str(plot), "n": n}
+               "plot": None if plot is None else str(plot), "n": n, "evaluation": evaluation}
     return summary
+
+
+def _spec_p_weak() -> float:
+    import json
+
+    from trimpomdp.packaged import default_spec_path
+
+    return float(json.loads(default_spec_path().read_text())["p_weak"])
 
 
 def finite_json(obj):
@@ -119,9 +150,25 @@ def fit_report(summary: dict) -> str:
         lines.append(f"({ll_note}AUC: one-vs-rest of P(state|obs), uniform prior, {auc_note}; -: not applicable)")
     else:
         lines.append("(diagnostics skipped: --no-diagnostics)")
+    if sm.get("evaluation"):
+        lines.append(evaluation_report(sm["evaluation"]))
     lines.append(f"model written to {sm['output']}" + (f"; bins to {sm['export_bins']}" if sm["export_bins"] else "")
                + (f"; plot to {sm['plot']}" if sm["plot"] else ""))
     return "\n".join(lines)
+
+
+def evaluation_report(ev: dict) -> str:
+    """The ``--evaluate`` table: per filter of the fitted bins and per raw baseline, the sequence figures."""
+    n = ev["n"]
+    rows = [[k, fmt_num(_nan_none(m["auc_fresh"])), fmt_num(_nan_none(m["auc_error"])), fmt_num(m["logloss"])]
+            for k, m in ev["models"].items()]
+    rows += [[f"raw: {k}", fmt_num(_nan_none(m["auc_fresh"])), fmt_num(_nan_none(m["auc_error"])), "-"]
+             for k, m in ev["raw"].items()]
+    head = (f"evaluation on {ev['sequences']} sequences of {ev['path']} (binned likelihoods, p_weak "
+            f"{ev['p_weak']:.3f}; steps once per distinct prefix: correct {n['correct']}, fresh_error "
+            f"{n['fresh_error']}, derailed {n['derailed']})")
+    return head + "\n" + format_table(["filter", "AUC b(E) 1st wrong vs correct", "AUC b(E)+b(D) vs correct",
+                                       "log-loss"], rows, align="lrrr")
 
 
 def _nan_none(x):
