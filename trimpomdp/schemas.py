@@ -349,6 +349,13 @@ def _unique(v) -> str | None:
 
 NUMBERS = Field("", "number")
 NON_NEGATIVE = Field("", "number", ge=0)
+#: magnitudes a spec may hold: sums and products of these stay far from float overflow (a reward or a token
+#: count of 1e308 made every total inf, and pmf weights of 1e308 a pmf of NaN)
+MAX_REWARD = 1e9
+MAX_STEP_TOKENS = 1e6
+MAX_WEIGHT = 1e12
+WEIGHT = Field("", "number", ge=0, le=MAX_WEIGHT)
+TOKENS = Field("", "number", ge=0, le=MAX_STEP_TOKENS)
 
 #: a TRIM routing model spec (JSON); paths are relative to the spec file and must be regular files
 _SPEC_COMMON = (
@@ -356,14 +363,14 @@ _SPEC_COMMON = (
     Field("version", "int", ge=1, le=1),
     _num("p_weak", gt=0, lt=1),
     _num("p_strong", gt=0, lt=1),
-    _num("reward", required=False, gt=0),
+    _num("reward", required=False, gt=0, le=MAX_REWARD),
     _num("discount", required=False, gt=0, le=1),
     Field("max_steps", "int", required=False, ge=1, le=100_000),
     Field(
         "length_distribution",
         "object",
         fields=(
-            Field("pmf", "list", required=False, items=NON_NEGATIVE, min_len=1, max_len=100_000),
+            Field("pmf", "list", required=False, items=WEIGHT, min_len=1, max_len=100_000),
             Field("hazard", "list", required=False, items=Field("", "number", ge=0, le=1), min_len=1,
                   max_len=100_000),
         ),
@@ -373,16 +380,16 @@ _SPEC_COMMON = (
         "strong_step_tokens",
         "object",
         fields=(
-            Field("values", "list", required=False, items=NON_NEGATIVE, min_len=1),
-            Field("probs", "list", required=False, items=NON_NEGATIVE, min_len=1),
-            Field("samples", "list", required=False, items=NON_NEGATIVE, min_len=1),
+            Field("values", "list", required=False, items=TOKENS, min_len=1),
+            Field("probs", "list", required=False, items=WEIGHT, min_len=1),
+            Field("samples", "list", required=False, items=TOKENS, min_len=1),
             Field("bins", "int", required=False, ge=1, le=10_000),
             Field(
                 "lognormal",
                 "object",
                 required=False,
                 fields=(
-                    _num("mean", gt=0),
+                    _num("mean", gt=0, le=MAX_STEP_TOKENS),
                     _num("sigma", required=False, gt=0, le=10),
                     Field("bins", "int", required=False, ge=1, le=10_000),
                 ),
@@ -392,7 +399,7 @@ _SPEC_COMMON = (
         if ("values" in d or "samples" in d or "lognormal" in d)
         else "needs 'values' (+ 'probs'), 'samples' or 'lognormal'",
     ),
-    _num("tokens_per_weak_token", required=False, ge=0),
+    _num("tokens_per_weak_token", required=False, ge=0, le=1000),
     Field("info", "object", required=False),
 )
 SPEC_FIELDS = _SPEC_COMMON + (
