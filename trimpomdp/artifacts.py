@@ -45,8 +45,8 @@ def read_npz(path) -> dict:
     problem = schemas.file_problem(path)
     if problem:
         raise FormatError("file not found" if problem == "does not exist" else problem, str(path))
-    try:
-        with np.load(path, allow_pickle=False) as z:
+    try:  # our own handle: numpy leaves its file open when the archive is not a zip
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as exc:  # BadZipFile, zlib.error, EOFError, ValueError (pickled), MemoryError (header)
         detail = str(exc)  # may quote the damaged bytes of a zip header: kept short

@@ -62,7 +62,7 @@ def is_fitted_model_file(path) -> bool:
     if file_problem(path):
         return False
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             if META_KEY not in z.files:
                 return False
             import json
