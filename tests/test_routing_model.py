@@ -329,3 +329,37 @@ def test_token_distribution_forms(tmp_path):
     (tmp_path / "e.json").write_text(json.dumps(d))
     with pytest.raises(TrimError, match="strong_step_tokens"):
         TrimModel.load(tmp_path / "e.json")
+
+
+def _current_only(tm):
+    """The default spec with a 1-D observation table: P(current score | state), the 2-D table's marginal."""
+    import dataclasses
+
+    from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
+
+    n = round(1 / tm.obs.bin_size)
+    P = tm.obs.probs.reshape(3, n, n).sum(axis=1)
+    obs = BinnedObservationModel(TRIM_STATES, ((np.arange(n) + 0.5) / n)[:, None], P, tm.obs.bin_size)
+    return dataclasses.replace(tm, obs=obs, obs_truth=None)
+
+
+def test_current_score_model_is_read_the_same_way_everywhere(tm, tmp_path):
+    """A 1-D (current score) table: the filter, the planner's saved policy, the simulator and the points
+    histogram all bin the second coordinate of the observation pair only."""
+    cur = _current_only(tm)
+    assert cur.observation == "current" and tm.observation == "pair"
+    pairs = np.array([[1.0, 0.2], [0.1, 0.2], [0.3, 0.97]])
+    bins = cur.obs_bins(pairs)
+    assert bins[0] == bins[1] == cur.obs_bins((0.5, 0.2)) == 4 and bins[2] == 19
+    f = BeliefFilter(cur)
+    np.testing.assert_allclose(f.likelihood((1.0, 0.2)), f.likelihood((0.0, 0.2)))
+    pol = solve_trim(cur, lam=0.15)
+    loaded = load_policy(f"pomdp:{pol.save(tmp_path / 'cur.npz')}")
+    assert loaded.trim_model.observation == "current" and loaded.trim_model.fingerprint() == cur.fingerprint()
+    from trimpomdp.routing.simulator import simulate
+    from trimpomdp.routing.spec import load_observation_points
+
+    pts = load_observation_points(Path(__file__).resolve().parents[1] / "data" / "prm_obs_processbench_math.npz")
+    r = simulate(cur, loaded, pts, 4000, 0)
+    w = simulate(cur, load_policy("weak"), pts, 4000, 0)
+    assert r.accuracy > w.accuracy + 0.2  # the 1-D policy routes

@@ -465,6 +465,11 @@ def _obs_rules(probs_names):
     return rule
 
 
+def _obs_dims(a, meta, n):
+    if n["D"] > 2:
+        raise Invalid("array 'obs_centers'", f"observations have 1 or 2 coordinates, got {n['D']}")
+
+
 TRIM_POLICY = Schema(
     "trimpomdp.trim_policy",
     1,
@@ -507,11 +512,11 @@ TRIM_POLICY = Schema(
         Array("A", ("T",), ge=0),
         Array("B", ("T",), ge=0, le=1),
         Array("obs_probs", (3, "M"), ge=0, le=1),
-        Array("obs_centers", ("M", 2), ge=0, le=1),
+        Array("obs_centers", ("M", "D"), ge=0, le=1),  # D = 1: current score; 2: (min earlier, current)
         Array("obs_truth", (3, "M"), ge=0, le=1, optional=True),
     ),
-    min_sizes={"T": 1, "L": 1, "M": 1},
-    rules=(_trim_policy_rules, _obs_rules(("obs_probs", "obs_truth"))),
+    min_sizes={"T": 1, "L": 1, "M": 1, "D": 1},
+    rules=(_trim_policy_rules, _obs_rules(("obs_probs", "obs_truth")), _obs_dims),
 )
 
 ALPHA_POLICY = Schema(

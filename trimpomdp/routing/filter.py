@@ -38,7 +38,7 @@ class BeliefFilter:
 
     def observation_index(self, obs_pair) -> int:
         """The observation model's bin of the pair (what the planner sees)."""
-        return int(self.model.obs.bin_index(np.asarray(obs_pair, dtype=np.float64)))
+        return int(self.model.obs_bins(obs_pair))
 
     def predict(self, belief, action) -> np.ndarray:
         """T(action)^T b (action 'keep'/'regenerate' or 0/1)."""
@@ -58,7 +58,7 @@ class BeliefFilter:
             )
         if np.any(~np.isfinite(o)) or np.any(o < 0) or np.any(o > 1):
             raise BeliefError(f"observation {tuple(o)} lies outside [0, 1]^2")
-        return self.model.obs.probs[:, self.model.obs.bin_index(o)]
+        return self.model.obs.probs[:, self.model.obs_bins(o)]
 
     def correct(self, prior, obs_pair) -> np.ndarray:
         """Posterior given the observation; raises BeliefError when it is impossible under the prior."""

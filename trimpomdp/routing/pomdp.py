@@ -112,7 +112,7 @@ class FlatRoutingPolicy:
         """Flat observation (PRM bin, token bin): the token bin nearest the step's regeneration cost."""
         cost = float(self.tm.step_cost_tokens(obs.n_tokens))
         k = int(np.argmin(np.abs(self.tm.token_values - cost)))
-        o = int(self.tm.obs.bin_index(np.asarray(obs.pair, dtype=np.float64)))
+        o = int(self.tm.obs_bins(obs.pair))
         return o * self.tm.token_values.size + k
 
     def act(self, state, obs: StepObservation):

@@ -148,7 +148,7 @@ def _simulate_chunk(trim_model, policy: BatchRoutingPolicy, points: dict, N: int
         costs = tm.token_values[k_tok]
         post = prior[alive]
         if getattr(policy, "needs_belief", False):
-            lik = probs[:, tm.obs.bin_index(obs)].T
+            lik = probs[:, tm.obs_bins(obs)].T
             w = post * lik
             z = w.sum(axis=1)
             ok = z > 1e-300

@@ -153,21 +153,36 @@ class TrimModel:
                 f"must have states {list(TRIM_STATES)}, found {list(self.obs.states)}",
                 self.obs_path,
             )
-        if self.obs.dims != 2:
+        if self.obs.dims not in (1, 2):
             raise _err(
                 "observation_model",
-                f"must be 2-D (min earlier score, current score), found {self.obs.dims}-D",
+                f"must be 1-D (current score) or 2-D (min earlier score, current score), found {self.obs.dims}-D",
                 self.obs_path,
             )
 
     def observation_truth(self) -> np.ndarray:
         return self.obs.probs if self.obs_truth is None else self.obs_truth
 
+    @property
+    def observation(self) -> str:
+        """What the observation model reads: 'current' (the step's PRM score; 1-D table, a recursive filter
+        counts each score once) or 'pair' ((min earlier score, current score); 2-D table)."""
+        return "current" if self.obs.dims == 1 else "pair"
+
+    def obs_bins(self, pairs) -> np.ndarray | int:
+        """Bins of observation pairs (..., 2) = (min earlier score, current score) in this model's table:
+        the one mapping the filter, the planner's policies, the simulator and decode all use."""
+        o = np.asarray(pairs, dtype=np.float64)
+        if self.obs.dims == 2:
+            return self.obs.bin_index(o)
+        idx = np.asarray(self.obs.bin_index(o[..., 1].reshape(-1, 1))).reshape(o.shape[:-1])
+        return int(idx) if idx.ndim == 0 else idx
+
     def points_histogram(self, points: dict) -> np.ndarray:
         """P(bin | state) of real labelled points {'correct': (n, 2), ...} on the model's bins."""
         H = np.zeros_like(self.obs.probs)
         for i, s in enumerate(TRIM_STATES):
-            idx = np.atleast_1d(self.obs.bin_index(np.asarray(points[s], dtype=np.float64)))
+            idx = np.atleast_1d(self.obs_bins(points[s]))
             H[i] = np.bincount(idx, minlength=self.obs.n_bins) / idx.size
         return H
 
