@@ -815,6 +815,9 @@ def run_case(kind_name: str, seed, base: Path, shared: Path = SHARED, work: Path
 
 
 # ================================================================================= what counts as a bug
+NUMERIC_TROUBLE = re.compile(r"overflow|invalid value|divide by zero")
+
+
 def _error_lines(stderr: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if ln.strip() and not ln.lower().startswith("warning:")]
 
@@ -852,6 +855,10 @@ def check(result: dict) -> list[str]:
                 problems.append(f"{cmd}: a {len(lines[0])}-character error line: {lines[0][:300]!r}...")
         elif any(ln.startswith("Error") for ln in lines):
             problems.append(f"{cmd}: exit 0 with an error on stderr: {r['stderr'][-500:]!r}")
+        numeric = [w for w in r["warnings"] if w.startswith("RuntimeWarning") and NUMERIC_TROUBLE.search(w)]
+        if rc == 0 and numeric:  # the result was computed through inf or NaN: likely a silent wrong answer
+            problems.append(f"{cmd}: exit 0 after numeric trouble ({numeric[0]}); "
+                            f"stdout: {r['stdout'][-600:]!r}")
     runs = {r["argv"][0]: r for r in result["runs"]}
     if kind.name.startswith("classic:") and "info" in runs and "solve" in runs:
         # a model info calls invalid (or cannot read) is never solved; a valid one may still be refused with

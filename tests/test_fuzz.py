@@ -62,6 +62,11 @@ def test_fixed_seed(driver, kind, seed):
 @example(kind="points", seed=2)  # bad CRC of a member
 @example(kind="routing-policy", seed=0)  # a member that is not .npy: AttributeError (artifacts.read_npz)
 @example(kind="alpha-policy", seed=34)
+@example(kind="alpha-policy", seed=750)  # zip header bytes quoted in a 2,700-character error line (read_npz)
+@example(kind="classic:Hallway.pomdp", seed=347)  # '³'.isdigit() but int('³') fails (cassandra)
+@example(kind="trace", seed=138)  # a belief holding a string: TypeError in its rule (schemas)
+@example(kind="spec", seed=373)  # a file name too long for the OS: OSError (schemas.file_problem)
+@example(kind="spec", seed=826)  # a token count of 1e308: inf totals at exit 0 (spec schema bounds)
 def test_random_seed(driver, kind, seed):
     _assert_clean(driver.run(kind, seed))
 
@@ -143,6 +148,10 @@ REGRESSIONS = {
     "trace_belief_holds_a_string": ("trace", _replace(b'"belief_before": [0.9, 0.06, 0.04]',
                                                       b'"belief_before": [0.9, "x", 0.04]'),
                                     [2, 2, 2, 2], "'steps[0].belief_before[1]': must be a number"),
+    "spec_huge_token_count": ("spec", _replace(b"42.115257535229915", b"1e308"),
+                              [2, 2], "'strong_step_tokens.values[7]': must be at most 1e+06"),
+    "spec_pmf_weight_overflow": ("spec", _replace(b"0.15998581057112451", b"1e308"),
+                                 [2, 2], "'length_distribution.pmf[4]': must be at most 1e+12"),
     "spec_file_name_too_long": ("spec", _replace(b'"prm_obs_processbench_math.npz"',
                                                  b'"' + b"p" * 5000 + b'.npz"'),
                                 [2, 2], "cannot be read (File name too long)"),
