@@ -119,6 +119,12 @@ def _set_nan(name):
     return fn
 
 
+def _nudge_slope(m):  # a well-formed policy with one decision boundary moved: only the digest can tell
+    m["line_slopes"] = m["line_slopes"].copy()
+    m["line_slopes"][100] *= 1.5
+    return m
+
+
 def _junk_meta(m):
     m["__meta__"] = b"not an array"
     return m
@@ -145,6 +151,8 @@ REGRESSIONS = {
                                   [2], "member '__meta__' is not a .npy"),
     "routing_policy_meta_not_npy": ("routing-policy", _npz_edit(_junk_meta),
                                     [2], "member '__meta__' is not a .npy"),
+    "routing_policy_altered_after_saving": ("routing-policy", _npz_edit(_nudge_slope),
+                                            [2], "field 'sha256': the metadata or arrays differ"),
     "trace_belief_holds_a_string": ("trace", _replace(b'"belief_before": [0.9, 0.06, 0.04]',
                                                       b'"belief_before": [0.9, "x", 0.04]'),
                                     [2, 2, 2, 2], "'steps[0].belief_before[1]': must be a number"),

@@ -1,10 +1,14 @@
 """Safe, versioned artifact files: ``.npz`` arrays (never pickled) plus a JSON metadata header.
 
 Every artifact we write stores its metadata as a JSON string under the key ``__meta__`` with a ``format``
-name and ``version`` so that a reader can refuse files it does not understand with a clear message.
+name and ``version`` so that a reader can refuse files it does not understand with a clear message, and a
+``sha256`` digest of the metadata and arrays, so that a file altered or damaged after it was written is
+refused even where every value is still well-formed (a changed slope of a routing policy passes any schema
+and silently changes its decisions). Files without the digest are read as before.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -15,13 +19,17 @@ import numpy as np
 from trimpomdp.errors import FormatError
 
 META_KEY = "__meta__"
+#: metadata field holding the digest of a file's metadata (less this field) and arrays
+DIGEST_KEY = "sha256"
 
 
 def save_npz(path, arrays: dict, meta: dict, fmt: str, version: int = 1) -> Path:
     """Write arrays and metadata atomically (temp file + rename) so a crash never leaves half a file."""
     path = Path(path)
     header = dict(meta, format=fmt, version=version)
+    header.pop(DIGEST_KEY, None)
     payload = {k: np.asarray(v) for k, v in arrays.items()}
+    header[DIGEST_KEY] = _digest(payload, header)
     payload[META_KEY] = np.array(json.dumps(header, sort_keys=True, default=_jsonable))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
@@ -80,6 +88,7 @@ def load_npz(path, fmt: str | None = None, max_version: int | None = None) -> tu
             raise FormatError(f"corrupt metadata header ({exc.__class__.__name__}: {exc})", str(path)) from None
         if not isinstance(meta, dict):
             raise FormatError(f"metadata header must be a JSON object, got {type(meta).__name__}", str(path))
+    schema = None
     if fmt is not None:
         schema = schemas.SCHEMAS.get(fmt)
         if max_version is None:
@@ -93,9 +102,26 @@ def load_npz(path, fmt: str | None = None, max_version: int | None = None) -> tu
             raise FormatError(
                 f"{fmt} version {version} is newer than this trimpomdp understands ({max_version})", str(path)
             )
-        if schema is not None:
-            arrays, _ = schemas.validate(schema, arrays, meta, path)
+    stored = arrays
+    if schema is not None:
+        arrays, _ = schemas.validate(schema, arrays, meta, path)
+    if DIGEST_KEY in meta:  # what the schema cannot see; the digest is not handed on as metadata
+        if meta[DIGEST_KEY] != _digest(stored, meta):
+            raise FormatError(f"field {DIGEST_KEY!r}: the metadata or arrays differ from those written with it "
+                              "(the file was altered or damaged after it was saved; write it again)", str(path))
+        del meta[DIGEST_KEY]
     return arrays, meta
+
+
+def _digest(arrays: dict, header: dict) -> str:
+    """sha256 of the metadata (less the digest itself) and of every array's name, dtype, shape and bytes."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in header.items() if k != DIGEST_KEY}, sort_keys=True,
+                                  default=_jsonable).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _jsonable(obj):
