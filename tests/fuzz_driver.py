@@ -783,7 +783,7 @@ def run_argv(argv: list, limit: float = COMMAND_SECONDS) -> dict:
 
 
 def run_case(kind_name: str, seed, base: Path, shared: Path = SHARED, work: Path | None = None,
-             keep: bool = False, input_path: str | None = None) -> dict:
+             keep: bool = False, input_path: str | None = None, limit: float = COMMAND_SECONDS) -> dict:
     """Mutate (or take ``input_path`` as the input), run the kind's commands, return the runs."""
     kind = KINDS[kind_name]
     case_dir = Path(tempfile.mkdtemp(prefix="case-", dir=work))
@@ -803,7 +803,7 @@ def run_case(kind_name: str, seed, base: Path, shared: Path = SHARED, work: Path
                 if not ok_so_far:
                     continue
                 argv = argv[1:]
-            r = run_argv(argv)
+            r = run_argv(argv, limit)
             ok_so_far = ok_so_far and r["rc"] == 0
             result["runs"].append(r)
             if r["timeout"] or r["traceback"]:
@@ -916,6 +916,8 @@ def serve(base: Path, shared: Path, work: Path) -> None:
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray output outside a case (while building the base) must not reach the result pipe
     build_base(base, shared)
+    for kind in KINDS:  # compile every command's numba kernels before any case runs against the clock
+        run_case(kind, None, base, shared, work, limit=600)
     out.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         if not line.strip():
