@@ -57,9 +57,9 @@ def read_npz(path) -> dict:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as exc:  # BadZipFile, zlib.error, EOFError, ValueError (pickled), MemoryError (header)
-        detail = str(exc)  # may quote the damaged bytes of a zip header: kept short
-        detail = detail if len(detail) <= 160 else detail[:157] + "..."
-        raise FormatError(f"not a readable .npz file ({exc.__class__.__name__}: {detail})", str(path)) from None
+        detail = _brief(str(exc), 160)  # may quote the damaged bytes of a zip header
+        raise FormatError(f"not a readable .npz file ({exc.__class__.__name__}: {detail})",
+                          str(path)) from None
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray):
             raise FormatError(f"member {name!r} is not a .npy array", str(path))
@@ -94,10 +94,12 @@ def load_npz(path, fmt: str | None = None, max_version: int | None = None) -> tu
         if max_version is None:
             max_version = schema.version if schema is not None else 1
         if meta.get("format") != fmt:
-            raise FormatError(f"expected a {fmt!r} file, found format {meta.get('format')!r}", str(path))
+            found = _brief(repr(meta.get("format")))
+            raise FormatError(f"expected a {fmt!r} file, found format {found}", str(path))
         version = meta.get("version")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise FormatError(f"field 'version': must be a positive integer, got {version!r}", str(path))
+            raise FormatError(f"field 'version': must be a positive integer, got {_brief(repr(version))}",
+                              str(path))
         if version > max_version:
             raise FormatError(
                 f"{fmt} version {version} is newer than this trimpomdp understands ({max_version})", str(path)
@@ -107,8 +109,9 @@ def load_npz(path, fmt: str | None = None, max_version: int | None = None) -> tu
         arrays, _ = schemas.validate(schema, arrays, meta, path)
     if DIGEST_KEY in meta:  # what the schema cannot see; the digest is not handed on as metadata
         if meta[DIGEST_KEY] != _digest(stored, meta):
-            raise FormatError(f"field {DIGEST_KEY!r}: the metadata or arrays differ from those written with it "
-                              "(the file was altered or damaged after it was saved; write it again)", str(path))
+            raise FormatError(f"field {DIGEST_KEY!r}: the metadata or arrays differ from those written with "
+                              "it (the file was altered or damaged after it was saved; write it again)",
+                              str(path))
         del meta[DIGEST_KEY]
     return arrays, meta
 
@@ -122,6 +125,10 @@ def _digest(arrays: dict, header: dict) -> str:
         h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def _brief(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _jsonable(obj):

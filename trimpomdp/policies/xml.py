@@ -111,6 +111,8 @@ def read_policy_xml(path) -> AlphaVectorPolicy:
             raise FormatError(f"vector {k}: entry {j} is {vec[j]!r}, alpha values must be finite", str(path))
         if a < 0:
             raise FormatError(f"vector {k}: action {a} is negative", str(path))
+        if a >= 2**31:  # an index into the model's actions; int64 would overflow at ~19 digits
+            raise FormatError(f"vector {k}: action index too large ({len(str(a))} digits)", str(path))
         if (len(alphas) + 1) * S > MAX_ENTRIES:
             raise FormatError(f"the policy holds more than {MAX_ENTRIES} alpha values", str(path))
         alphas.append(vec)
