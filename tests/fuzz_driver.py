@@ -399,7 +399,11 @@ def _array_edits():
         with np.errstate(all="ignore"):
             if a.dtype.kind not in "fiu":
                 return a
-            return (a * r.choice((-1, 0, 2, 0.5, 1e300, 1 + 1e-6))).astype(a.dtype)
+            f = r.choice((-1, 0, 2, 0.5, 1e300, 1 + 1e-6))
+            try:
+                return (a * f).astype(a.dtype)
+            except OverflowError:  # -1 times an unsigned array
+                return a
 
     def dtype(a, r):
         t = r.choice(("float32", "float16", "int8", "int32", "int64", "uint8", "uint64", "bool", "complex128",

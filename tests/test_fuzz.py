@@ -63,6 +63,8 @@ def test_fixed_seed(driver, kind, seed):
 @example(kind="routing-policy", seed=0)  # a member that is not .npy: AttributeError (artifacts.read_npz)
 @example(kind="alpha-policy", seed=34)
 @example(kind="alpha-policy", seed=750)  # zip header bytes quoted in a 2,700-character error line (read_npz)
+@example(kind="alpha-policy", seed=1236)  # a format header of 1,200 characters quoted whole (artifacts)
+@example(kind="policy-xml", seed=1074)  # a 20-digit action index: int64 OverflowError (policies.xml)
 @example(kind="classic:Hallway.pomdp", seed=347)  # '³'.isdigit() but int('³') fails (cassandra)
 @example(kind="trace", seed=138)  # a belief holding a string: TypeError in its rule (schemas)
 @example(kind="spec", seed=373)  # a file name too long for the OS: OSError (schemas.file_problem)
