@@ -89,6 +89,8 @@ def read_run(path, validate: bool = True) -> TraceRun:
                               TraceWarning, stacklevel=2)
                 continue
             raise FormatError(f"invalid JSON ({exc.msg} at column {exc.colno})", str(p), lineno) from None
+        except RecursionError:
+            raise FormatError("invalid JSON (nested too deeply)", str(p), lineno) from None
         if isinstance(rec, dict) and rec.get("format") == HEADER_FORMAT:
             if validate:
                 validate_header(rec, str(p), lineno)

@@ -159,7 +159,7 @@ def _load_csv(path: Path) -> LabelledData:
 
 
 def _read_jsonl(path: Path):
-    with open(path) as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for ln, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -167,6 +167,8 @@ def _read_jsonl(path: Path):
                 yield ln, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FormatError(f"invalid JSON ({exc.msg})", str(path), ln) from None
+            except RecursionError:
+                raise FormatError("invalid JSON (nested too deeply)", str(path), ln) from None
 
 
 def _load_jsonl(path: Path) -> LabelledData:
@@ -205,7 +207,7 @@ def load_processbench(path, need_problem: bool = False) -> list[dict]:
         if not isinstance(items, list):
             raise FormatError("expected a JSON list of ProcessBench items", str(path))
         lines = [None] * len(items)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         pairs = list(_read_jsonl(path))
         items, lines = [p[1] for p in pairs], [p[0] for p in pairs]
     out = []

@@ -160,6 +160,8 @@ def _records(path: Path):
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FormatError(f"invalid JSON ({exc.msg})", str(path), ln) from None
+            except RecursionError:
+                raise FormatError("invalid JSON (nested too deeply)", str(path), ln) from None
             if not isinstance(rec, dict):
                 raise FormatError("expected a JSON object", str(path), ln)
             yield ln, rec
