@@ -352,10 +352,12 @@ def mutate_jsonl(data: bytes, rng, extra_values=()) -> bytes:
             i = rng.randrange(len(lines))
             try:
                 obj = json.loads(lines[i])
-            except ValueError:  # damaged by an earlier mutation
+            except (ValueError, RecursionError):  # damaged by an earlier mutation
                 continue
             obj = mutate_json_value(obj, rng, extra_values)
             lines[i] = json.dumps(obj, allow_nan=True).encode()
+        elif op < 0.6:  # a line nested deeper than the JSON parser's recursion limit
+            lines.insert(rng.randrange(len(lines) + 1), b"[" * 100_000 + b"]" * 100_000)
         elif op < 0.75 and lines:
             i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
             kind = rng.random()
@@ -597,6 +599,10 @@ def _trace_mutator(src: Path, dst: Path, rng, base: Path):
                                  ("regenerate", "strong", "error", "eos", [0.2, 0.3, 0.5]) + answers))
 
 
+def _sequences_mutator(src: Path, dst: Path, rng, base: Path):
+    dst.write_bytes(mutate_jsonl(src.read_bytes(), rng, (-1, 0, 7, 10**9, [0.5] * 1000, [], "q1", "s1")))
+
+
 def _obs_commands(d, inp, base, shared):
     return [["trim-model", "--step-stats", f"{shared}/data/step_stats_math_train.npz", "--weak", WEAK,
              "--strong", STRONG, "--obs", inp, "--points", f"{base}/spec/prm_obs_processbench_math.npz",
@@ -639,6 +645,11 @@ def _kinds() -> dict:
         "step-stats", "step_stats.npz", ".npz", _npz_mutator,
         lambda d, i, b, s: [["trim-model", "--step-stats", i, "--weak", WEAK, "--strong", STRONG, "--obs",
                              f"{b}/spec/trim_math_obs_0.05.npz", "-o", f"{d}/s.json"]])
+    ks["score-sequences"] = Kind(
+        "score-sequences", "sequences.jsonl", ".jsonl", _sequences_mutator,
+        lambda d, i, b, s: [["fit-obs", i, "--bandwidth", "scott", "--no-diagnostics", "-o", f"{d}/o.npz"],
+                            ["fit-obs", f"{b}/spec/prm_obs_processbench_math.npz", "--bandwidth", "scott",
+                             "--no-diagnostics", "--evaluate", i, "-o", f"{d}/o2.npz"]])
     ks["trace"] = Kind(
         "trace", "traces/routed.jsonl", ".jsonl", _trace_mutator,
         lambda d, i, b, s: [["inspect", i], ["inspect", i, "--json"],
@@ -677,6 +688,20 @@ def _write_trace(path: Path, policy: str, regen_every: int) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in [header] + recs))
 
 
+def _write_sequences(path: Path) -> None:
+    """PRM score sequences as score-steps writes them: scores high until the first wrong step (label)."""
+    r = random.Random(0)
+    lines = []
+    for i in range(60):
+        n = r.randint(2, 8)
+        label = r.choice([-1, -1, r.randrange(n)])
+        scores = [round(r.uniform(0.6, 1.0) if label < 0 or t < label else r.uniform(0.0, 0.6), 3)
+                  for t in range(n)]
+        lines.append(json.dumps({"id": f"s{i}", "scores": scores, "label": label, "prm": "p",
+                                 "group": f"q{i // 2}"}))
+    path.write_text("\n".join(lines) + "\n")
+
+
 def build_base(base: Path, shared: Path = SHARED) -> Path:
     """The pristine inputs, made by the real commands: a solved alpha-vector policy (.npz and .policy XML),
     a routing policy, a fitted observation model, copies of the spec and its tables, decode traces."""
@@ -708,6 +733,7 @@ def build_base(base: Path, shared: Path = SHARED) -> Path:
             rc = main(argv)
         if rc != 0:
             raise RuntimeError(f"building the fuzz inputs failed: trimpomdp {' '.join(argv)} exited {rc}")
+    _write_sequences(base / "sequences.jsonl")
     _write_trace(base / "traces" / "weak.jsonl", "weak", 0)
     _write_trace(base / "traces" / "strong.jsonl", "strong", 1)
     _write_trace(base / "traces" / "routed.jsonl", "threshold:0.5", 2)
@@ -911,7 +937,7 @@ def _limit_memory() -> None:
         pass
 
 
-def serve(base: Path, shared: Path, work: Path) -> None:
+def serve(base: Path, shared: Path, work: Path, warm_up: bool = True) -> None:
     """Read one JSON case a line on stdin, write one JSON result a line (results go to the original
     stdout; the commands' own output is captured per case)."""
     import faulthandler
@@ -920,7 +946,7 @@ def serve(base: Path, shared: Path, work: Path) -> None:
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray output outside a case (while building the base) must not reach the result pipe
     build_base(base, shared)
-    for kind in KINDS:  # compile every command's numba kernels before any case runs against the clock
+    for kind in KINDS if warm_up else ():  # compile every numba kernel before any case runs against the clock
         run_case(kind, None, base, shared, work, limit=600)
     out.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
@@ -949,6 +975,7 @@ class Driver:
         self.work = Path(work) if work else self.base.parent / "fuzz-work"
         self.work.mkdir(parents=True, exist_ok=True)
         self.proc = None
+        self.started = False  # a child has warmed the numba cache up already: restarts skip that
         self._buf = b""
         self.stderr_path = self.work / "child-stderr.txt"
 
@@ -957,13 +984,14 @@ class Driver:
         env = dict(os.environ, PYTHONFAULTHANDLER="1", MPLBACKEND="Agg")
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "serve", "--base", str(self.base), "--shared", str(self.shared),
-             "--work", str(self.work)],
+             "--work", str(self.work)] + (["--no-warm-up"] if self.started else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, env=env, cwd=str(self.work))
         self._buf = b""
         first = self._read_line(300.0)
         if first is None or not json.loads(first).get("ready"):
             detail = self._stop()
             raise RuntimeError(f"the fuzz driver did not start: {detail}")
+        self.started = True
 
     def _read_line(self, timeout: float):
         deadline = time.monotonic() + timeout
@@ -1045,13 +1073,14 @@ def _cli(argv=None) -> int:
     p.add_argument("--base")
     p.add_argument("--shared", default=str(SHARED))
     p.add_argument("--work")
+    p.add_argument("--no-warm-up", action="store_true", help="serve: the numba cache is known to be filled")
     a = p.parse_args(argv)
     if a.list:
         print("\n".join(KINDS))
         return 0
     if a.kind == "serve":
         _limit_memory()
-        serve(Path(a.base), Path(a.shared), Path(a.work))
+        serve(Path(a.base), Path(a.shared), Path(a.work), warm_up=not a.no_warm_up)
         return 0
     if a.kind not in KINDS or a.seed is None:
         p.error(f"give a kind ({', '.join(KINDS)}) and a seed")

@@ -2,8 +2,9 @@
 
 Every input format -- the shared classic ``.pomdp``/``.pomdpx`` files and every artifact the commands write
 (alpha-vector policy ``.npz`` and ``.policy`` XML, routing policy, fitted observation model, bins table,
-labelled points, step statistics, spec JSON, decode trace JSONL) -- is mutated by the seeded mutator of
-``tests/fuzz_driver.py`` and fed to the commands that read it (``info``, ``solve --timeout 2``,
+labelled points, step statistics, spec JSON, PRM score sequences, decode trace JSONL) -- is mutated by
+the seeded mutator of ``tests/fuzz_driver.py`` and fed to the commands that read it (``info``,
+``solve --timeout 2``,
 ``simulate``, ``simulate-routing``, ``trim-model``, ``fit-obs``, ``inspect``, ``eval``). Each command must
 exit 0, or 1/2 with exactly one ``Error:`` line on stderr (``info``: its INVALID/UNBOUNDED report), within
 10 s, without a traceback; ``solve`` never solves what ``info`` does not call valid. The commands run in
@@ -65,6 +66,7 @@ def test_fixed_seed(driver, kind, seed):
 @example(kind="alpha-policy", seed=750)  # zip header bytes quoted in a 2,700-character error line (read_npz)
 @example(kind="alpha-policy", seed=1236)  # a format header of 1,200 characters quoted whole (artifacts)
 @example(kind="policy-xml", seed=1074)  # a 20-digit action index: int64 OverflowError (policies.xml)
+@example(kind="score-sequences", seed=129)  # a byte that is not UTF-8: UnicodeDecodeError (observation data)
 @example(kind="classic:Hallway.pomdp", seed=347)  # '³'.isdigit() but int('³') fails (cassandra)
 @example(kind="trace", seed=138)  # a belief holding a string: TypeError in its rule (schemas)
 @example(kind="spec", seed=373)  # a file name too long for the OS: OSError (schemas.file_problem)
@@ -162,6 +164,12 @@ REGRESSIONS = {
                               [2, 2], "'strong_step_tokens.values[7]': must be at most 1e+06"),
     "spec_pmf_weight_overflow": ("spec", _replace(b"0.15998581057112451", b"1e308"),
                                  [2, 2], "'length_distribution.pmf[4]': must be at most 1e+12"),
+    "trace_nested_too_deeply": ("trace", lambda b: b + b"[" * 100_000 + b"]" * 100_000 + b"\n",
+                                [2, 2, 2, 2], "invalid JSON (nested too deeply)"),
+    "sequences_nested_too_deeply": ("score-sequences", lambda b: b"[" * 100_000 + b"]" * 100_000 + b"\n" + b,
+                                    [2, 2], "invalid JSON (nested too deeply)"),
+    "sequences_not_utf8": ("score-sequences", lambda b: b.replace(b'"prm": "p"', b'"prm": "\xb5"', 1),
+                           [0, 0], ""),
     "spec_file_name_too_long": ("spec", _replace(b'"prm_obs_processbench_math.npz"',
                                                  b'"' + b"p" * 5000 + b'.npz"'),
                                 [2, 2], "cannot be read (File name too long)"),
