@@ -77,6 +77,11 @@ def _short(v) -> str:
     return r if len(r) <= 40 else r[:37] + "..."
 
 
+def quote(v) -> str:
+    """``repr(v)`` cut to 40 characters: how a loader quotes a value from a file in a one-line error."""
+    return _short(v)
+
+
 def _field_error(f: Field, v) -> str | None:
     """What is wrong with value ``v`` of field ``f`` (None when it is fine); nested fields and the field's
     ``rule`` are not looked at (the rule runs once the members are known to be well-typed)."""

@@ -150,7 +150,7 @@ class TrimModel:
         if tuple(self.obs.states) != TRIM_STATES:
             raise _err(
                 "observation_model",
-                f"must have states {list(TRIM_STATES)}, found {list(self.obs.states)}",
+                f"must have states {list(TRIM_STATES)}, found {schemas.quote(list(self.obs.states))}",
                 self.obs_path,
             )
         if self.obs.dims not in (1, 2):
@@ -269,11 +269,12 @@ class TrimModel:
         if not isinstance(d, dict):
             raise _err("<root>", "a TRIM spec must be a JSON object", source)
         if d.get("format") != FORMAT:
-            raise _err("format", f"expected {FORMAT!r}, found {d.get('format')!r}", source)
+            raise _err("format", f"expected {FORMAT!r}, found {schemas.quote(d.get('format'))}", source)
         if isinstance(d.get("version"), bool) or not isinstance(d.get("version"), int) or not (
             1 <= d["version"] <= VERSION
         ):
-            raise _err("version", f"expected an integer 1..{VERSION}, found {d.get('version')!r}", source)
+            found = schemas.quote(d.get("version"))
+            raise _err("version", f"expected an integer 1..{VERSION}, found {found}", source)
         # every field's type and range (and the files it names) before any of them is used
         fields = schemas.SPEC_FIELDS if obs is None else schemas.EMBEDDED_SPEC_FIELDS
         if obs is not None:
@@ -494,7 +495,9 @@ def load_observation_model(path) -> BinnedObservationModel:
     obs = load_binned(path)
     if tuple(obs.states) != TRIM_STATES:
         raise _err(
-            "observation_model", f"must have states {list(TRIM_STATES)}, found {list(obs.states)}", path
+            "observation_model",
+            f"must have states {list(TRIM_STATES)}, found {schemas.quote(list(obs.states))}",
+            path,
         )
     try:  # a bins table is read as given; its grid must be one the solver can handle
         check_grid(obs.bin_size, obs.dims)
@@ -525,6 +528,8 @@ def load_observation_points(path) -> dict[str, np.ndarray]:
     z = read_npz(path)
     missing = [s for s in TRIM_STATES if s not in z]
     if missing:
-        raise FormatError(f"expected arrays {list(TRIM_STATES)} of (n, 2) points, missing {missing}", str(path))
-    data, _ = schemas.validate(schemas.observation_points(TRIM_STATES), {s: z[s] for s in TRIM_STATES}, {}, path)
+        raise FormatError(f"expected arrays {list(TRIM_STATES)} of (n, 2) points, missing {missing}",
+                          str(path))
+    schema = schemas.observation_points(TRIM_STATES)
+    data, _ = schemas.validate(schema, {s: z[s] for s in TRIM_STATES}, {}, path)
     return data
