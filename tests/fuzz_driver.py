@@ -414,8 +414,8 @@ def _array_edits():
             warnings.simplefilter("ignore")
             try:
                 return a.astype(t)
-            except (TypeError, ValueError):
-                return a.astype("U8")
+            except Exception:  # numpy refuses some conversions (object to datetime, datetime to short text)
+                return a
 
     def shape(a, r):
         op = r.randrange(9)

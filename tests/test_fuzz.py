@@ -70,6 +70,7 @@ def test_fixed_seed(driver, kind, seed):
 @example(kind="classic:Hallway.pomdp", seed=347)  # '³'.isdigit() but int('³') fails (cassandra)
 @example(kind="trace", seed=138)  # a belief holding a string: TypeError in its rule (schemas)
 @example(kind="spec", seed=373)  # a file name too long for the OS: OSError (schemas.file_problem)
+@example(kind="spec", seed=2284)  # a 1,000-character 'format' quoted whole (routing.spec)
 @example(kind="spec", seed=826)  # a token count of 1e308: inf totals at exit 0 (spec schema bounds)
 def test_random_seed(driver, kind, seed):
     _assert_clean(driver.run(kind, seed))
