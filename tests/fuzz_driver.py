@@ -845,6 +845,7 @@ def run_case(kind_name: str, seed, base: Path, shared: Path = SHARED, work: Path
 
 
 # ================================================================================= what counts as a bug
+MAX_ERROR_LINE = 1000  # characters: a longer "one line" quotes the input instead of naming what is wrong
 NUMERIC_TROUBLE = re.compile(r"overflow|invalid value|divide by zero")
 
 
@@ -881,7 +882,7 @@ def check(result: dict) -> list[str]:
             if len(lines) != 1 or not lines[0].startswith("Error: "):
                 problems.append(f"{cmd}: exit {rc} must print exactly one 'Error: ...' line on stderr, got "
                                 f"{len(lines)} lines: {r['stderr'][-1500:]!r}")
-            elif len(lines[0]) > 1000:
+            elif len(lines[0]) > MAX_ERROR_LINE:
                 problems.append(f"{cmd}: a {len(lines[0])}-character error line: {lines[0][:300]!r}...")
         elif any(ln.startswith("Error") for ln in lines):
             problems.append(f"{cmd}: exit 0 with an error on stderr: {r['stderr'][-500:]!r}")
