@@ -12,6 +12,10 @@ sets, and past ``memory_mb`` leaf beliefs leave memory. One module per step:
 ``backup``  bound values at a belief and the Bellman backup of a node
 ``prune``   vector and point pruning, compaction, growth
 ``run``     one solve: the loop around the kernels, stopping rules, progress
+
+The kernels are ``cache=True``, and numba checks a cached kernel only against its own file: after editing
+one that others call (``backup``, ``tree``), delete ``__pycache__/*.nb[ic]`` here or the callers keep the
+old code.
 """
 from __future__ import annotations
 
@@ -68,7 +72,8 @@ class SARSOPSolver:
     """
 
     def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,
-                 report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=50, memory_mb=1024):
+                 report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=50,
+                 memory_mb=1024):
         if precision <= 0:
             raise ModelError(f"precision must be positive, got {precision}")
         if timeout is not None and timeout <= 0:
@@ -99,7 +104,8 @@ class SARSOPSolver:
         jit = warm_up()
         t0 = time.process_time()
         run = Run(to_sparse(model), model, self.precision, self.timeout, self.max_iterations, self.verbose,
-                  self.report_every, self.callback, self.max_depth, self.prune_delay, self.targets, self.memory_mb)
+                  self.report_every, self.callback, self.max_depth, self.prune_delay, self.targets,
+                  self.memory_mb)
         init_seconds = time.process_time() - t0
         final = run.run()
         check_bounds(final["lower"], final["upper"], model.name)
@@ -113,8 +119,9 @@ class SARSOPSolver:
                 "trials": run.trials, "backups": run.backups, "beliefs": run.tree.n_nodes,
                 "evictions": run.evictions, "stop_reason": run.stop_reason, "converged": run.converged,
                 "model": model.name}
-        return SolveResult(AlphaVectorPolicy(alphas, acts, meta), final["lower"], final["upper"], solve_seconds,
-                           jit, int(alphas.shape[0]), run.tree.n_nodes, run.trials, run.converged, run.history)
+        policy = AlphaVectorPolicy(alphas, acts, meta)
+        return SolveResult(policy, final["lower"], final["upper"], solve_seconds, jit, int(alphas.shape[0]),
+                           run.tree.n_nodes, run.trials, run.converged, run.history)
 
 
 def solve(model: POMDP, **kw) -> SolveResult:

@@ -2,8 +2,7 @@
 
 The lower bound is the upper envelope of the alpha vectors, the upper bound the sawtooth interpolation of
 the points above the FIB corner values. Each node caches both and only reads the vectors/points added since
-its last refresh, so a backup costs about the new entries, not the whole sets. All kernels here are inlined
-into the trial loop (``sample.run_trials``).
+its last refresh, so a backup costs about the new entries, not the whole sets.
 """
 from __future__ import annotations
 
@@ -40,7 +39,8 @@ def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
     are read, and a bucket is left as soon as it reaches points older than ``start`` (callers keep the
     minimum over older points). ``dense`` is a zeroed (S,) scratch array, left zeroed.
     """
-    corner, ptr, gap, alive, head, nxt = points.corner, points.ptr, points.gap, points.alive, points.head, points.next
+    corner, head, nxt = points.corner, points.head, points.next
+    ptr, gap, alive = points.ptr, points.gap, points.alive
     v0 = 0.0
     for t in range(bi.shape[0]):
         v0 += corner[bi[t]] * bv[t]
@@ -73,40 +73,46 @@ def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense):
     The lower value stays the value of a live alpha vector (``best_alpha``), so the policy achieves it; the
     upper value is the minimum of valid sawtooth values over time.
     """
+    # fields first, groups never again: an inlined group parameter holds a reference to each of its
+    # arrays until its last use, which costs about as much as a cheap refresh when it lasts to the end
+    pool_idx, pool_val, lower, upper = tree.pool_idx, tree.pool_val, tree.lower, tree.upper
+    best_alpha, alphas_seen, points_seen = tree.best_alpha, tree.alphas_seen, tree.points_seen
     cs = tree.b_start[c]
     cl = tree.b_len[c]
-    ci = tree.pool_idx[cs:cs + cl]
-    cv = tree.pool_val[cs:cs + cl]
     vectors, alive = alphas.vectors, alphas.alive
-    k0 = tree.best_alpha[c]
-    if k0 >= 0 and alive[k0]:
-        best = tree.lower[c]
-        kb = k0
-        for k in range(tree.alphas_seen[c], n_alpha):
-            if not alive[k]:
-                continue
-            v = 0.0
-            for t in range(cl):
-                v += vectors[k, ci[t]] * cv[t]
-            if v > best:
-                best = v
-                kb = k
-    else:
-        best, kb = lower_value(ci, cv, alphas, n_alpha)
-    tree.lower[c] = best
-    tree.best_alpha[c] = kb
-    tree.alphas_seen[c] = n_alpha
-    uv = upper_value(ci, cv, points, tree.pool_idx, tree.pool_val, dense, tree.points_seen[c])
-    if uv > tree.upper[c]:
-        uv = tree.upper[c]
+    ci = pool_idx[cs:cs + cl]
+    cv = pool_val[cs:cs + cl]
+    kb = best_alpha[c]
+    if kb >= 0 and alive[kb]:
+        best = lower[c]
+        k_from = alphas_seen[c]
+    else:  # its vector was pruned: rescan them all
+        best = NEG_INF
+        kb = -1
+        k_from = 0
+    for k in range(k_from, n_alpha):
+        if not alive[k]:
+            continue
+        v = 0.0
+        for t in range(cl):
+            v += vectors[k, ci[t]] * cv[t]
+        if v > best:
+            best = v
+            kb = k
+    lower[c] = best
+    best_alpha[c] = kb
+    alphas_seen[c] = n_alpha
+    uv = upper_value(ci, cv, points, pool_idx, pool_val, dense, points_seen[c])
+    if uv > upper[c]:
+        uv = upper[c]
     if uv < best:
         uv = best
-    tree.upper[c] = uv
-    tree.points_seen[c] = n_pts
+    upper[c] = uv
+    points_seen[c] = n_pts
     return best, kb, uv
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def backup_update(n, state, tol, model, tree, alphas, points, scratch):
     """Bellman backup of both bounds at expanded node n from its children, and storage of the result.
 
@@ -117,25 +123,28 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
     NEED_BELIEFS / NEED_ALPHA_ROOM / NEED_POINT_ROOM (then nothing was changed and the call can simply be
     repeated)."""
     st = state[0]
-    act_ptr, child, prob, q_lower, q_upper = tree.act_ptr, tree.child, tree.prob, tree.q_lower, tree.q_upper
-    Tp, Ti, Tv, Op, Oi, Ov, R, gamma = model.Tp, model.Ti, model.Tv, model.Op, model.Oi, model.Ov, model.R, model.gamma
-    kobs, h, new_alpha = scratch.kobs, scratch.h, scratch.new_alpha
-    used = alphas.used
+    b_start, b_len, pool_idx, pool_val = tree.b_start, tree.b_len, tree.pool_idx, tree.pool_val
+    act_ptr, child, prob, obs, reward = tree.act_ptr, tree.child, tree.prob, tree.obs, tree.reward
+    q_lower, q_upper, best_alpha = tree.q_lower, tree.q_upper, tree.best_alpha
+    Tp, Ti, Tv, Op, Oi, Ov = model.Tp, model.Ti, model.Tv, model.Op, model.Oi, model.Ov
+    R, gamma = model.R, model.gamma
+    vectors, used = alphas.vectors, alphas.used
+    dense, kobs, h, new_alpha = scratch.dense, scratch.kobs, scratch.h, scratch.new_alpha
     n_alpha = st.n_alpha
     n_pts = st.n_pts
-    if n_alpha >= alphas.vectors.shape[0]:
+    if n_alpha >= vectors.shape[0]:
         return NEED_ALPHA_ROOM
     if n_pts + 1 >= points.gap.shape[0]:
         return NEED_POINT_ROOM
     stamp = st.stamp + 1
     A = act_ptr.shape[1] - 1
     S = h.shape[0]
-    lb_here, k_here, ub_here = refresh_node(n, tree, alphas, n_alpha, points, n_pts, scratch.dense)
+    lb_here, k_here, ub_here = refresh_node(n, tree, alphas, n_alpha, points, n_pts, dense)
     cut = lb_here - 1e-9 * (1.0 + abs(lb_here))  # pruning threshold, with room for rounding
     for a in range(A):
         if q_upper[n, a] >= cut:
             for e in range(act_ptr[n, a], act_ptr[n, a + 1]):
-                if tree.b_start[child[e]] < 0:  # a child's belief was evicted: the caller recomputes it first
+                if b_start[child[e]] < 0:  # a child's belief was evicted: the caller recomputes it first
                     st.need = n
                     return NEED_BELIEFS
     if k_here >= 0:
@@ -151,10 +160,10 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
             if q_upper[n, a] > best_qu:
                 best_qu = q_upper[n, a]
             continue
-        ql = tree.reward[n, a]
+        ql = reward[n, a]
         qu = ql
         for e in range(act_ptr[n, a], act_ptr[n, a + 1]):
-            lv, k, uv = refresh_node(child[e], tree, alphas, n_alpha, points, n_pts, scratch.dense)
+            lv, k, uv = refresh_node(child[e], tree, alphas, n_alpha, points, n_pts, dense)
             p = prob[e]
             ql += gamma * p * lv
             qu += gamma * p * uv
@@ -170,10 +179,9 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
         for o in range(model.Z):
             kobs[o] = k_here
         for e in range(act_ptr[n, a_best], act_ptr[n, a_best + 1]):
-            k = tree.best_alpha[child[e]]
-            kobs[tree.obs[e]] = k
+            k = best_alpha[child[e]]
+            kobs[obs[e]] = k
             used[k] = stamp
-        vectors = alphas.vectors
         for s in range(S):
             acc = 0.0
             for j in range(Op[a_best, s], Op[a_best, s + 1]):
@@ -189,13 +197,13 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
     st.backups += 1
     if best_ql > lb_here + tol:
         k = st.n_alpha
-        alphas.vectors[k, :] = new_alpha
+        vectors[k, :] = new_alpha
         alphas.action[k] = a_best
         alphas.alive[k] = True
         used[k] = stamp
         st.n_alpha = k + 1
         st.n_alive += 1
-        tree.best_alpha[n] = k
+        best_alpha[n] = k
         tree.alphas_seen[n] = k + 1
         lb_here = best_ql
     ub = min(best_qu, ub_here, tree.upper[n])
@@ -207,17 +215,18 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
             points.alive[old] = False
             st.p_dead += 1
         i = st.n_pts
-        s0 = tree.b_start[n]
-        m = tree.b_len[n]
+        s0 = b_start[n]
+        m = b_len[n]
         v0 = 0.0
+        corner = points.corner
         for t in range(m):
-            v0 += points.corner[tree.pool_idx[s0 + t]] * tree.pool_val[s0 + t]
+            v0 += corner[pool_idx[s0 + t]] * pool_val[s0 + t]
         points.node[i] = n
         points.ptr[i, 0] = s0
         points.ptr[i, 1] = s0 + m
         points.gap[i] = ub - v0
         points.alive[i] = True
-        first = tree.pool_idx[s0]
+        first = pool_idx[s0]
         points.next[i] = points.head[first]
         points.head[first] = i
         tree.point[n] = i

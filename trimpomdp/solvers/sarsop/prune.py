@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from trimpomdp.solvers.sarsop.backup import lower_value, upper_value
-from trimpomdp.solvers.sarsop.state import Alphas, Points, Tree, grown, new_point_rows
+from trimpomdp.solvers.sarsop.state import Alphas, Points, Tree, grown, new_alpha_rows, new_point_rows
 
 
 @njit(cache=True)
@@ -104,8 +104,7 @@ def compact_alphas(alphas: Alphas, st, tree: Tree, n_nodes: int, shrink=False) -
         return alphas
     rows = min(alphas.alive.shape[0], max(64, live.size + live.size // 4))
     alphas.vectors.resize((rows, alphas.vectors.shape[1]), refcheck=False)
-    return alphas._replace(action=alphas.action[:rows].copy(), alive=alphas.alive[:rows].copy(),
-                           used=alphas.used[:rows].copy())
+    return grown(alphas, new_alpha_rows(rows), live.size)
 
 
 def make_alpha_room(alphas: Alphas, st, tree: Tree, n_nodes: int) -> Alphas:
@@ -115,8 +114,7 @@ def make_alpha_room(alphas: Alphas, st, tree: Tree, n_nodes: int) -> Alphas:
         return compact_alphas(alphas, st, tree, n_nodes)
     rows = alphas.vectors.shape[0] + alphas.vectors.shape[0] // 2
     alphas.vectors.resize((rows, alphas.vectors.shape[1]), refcheck=False)  # in place, no transient copy
-    return grown(alphas, dict(action=np.zeros(rows, np.int64), alive=np.zeros(rows, bool),
-                              used=np.zeros(rows, np.int64)), n)
+    return grown(alphas, new_alpha_rows(rows), n)
 
 
 def make_point_room(points: Points, st) -> Points:

@@ -58,8 +58,9 @@ class Run:
         self.memory_bytes = None if memory_mb is None else float(memory_mb) * 2**20
         self.evictions = 0
         depth = default_depth(sm, self.precision) if max_depth is None else max_depth
-        self.settings = Settings(self.precision, IMPROVE_TOL * self.precision, TRIAL_KAPPA, depth, bool(targets),
-                                 DEAD_POINTS)
+        self.settings = Settings(precision=self.precision, tol=IMPROVE_TOL * self.precision,
+                                 kappa=TRIAL_KAPPA, max_depth=depth, targets=bool(targets),
+                                 dead_points=DEAD_POINTS)
         self.state = new_state(bool(targets))
         self.st = self.state[0]  # a view: kernels and Python read and write the same record
         self.path = np.zeros(depth + 3, np.int64)
@@ -111,8 +112,11 @@ class Run:
 
     def backup(self, n):
         """Back one expanded node up (both bounds)."""
-        while (code := backup_update(n, self.state, self.settings.tol, self.model, self.tree.arrays, self.alphas,
-                                     self.points, self.scratch)) != DONE:
+        while True:
+            code = backup_update(n, self.state, self.settings.tol, self.model, self.tree.arrays, self.alphas,
+                                 self.points, self.scratch)
+            if code == DONE:
+                return
             self._serve(code)
 
     def trials_until(self, max_trials, alive_limit=1 << 62, max_backups=1 << 62):
@@ -134,8 +138,8 @@ class Run:
 
     # ------------------------------------------------------------------ pruning and memory
     def prune(self, protect=True):
-        prune_alphas(self.alphas, self.st, self.tree.arrays, self.tree.n_nodes, self.prune_delay, self.n_floor,
-                     protect)
+        prune_alphas(self.alphas, self.st, self.tree.arrays, self.tree.n_nodes, self.prune_delay,
+                     self.n_floor, protect)
         self.alive_after_prune = int(self.st["n_alive"])
 
     def compact_points(self):

@@ -17,14 +17,14 @@ from trimpomdp.solvers.sarsop.state import CONVERGED, DONE, MAINTENANCE, NEED_BE
 BETWEEN, DESCENDING, BACKING_UP = range(3)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def trial_step(n, t, tree, eps, ginv, g, L, U):
     """One descent choice at expanded node n: the upper bound's best action, then the child with the largest
     weighted excess gap, with the (L, U) targets propagated to it.
 
     Returns (status, child, L, U): status 0 = go to child, 1 = stop here, 2 = stop after backing n up."""
     act_ptr, child, prob, lower, upper = tree.act_ptr, tree.child, tree.prob, tree.lower, tree.upper
-    q_upper, q_lower = tree.q_upper, tree.q_lower
+    q_upper, q_lower, reward = tree.q_upper, tree.q_lower, tree.reward
     A = act_ptr.shape[1] - 1
     a = 0
     for b in range(1, A):
@@ -61,19 +61,19 @@ def trial_step(n, t, tree, eps, ginv, g, L, U):
     Lsum -= pj * lower[cj]
     Usum -= pj * upper[cj]
     if g > 0:
-        rba = tree.reward[n, a]
+        rba = reward[n, a]
         L = ((Lp - rba) / g - Lsum) / pj
         U = ((Up - rba) / g - Usum) / pj
     return 0, cj, L, U
 
 
 @njit(cache=True)
-def run_trials(state, path, max_trials, max_backups, alive_limit, settings, model, tree, alphas, points, scratch):
+def run_trials(state, path, max_trials, max_backups, alive_limit, settings, model, tree, alphas, points,
+               scratch):
     """Trials until ``max_trials`` more trials or about ``max_backups`` more backups are done (checked between
     trials: numba has no CPU clock), the root gap is <= ``settings.precision``, maintenance is due (too many
     live vectors or dead points), or Python is needed (NEED_*); ``state``/``path`` carry a trial across such
-    returns. Each pass of the loop does one step (one backup or one descent move), so backup_update is
-    inlined once."""
+    returns. Each pass of the loop does one step: one backup or one descent move."""
     st = state[0]
     expanded, lower, upper = tree.expanded, tree.lower, tree.upper
     gamma = model.gamma

@@ -25,12 +25,12 @@ DONE, CONVERGED, NEED_EXPAND, NEED_BELIEFS, NEED_ALPHA_ROOM, NEED_POINT_ROOM, MA
 #: ``state[0]``: where the current trial stands (run_trials may hand control back to Python mid-trial) and
 #: the counters that kernels advance
 STATE = np.dtype([
-    ("phase", i8),        # 0 between trials, 1 descending, 2 backing the path up
+    ("phase", i8),        # sample.BETWEEN trials, DESCENDING, or BACKING_UP the path
     ("node", i8),         # where the descent is
     ("parent", i8),       # the node it came from (-1 at the root)
     ("depth", i8),
     ("path_len", i8),     # nodes on ``path``, root first
-    ("pos", i8),          # the path entry backed up next (phase 2)
+    ("pos", i8),          # the path entry backed up next
     ("pending", np.bool_),  # back ``node`` up before going on (Python has just expanded it)
     ("targeted", np.bool_),  # this trial also stops at SARSOP's (L, U) targets
     ("need", i8),         # the node a NEED_EXPAND / NEED_BELIEFS request is about
@@ -79,7 +79,8 @@ class Model(NamedTuple):
 
 
 def kernel_model(sm: SparseModel) -> Model:
-    return Model(sm.Tp, sm.Ti, sm.Tv, sm.Op, sm.Oi, sm.Ov, sm.R, sm.discount, sm.Z)
+    return Model(Tp=sm.Tp, Ti=sm.Ti, Tv=sm.Tv, Op=sm.Op, Oi=sm.Oi, Ov=sm.Ov, R=sm.R, gamma=sm.discount,
+                 Z=sm.Z)
 
 
 class Tree(NamedTuple):
@@ -126,7 +127,8 @@ def new_edges(n: int) -> dict:
 
 
 def new_tree(A: int, nodes: int = 256, edges: int = 1024, pool: int = 1024) -> Tree:
-    return Tree(**new_nodes(nodes, A), **new_edges(edges), pool_idx=np.zeros(pool, i8), pool_val=np.zeros(pool))
+    return Tree(**new_nodes(nodes, A), **new_edges(edges), pool_idx=np.zeros(pool, i8),
+                pool_val=np.zeros(pool))
 
 
 class Alphas(NamedTuple):
@@ -139,17 +141,23 @@ class Alphas(NamedTuple):
     used: np.ndarray  # stamp of the last backup where the vector was some node's maximiser
 
 
+def new_alpha_rows(n: int) -> dict:
+    """Fresh rows for n vectors, but the vectors themselves (grown in place: they are most of the memory)."""
+    return dict(action=np.zeros(n, i8), alive=np.zeros(n, bool), used=np.zeros(n, i8))
+
+
 def new_alphas(n: int, S: int) -> Alphas:
-    return Alphas(np.zeros((n, S)), np.zeros(n, i8), np.zeros(n, bool), np.zeros(n, i8))
+    return Alphas(vectors=np.zeros((n, S)), **new_alpha_rows(n))
 
 
 class Points(NamedTuple):
     """The upper bound: FIB corner values plus sawtooth points (belief, value).
 
-    Point i's belief is the pool slice ``ptr[i, 0]:ptr[i, 1]`` of node ``node[i]`` (beliefs never move
-    while referenced, so points share them instead of copying), its value ``corner . b + gap[i]``. Points
-    are bucketed by the first state of their support: ``head[s]`` is the newest point of bucket s and
-    ``next[i]`` the one before i, so a sawtooth evaluation reads only the buckets of supp(b)."""
+    Point i's belief is node ``node[i]``'s pool slice ``ptr[i, 0]:ptr[i, 1]`` (shared, not copied: half the
+    memory on large supports; ``prune.follow_pool`` re-points them when the pool is compacted), its value
+    ``corner . b + gap[i]``. Points are bucketed by the first state of their support: ``head[s]`` is the
+    newest point of bucket s and ``next[i]`` the one before i, so a sawtooth evaluation reads only the
+    buckets of supp(b)."""
 
     corner: np.ndarray  # (S,)
     head: np.ndarray  # (S,)
@@ -167,7 +175,8 @@ def new_point_rows(n: int) -> dict:
 
 
 def new_points(corner: np.ndarray, n: int = 256) -> Points:
-    return Points(corner=np.ascontiguousarray(corner), head=np.full(corner.shape[0], -1, i8), **new_point_rows(n))
+    return Points(corner=np.ascontiguousarray(corner), head=np.full(corner.shape[0], -1, i8),
+                  **new_point_rows(n))
 
 
 class Scratch(NamedTuple):
@@ -184,8 +193,8 @@ class Scratch(NamedTuple):
 
 
 def new_scratch(S: int, Z: int) -> Scratch:
-    return Scratch(np.zeros(S), np.zeros(Z, i8), np.zeros(S), np.zeros(S), np.zeros(S), np.zeros(S, i8),
-                   np.zeros(Z), np.zeros(Z, i8))
+    return Scratch(dense=np.zeros(S), kobs=np.zeros(Z, i8), h=np.zeros(S), new_alpha=np.zeros(S),
+                   pred=np.zeros(S), touched=np.zeros(S, i8), pz=np.zeros(Z), cnt=np.zeros(Z, i8))
 
 
 def grown(group: NamedTuple, rows: dict, old: int) -> NamedTuple:

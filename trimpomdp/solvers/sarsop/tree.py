@@ -42,7 +42,8 @@ def successors(bi, bv, model, min_prob, scratch):
     Returns (act_ptr (A+1), obs, prob, child_ptr, child_idx, child_val, reward (A)); children of action a
     are act_ptr[a]..act_ptr[a+1]. Uses ``scratch.pred/touched/pz/cnt``.
     """
-    Tp, Ti, Tv, Op, Oi, Ov, R, Z = model.Tp, model.Ti, model.Tv, model.Op, model.Oi, model.Ov, model.R, model.Z
+    Tp, Ti, Tv, Op, Oi, Ov = model.Tp, model.Ti, model.Tv, model.Op, model.Oi, model.Ov
+    R, Z = model.R, model.Z
     pred, touched, pz, cnt = scratch.pred, scratch.touched, scratch.pz, scratch.cnt
     A = Tp.shape[0]
     n_b = bi.shape[0]
@@ -122,7 +123,8 @@ def successors(bi, bv, model, min_prob, scratch):
             cnt[o] = 0
         act_ptr[a + 1] = nc
         ne = cptr[nc]
-    return act_ptr, obs[:nc].copy(), prob[:nc].copy(), cptr[: nc + 1].copy(), cidx[:ne].copy(), cval[:ne].copy(), rew
+    return (act_ptr, obs[:nc].copy(), prob[:nc].copy(), cptr[: nc + 1].copy(), cidx[:ne].copy(),
+            cval[:ne].copy(), rew)
 
 
 @njit(cache=True)
@@ -141,7 +143,8 @@ def evict_leaves(order, tree, to_free):
     """Drop the pool beliefs of unexpanded children: first those under pruned actions (never read again),
     then those of the expanded nodes in ``order`` (least recently backed up first) until ``to_free`` entries
     are freed; marks them with ``b_start = -1`` and returns the count."""
-    act_ptr, child, expanded, b_start, b_len = tree.act_ptr, tree.child, tree.expanded, tree.b_start, tree.b_len
+    act_ptr, child, expanded = tree.act_ptr, tree.child, tree.expanded
+    b_start, b_len = tree.b_start, tree.b_len
     A = act_ptr.shape[1] - 1
     freed = 0
     for t in range(order.shape[0]):
