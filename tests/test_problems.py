@@ -73,3 +73,17 @@ def test_errors():
         load_problems("/nonexistent/x.jsonl")
     assert gsm8k_final_answer("a\n#### 42 ") == "42"
     assert gsm8k_final_answer("no marker") is None
+
+
+def test_problem_files_that_are_not_text_or_nest_too_deeply(tmp_path):
+    from trimpomdp.decode.problems import load_problems
+    from trimpomdp.errors import FormatError
+
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"question": "1+1?", "answer": "2"}\n' + "[" * 100_000 + "\n")
+    probs, errors = load_problems(deep)
+    assert len(probs) == 1 and len(errors) == 1 and "nested too deeply" in errors[0] and ":2:" in errors[0]
+    binary = tmp_path / "bin.jsonl"
+    binary.write_bytes(b'{"question": "\xff\xfe"}\n')
+    with pytest.raises(FormatError, match="not UTF-8"):
+        load_problems(binary)

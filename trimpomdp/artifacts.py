@@ -34,6 +34,9 @@ def save_npz(path, arrays: dict, meta: dict, fmt: str, version: int = 1) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; an artifact gets the usual permissions
     try:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **payload)

@@ -3,12 +3,16 @@ does not pay for torch or numba start-up, and every ``TrimError`` becomes a one-
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import warnings
 
 import click
 
 from trimpomdp import __version__
 from trimpomdp.errors import TrimError
+
+_default_showwarning = warnings.showwarning
 
 #: command name -> ("module:function", short help). Order is the order shown by --help.
 COMMANDS = {
@@ -85,7 +89,17 @@ def main(argv=None) -> int:
     return rc if type(rc) is int else 0  # a command's ctx.exit(code), e.g. decode's 1 when problems failed
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Our own warnings (e.g. a truncated trace line dropped) as one ``warning:`` line, without a source
+    path; third-party warnings keep Python's format."""
+    if issubclass(category, UserWarning) and f"{os.sep}trimpomdp{os.sep}" in str(filename):
+        click.echo(f"warning: {str(message).splitlines()[0]}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
 def run() -> None:  # console-script entry point
+    warnings.showwarning = _show_warning
     sys.exit(main())
 
 

@@ -51,13 +51,20 @@ def _detect_kind(question_key: str, reference_raw) -> str:
 
 def _iter_records(path: Path):
     """Yield (line number, record or None, error or None); a .json file may hold a list of records."""
-    text = path.read_text(encoding="utf-8")
+    if not path.is_file():
+        raise FormatError("file not found (expected problems as JSONL or a .json list)", str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text (byte {exc.start})", str(path)) from None
     stripped = text.lstrip()
     if path.suffix == ".json" and stripped.startswith("["):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise FormatError(f"invalid JSON: {exc.msg}", str(path), exc.lineno) from None
+        except RecursionError:
+            raise FormatError("JSON nested too deeply", str(path)) from None
         for i, item in enumerate(items):
             yield i + 1, item, None
         return
@@ -68,6 +75,8 @@ def _iter_records(path: Path):
             yield lineno, json.loads(line), None
         except json.JSONDecodeError as exc:
             yield lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+        except RecursionError:
+            yield lineno, None, "JSON nested too deeply"
 
 
 def load_problems(path, question_field: str | None = None, answer_field: str | None = None,
