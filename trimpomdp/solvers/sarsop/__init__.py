@@ -68,7 +68,7 @@ class SARSOPSolver:
     ``memory_mb`` caps the solver's arrays: past it, the beliefs of the least recently used unexpanded
     leaves are dropped (and recomputed if needed again); if the tree alone still exceeds it, the solve
     stops (``meta["stop_reason"] == "memory"``, bounds valid) like pomdpsol's ``--memory``. ``None``
-    disables it. The solve is deterministic, so ``seed`` is only recorded.
+    disables it. ``seed`` is only recorded: the solver draws no random numbers.
     """
 
     def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,

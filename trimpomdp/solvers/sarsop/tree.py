@@ -195,8 +195,8 @@ def belief_key(bi, bv) -> int:
 
 class BeliefTree:
     """Nodes, edges and belief pool (``arrays``, a ``state.Tree``, replaced when an array is reallocated),
-    the hash index from beliefs to nodes (a Python dict: the one part the kernels cannot hold) and the
-    counts of what is in use."""
+    the index from belief hashes to nodes (a Python dict, hashing the belief's bytes) and the counts of
+    what is in use."""
 
     def __init__(self, model: Model, scratch: Scratch, A: int):
         self.model, self.scratch, self.A = model, scratch, A
