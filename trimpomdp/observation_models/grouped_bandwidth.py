@@ -56,12 +56,6 @@ def grouped_folds(groups, folds: int = DEFAULT_FOLDS, seed: int = 0) -> list[tup
     return [(np.flatnonzero(point_fold != f), np.flatnonzero(point_fold == f)) for f in range(folds)]
 
 
-def _fit_one(X_train: np.ndarray, H: np.ndarray):
-    from trimpomdp.observation_models.kde import ReflectedKDE
-
-    return ReflectedKDE(bandwidth=H).fit(X_train, np.full(len(X_train), "x"))
-
-
 def cell_log_density(model, state, X: np.ndarray, resolution: float) -> np.ndarray:
     """log P(cell of x | state) - d log(resolution) on the grid of ``resolution`` (see the module doc)."""
     from numpy.polynomial.legendre import leggauss
@@ -81,19 +75,21 @@ def cell_log_density(model, state, X: np.ndarray, resolution: float) -> np.ndarr
     return np.log(np.maximum(p, 1e-300)) - d * np.log(resolution)
 
 
-def heldout_loglik(X_train: np.ndarray, X_test: np.ndarray, H: np.ndarray,
+def heldout_loglik(fit, X_train: np.ndarray, X_test: np.ndarray, H: np.ndarray,
                    resolution: float | None = RESOLUTION) -> np.ndarray:
-    """Per test point: log density of the reflected KDE fitted on ``X_train`` with kernel covariance H, or
-    with ``resolution`` its ``cell_log_density``."""
-    m = _fit_one(X_train, H)
+    """Per test point: log density of the one-state model ``fit(X_train, H)`` (state "x", kernel
+    covariance H), or with ``resolution`` its ``cell_log_density``."""
+    m = fit(X_train, H)
     if resolution is None:
         return np.log(np.maximum(m.density(X_test, "x"), 1e-300))
     return cell_log_density(m, "x", X_test, resolution)
 
 
-def grouped_cv_scale(X: np.ndarray, groups, H0: np.ndarray, folds: int = DEFAULT_FOLDS, seed: int = 0,
+def grouped_cv_scale(fit, X: np.ndarray, groups, H0: np.ndarray, folds: int = DEFAULT_FOLDS, seed: int = 0,
                      bounds=SCALE_BOUNDS, resolution: float | None = RESOLUTION) -> tuple[float, float]:
-    """Scale s maximising the grouped k-fold held-out log-likelihood of H = s^2 H0; (s, mean per point)."""
+    """Scale s maximising the grouped k-fold held-out log-likelihood of H = s^2 H0; (s, mean per point).
+    ``fit(X, H)`` fits the one-state density (state "x") whose held-out likelihood is scored; the caller
+    (``ReflectedKDE``) passes it, so this module needs no estimator of its own."""
     X = np.asarray(X, dtype=np.float64)
     groups = tie_groups(X) if groups is None else np.asarray(groups).astype(str)
     if groups.shape != (len(X),):
@@ -105,7 +101,7 @@ def grouped_cv_scale(X: np.ndarray, groups, H0: np.ndarray, folds: int = DEFAULT
 
     def loss(t):
         H = np.exp(2 * t) * H0
-        return -np.mean(np.concatenate([heldout_loglik(X[tr], X[te], H, resolution) for tr, te in splits]))
+        return -np.mean(np.concatenate([heldout_loglik(fit, X[tr], X[te], H, resolution) for tr, te in splits]))
 
     res = minimize_scalar(loss, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
                           options={"xatol": 1e-2})

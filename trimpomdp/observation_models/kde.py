@@ -242,7 +242,8 @@ class ReflectedKDE:
             if rule == "cv-grouped":
                 from trimpomdp.observation_models.grouped_bandwidth import grouped_cv_scale
 
-                s, ll = grouped_cv_scale(Xs, groups, H0)
+                s, ll = grouped_cv_scale(
+                    lambda Xt, H: ReflectedKDE(bandwidth=H).fit(Xt, np.full(len(Xt), "x")), Xs, groups, H0)
                 self.cv_scales_[state], self.cv_loglik_[state] = s, ll
                 return s * s * H0
             _check_cv_size(n, state)
