@@ -22,9 +22,6 @@ TRACE_FORMAT = "trimpomdp.trace"
 HEADER_FORMAT = "trimpomdp.trace_header"
 TRACE_VERSION = schemas.TRACE_VERSIONS[-1]
 
-FINISH = ("answer", "max_steps", "eos", "error")
-ACTIONS = ("keep", "regenerate")
-STEP_MODELS = ("weak", "strong")
 
 
 class TraceWarning(UserWarning):

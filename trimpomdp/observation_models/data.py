@@ -158,7 +158,8 @@ def _load_csv(path: Path) -> LabelledData:
     return LabelledData(X, np.asarray(y, dtype=str), str(path))
 
 
-def _read_jsonl(path: Path):
+def read_jsonl(path: Path):
+    """(line number, value) of each non-blank JSONL line; a bad line is a FormatError naming it."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for ln, line in enumerate(fh, start=1):
             if not line.strip():
@@ -173,7 +174,7 @@ def _read_jsonl(path: Path):
 
 def _load_jsonl(path: Path) -> LabelledData:
     X, y, lines = [], [], []
-    for ln, rec in _read_jsonl(path):
+    for ln, rec in read_jsonl(path):
         if not isinstance(rec, dict) or "obs" not in rec or "state" not in rec:
             raise FormatError('expected an object {"obs": [...], "state": "..."}', str(path), ln)
         obs = rec["obs"]
@@ -208,7 +209,7 @@ def load_processbench(path, need_problem: bool = False) -> list[dict]:
             raise FormatError("expected a JSON list of ProcessBench items", str(path))
         lines = [None] * len(items)
     except (json.JSONDecodeError, RecursionError):
-        pairs = list(_read_jsonl(path))
+        pairs = list(read_jsonl(path))
         items, lines = [p[1] for p in pairs], [p[0] for p in pairs]
     out = []
     for i, (it, ln) in enumerate(zip(items, lines)):
@@ -235,7 +236,7 @@ def load_scores(path) -> list[tuple[int, object, list]]:
     if not path.exists():
         raise FormatError("file not found", str(path))
     out = []
-    for ln, rec in _read_jsonl(path):
+    for ln, rec in read_jsonl(path):
         if not isinstance(rec, dict) or "id" not in rec or "scores" not in rec:
             raise FormatError('expected an object {"id": ..., "scores": [...]}', str(path), ln)
         sc = rec["scores"]

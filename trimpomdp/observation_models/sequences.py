@@ -35,6 +35,7 @@ import numpy as np
 
 from trimpomdp.errors import FormatError, ModelError
 from trimpomdp.observation_models.binned import TRIM_STATES
+from trimpomdp.observation_models.data import read_jsonl
 
 #: ReasonEval perturbations that make the perturbed step wrong
 ERROR_KINDS = ("random number", "random operation")
@@ -152,19 +153,10 @@ def estimate_p_weak(seqs) -> float:
 
 # -------------------------------------------------------------------------------------- files
 def _records(path: Path):
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for ln, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"invalid JSON ({exc.msg})", str(path), ln) from None
-            except RecursionError:
-                raise FormatError("invalid JSON (nested too deeply)", str(path), ln) from None
-            if not isinstance(rec, dict):
-                raise FormatError("expected a JSON object", str(path), ln)
-            yield ln, rec
+    for ln, rec in read_jsonl(path):
+        if not isinstance(rec, dict):
+            raise FormatError("expected a JSON object", str(path), ln)
+        yield ln, rec
 
 
 def _scores(rec, path, ln) -> list:

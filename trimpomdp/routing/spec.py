@@ -27,7 +27,6 @@ from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationMo
 
 FORMAT = "trimpomdp.trim_model"
 VERSION = 1
-ACTIONS = ("keep", "regenerate")
 #: mean strong tokens per step of the strong-only anchor run (494.84 tokens over 8.018 calls per question)
 DEFAULT_STEP_TOKENS = 494.84 / 8.018
 DEFAULT_TOKEN_SIGMA = 0.8

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from trimpomdp.pomdp.model import POMDP
+from trimpomdp.pomdp.model import POMDP, effective_dynamics
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,8 @@ def to_sparse(model: POMDP) -> SparseModel:
         return cached
     S, A = model.n_states, model.n_actions
     term = np.zeros(S, dtype=bool) if model.terminal is None else np.asarray(model.terminal, dtype=bool)
-    T = list(model.T)
-    R = np.array(model.R, dtype=np.float64, order="C")
-    if term.any():
-        keep = sp.diags((~term).astype(np.float64))
-        loop = sp.diags(term.astype(np.float64))
-        T = [sp.csr_matrix(keep @ m + loop) for m in T]
-        for m in T:
-            m.eliminate_zeros()
-            m.sort_indices()
-        R[term, :] = 0.0
+    T, R = effective_dynamics(model)  # terminal states absorbing at zero reward
+    R = np.ascontiguousarray(R)
     O = [sp.csr_matrix(m) for m in model.O]
     Tp, Ti, Tv = _flatten(T)
     Op, Oi, Ov = _flatten(O)
