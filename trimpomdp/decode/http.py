@@ -206,6 +206,50 @@ def api_base(base_url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
+def choice_tokens(choice: dict) -> int:
+    """Tokens a choice cost: the server's ``usage.completion_tokens`` (checked by the caller), else the
+    number of returned log-probability tokens, else the word count (at least 1)."""
+    n_tok = choice["usage"].get("completion_tokens")
+    if n_tok is None:
+        lp = choice.get("logprobs")
+        toks = lp.get("tokens") if isinstance(lp, dict) else None
+        if not isinstance(toks, list):
+            content = lp.get("content") if isinstance(lp, dict) else None
+            toks = content if isinstance(content, list) else None
+        n_tok = (len(toks) if isinstance(toks, list) else 0) or max(1, len(choice["text"].split()))
+    return n_tok
+
+
+def blank_stop(choice: dict, text: str, stop) -> bool:
+    """True when the server stopped at a stop string before writing anything (a leading blank line,
+    which is not a step); only servers that report ``stop_reason`` (vLLM, SGLang) say so."""
+    return (not text.strip() and choice.get("finish_reason") == "stop"
+            and choice.get("stop_reason") in (stop or ()))
+
+
+def step_from_choice(text: str, n_tokens: int, choice: dict) -> StepOut:
+    """The step in a server's answer, by the stopping rule of every backend: finished when the answer's
+    ``\\boxed{}`` closed (text after its line dropped), when the server reports EOS (``finish_reason``
+    stop with ``stop_reason`` null: vLLM, SGLang), or when the model had nothing more to write."""
+    text = text.strip()
+    if boxed_closed(text):
+        line_end = text.find("\n", text.rfind("\\boxed{"))
+        return StepOut(text if line_end < 0 else text[:line_end].strip(), n_tokens, True)
+    reason = choice.get("finish_reason")
+    eos = reason == "stop" and "stop_reason" in choice and choice.get("stop_reason") is None
+    return StepOut(text, n_tokens, eos or (reason == "stop" and not text))
+
+
+def check_usage(out, url: str) -> dict:
+    """A response's ``usage`` (``{}`` when absent), its ``completion_tokens`` checked."""
+    usage = out.get("usage") if isinstance(out, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    n_tok = usage.get("completion_tokens")
+    if n_tok is not None and not (_is_int(n_tok) and 0 <= n_tok <= 10 ** 9):
+        raise TrimError(f"{url}: usage.completion_tokens must be a non-negative integer, got {n_tok!r}")
+    return usage
+
+
 class OpenAICompatibleBackend:
     """A ``StepGenerator`` over an OpenAI-compatible ``/v1/completions`` endpoint.
 
@@ -215,6 +259,8 @@ class OpenAICompatibleBackend:
     model had nothing more to write (empty text). ``keys`` is accepted for interface compatibility; a
     server with prefix caching reuses the shared prefix on its own.
     """
+
+    thread_safe = True  # calls from several threads at once are fine (trimpomdp.decode.concurrent)
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
                  retries: int = 3, concurrency: int = 8, prompt_style: str = "chatml",
@@ -245,11 +291,7 @@ class OpenAICompatibleBackend:
                 or not isinstance(choices[0].get("text"), str):
             raise TrimError(f"{self.url}: unexpected response without choices[0].text: {str(out)[:120]}")
         choice = dict(choices[0])
-        usage = out.get("usage")
-        choice["usage"] = usage if isinstance(usage, dict) else {}
-        n_tok = choice["usage"].get("completion_tokens")
-        if n_tok is not None and not (_is_int(n_tok) and 0 <= n_tok <= 10 ** 9):
-            raise TrimError(f"{self.url}: usage.completion_tokens must be a non-negative integer, got {n_tok!r}")
+        choice["usage"] = check_usage(out, self.url)
         return choice
 
     def generate_steps(self, prompts: Sequence[str], max_new_tokens: int,
@@ -258,34 +300,18 @@ class OpenAICompatibleBackend:
                        deadline: float | None = None) -> list[StepOut]:
         """The next step for every prompt (concurrently), stopping at ``stop`` (a blank line). When some
         requests fail, a ``BatchError`` says which."""
-        def tokens_of(choice: dict) -> int:
-            n_tok = choice["usage"].get("completion_tokens")
-            if n_tok is None:
-                lp = choice.get("logprobs")
-                toks = lp.get("tokens") if isinstance(lp, dict) else None
-                n_tok = (len(toks) if isinstance(toks, list) else 0) or max(1, len(choice["text"].split()))
-            return n_tok
-
         def one(prompt: str) -> StepOut:
             choice = self.complete(prompt, max_new_tokens, stop=stop, deadline=deadline)
-            n_tok = tokens_of(choice)
+            n_tok = choice_tokens(choice)
             # a blank line before any content is not a step (vLLM/SGLang say which stop matched):
             # continue after it, as the in-process backend skips leading blank lines
             for _ in range(2):
-                if choice["text"].strip() or choice.get("finish_reason") != "stop" \
-                        or choice.get("stop_reason") not in (stop or ()):
+                if not blank_stop(choice, choice["text"], stop):
                     break
                 prompt = prompt + choice["text"] + choice["stop_reason"]
                 choice = self.complete(prompt, max_new_tokens, stop=stop, deadline=deadline)
-                n_tok += tokens_of(choice)
-            text = choice["text"].strip()
-            if boxed_closed(text):
-                line_end = text.find("\n", text.rfind("\\boxed{"))
-                return StepOut(text if line_end < 0 else text[:line_end].strip(), n_tok, True)
-            reason = choice.get("finish_reason")
-            eos = reason == "stop" and "stop_reason" in choice and choice.get("stop_reason") is None
-            finished = eos or (reason == "stop" and not text)
-            return StepOut(text, n_tok, finished)
+                n_tok += choice_tokens(choice)
+            return step_from_choice(choice["text"], n_tok, choice)
 
         return self.client.map(one, list(prompts))
 
@@ -298,6 +324,8 @@ class HTTPScorePRM:
     """A PRM served over HTTP: ``POST url {"question", "steps"} -> {"scores": [one per step]}``.
 
     ``score`` returns the score of the LAST step of each step list (the ``Scorer`` interface)."""
+
+    thread_safe = True
 
     def __init__(self, url: str, timeout: float = 60.0, retries: int = 3, concurrency: int = 8,
                  api_key: str | None = None, backoff: float = 0.5, name: str | None = None):
@@ -384,6 +412,8 @@ class HTTPJudgePRM:
     P(Yes) / (P(Yes) + P(No)) from its top alternatives. When neither word is among them the judge is
     uninformative and the score is ``missing`` (0.5 by default; NaN makes the loop record an error)."""
 
+    thread_safe = True
+
     def __init__(self, backend: OpenAICompatibleBackend, prompt_style: str | None = None,
                  top_logprobs: int = 20, missing: float = 0.5, name: str | None = None):
         self.backend = backend
@@ -415,19 +445,29 @@ def _split_spec(spec: str) -> tuple[str, dict[str, str]]:
     return urllib.parse.urlunparse(parsed._replace(query="", fragment="")), query
 
 
-def backend_from_spec(spec: str, **kw) -> OpenAICompatibleBackend:
+def backend_from_spec(spec: str, **kw):
     """``http://host:port[/v1]?model=NAME&style=chatml&concurrency=8&timeout=60`` -> a backend.
 
-    Without ``model`` the server's first entry of ``GET /v1/models`` is used (llama.cpp serves one);
-    the API key comes from ``api_key_env`` (an environment variable name; default OPENAI_API_KEY)."""
+    ``api=chat`` (with ``continue=final|prefix|trailing|none`` and ``thinking=off``) gives a
+    ``chat.ChatBackend`` on ``/v1/chat/completions`` for servers that serve only the chat API; the default,
+    ``api=completions``, an ``OpenAICompatibleBackend``. Without ``model`` the server's first entry of
+    ``GET /v1/models`` is used (llama.cpp serves one); the API key comes from ``api_key_env`` (an
+    environment variable name; default OPENAI_API_KEY)."""
     import os
 
     url, q = _split_spec(spec)
-    known = {"model", "style", "concurrency", "timeout", "retries", "api_key_env", "temperature"}
+    known = {"model", "style", "concurrency", "timeout", "retries", "api_key_env", "temperature", "api",
+             "continue", "thinking"}
     unknown = sorted(set(q) - known)
     if unknown:
         raise TrimError(f"server spec {spec!r}: unknown option {unknown[0]!r} "
                         f"(known: {', '.join(sorted(known))})")
+    api = q.get("api", "completions")
+    if api not in ("completions", "chat"):
+        raise TrimError(f"server spec {spec!r}: api must be 'completions' or 'chat', got {api!r}")
+    chat_opts = {k: q[k] for k in ("continue", "thinking") if k in q}
+    if chat_opts and api != "chat":
+        raise TrimError(f"server spec {spec!r}: {sorted(chat_opts)[0]}= needs api=chat")
     try:
         opts = {"prompt_style": q.get("style", kw.pop("prompt_style", "chatml")),
                 "concurrency": int(q.get("concurrency", kw.pop("concurrency", 8))),
@@ -437,20 +477,36 @@ def backend_from_spec(spec: str, **kw) -> OpenAICompatibleBackend:
     except ValueError as exc:
         raise TrimError(f"server spec {spec!r}: bad number ({exc})") from None
     api_key = os.environ.get(q.get("api_key_env", "OPENAI_API_KEY"))
-    model = q.get("model")
-    if model is None:
-        probe = JsonHTTPClient(timeout=opts["timeout"], retries=opts["retries"], api_key=api_key)
-        listing = probe.get(api_base(url) + "/models")
-        data = listing.get("data") if isinstance(listing, dict) else None
-        if not data or not isinstance(data[0], dict) or "id" not in data[0]:
-            raise TrimError(f"{api_base(url)}/models: no model listed; give ?model=NAME in {spec!r}")
-        model = str(data[0]["id"])
+    model = q.get("model") or first_model(url, opts["timeout"], opts["retries"], api_key, spec)
     name = kw.pop("name", None) or spec
+    if api == "chat":
+        from trimpomdp.decode.chat import ChatBackend
+
+        if "continue" in chat_opts:
+            kw["continuation"] = chat_opts["continue"]
+        if "thinking" in chat_opts:
+            kw["thinking"] = chat_opts["thinking"]
+        return ChatBackend(url, model, api_key=api_key, name=name, **opts, **kw)
     return OpenAICompatibleBackend(url, model, api_key=api_key, name=name, **opts, **kw)
 
 
+def first_model(url: str, timeout: float, retries: int, api_key: str | None, spec: str) -> str:
+    """The first model a server lists at ``GET /v1/models`` (for a spec without ``model=``)."""
+    probe = JsonHTTPClient(timeout=timeout, retries=retries, api_key=api_key)
+    listing = probe.get(api_base(url) + "/models")
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict) or "id" not in data[0]:
+        raise TrimError(f"{api_base(url)}/models: no model listed; give ?model=NAME in {spec!r}")
+    return str(data[0]["id"])
+
+
+#: the HTTP PRM kinds of ``--prm``
+PRM_KINDS = ("http-score", "http-judge", "vllm-pooling")
+
+
 def prm_from_spec(spec: str):
-    """``http-score:URL`` -> HTTPScorePRM; ``http-judge:SERVER_SPEC`` -> HTTPJudgePRM on that server."""
+    """``http-score:URL`` -> HTTPScorePRM; ``http-judge:SERVER_SPEC`` -> HTTPJudgePRM on that server;
+    ``vllm-pooling:SERVER?model=NAME`` -> ``pooling.PoolingPRM`` (vLLM's ``/pooling``, STEP pooling)."""
     kind, _, target = spec.partition(":")
     if kind == "http-score" and target:
         url, q = _split_spec(target)
@@ -458,4 +514,9 @@ def prm_from_spec(spec: str):
                             concurrency=int(q.get("concurrency", 8)), name=spec)
     if kind == "http-judge" and target:
         return HTTPJudgePRM(backend_from_spec(target), name=spec)
-    raise TrimError(f"HTTP PRM spec {spec!r} must be http-score:<url> or http-judge:<server url>")
+    if kind == "vllm-pooling" and target:
+        from trimpomdp.decode.pooling import pooling_prm_from_spec
+
+        return pooling_prm_from_spec(target, name=spec)
+    raise TrimError(f"HTTP PRM spec {spec!r} must be http-score:<url> or http-judge:<server url> or "
+                    "vllm-pooling:<server url>?model=NAME")
