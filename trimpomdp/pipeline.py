@@ -4,9 +4,10 @@ The command line and Python users share this, so ``trimpomdp decode --weak X --p
 ``pipeline.build_policy("Z")`` mean the same thing. Spec strings:
 
 - models (``--weak``/``--strong``): a packaged name (``smollm2``, ``gemma3``), a Hugging Face folder, a
-  ``.gguf`` file, or an OpenAI-compatible server ``http://host:port/v1?model=NAME``;
+  ``.gguf`` file, or an OpenAI-compatible server ``http://host:port/v1?model=NAME`` (``&api=chat`` for
+  servers that serve only ``/v1/chat/completions``);
 - PRMs: ``judge:<model>`` (LLM-as-judge), ``qwen:<folder>`` (Qwen2.5-Math-PRM style), ``http-score:URL``,
-  ``http-judge:SERVER``;
+  ``http-judge:SERVER``, ``vllm-pooling:SERVER?model=NAME`` (vLLM's ``/pooling``, STEP pooling);
 - policies: ``pomdp:PATH.npz``, ``pomdp:lambda=X`` / ``pomdp:mean=B`` / ``pomdp:cap=...`` (solved on the
   routing spec), ``threshold:K``, ``weak``, ``strong``.
 """
@@ -54,10 +55,11 @@ class ModelPool:
 
     def prm(self, spec: str, batch_size: int = 4):
         """A ``StepScorer`` for a PRM spec."""
+        from trimpomdp.decode.http import PRM_KINDS
         from trimpomdp.decode.prm import JudgePRM, load_prm
 
         kind, _, target = spec.partition(":")
-        if kind in ("http-score", "http-judge"):
+        if kind in PRM_KINDS:
             from trimpomdp.decode.http import prm_from_spec
 
             return prm_from_spec(spec)
@@ -93,15 +95,20 @@ def decode_file(problems, out=None, *, policy: str = DEFAULT_POLICY, trim_model=
                 max_steps: int = 12, max_step_tokens: int = 128, device: str = "auto", temperature: float = 0.0,
                 cache_reuse: bool = True, seed: int = 0, problem_timeout: float = 120.0, resume: bool = False,
                 skip_errors: bool = False, force_mixed: bool = False, progress: bool = True,
-                warn=None) -> dict:
+                warn=None, scheduler: str = "auto") -> dict:
     """Routed decoding of a problem file into a trace (``trimpomdp decode``); returns the run summary
     (``out``, counts, accuracy, mean strong tokens, ``failed``). ``warn(message)`` receives the problems
-    skipped as unusable."""
-    from trimpomdp.decode.loop import RESUME_FIELDS, RoutedDecoder, run_to_trace
+    skipped as unusable. ``scheduler``: ``lockstep`` advances ``batch_size`` problems together (batched
+    model calls, for in-process models), ``concurrent`` lets ``batch_size`` problems proceed each on its own
+    (for servers: no problem waits for a batch's slowest request), ``auto`` picks ``concurrent`` when every
+    model and the PRM are servers."""
+    from trimpomdp.decode.loop import RESUME_FIELDS, run_to_trace
     from trimpomdp.decode.problems import load_problems
 
     if (skip_errors or force_mixed) and not resume:
         raise TrimError(f"{'skip_errors' if skip_errors else 'force_mixed'} only applies when resuming")
+    if scheduler not in SCHEDULERS:
+        raise TrimError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     out = Path(out) if out is not None else Path(f"{Path(problems).stem}.trace.jsonl")
     probs, errors = load_problems(problems, question_field, answer_field, limit)
     for e in errors:
@@ -112,7 +119,7 @@ def decode_file(problems, out=None, *, policy: str = DEFAULT_POLICY, trim_model=
     header = {"problems": str(problems), "policy": policy, "weak": weak, "strong": strong, "prm": prm,
               "trim_model": None if trim_model is None else str(trim_model), "max_steps": max_steps,
               "max_step_tokens": max_step_tokens, "temperature": temperature, "seed": seed, "device": device,
-              "cache_reuse": cache_reuse}
+              "cache_reuse": cache_reuse, "scheduler": scheduler}
     if resume and not force_mixed:  # before any model is loaded
         from trimpomdp.decode.trace import check_resume_settings
 
@@ -132,13 +139,34 @@ def decode_file(problems, out=None, *, policy: str = DEFAULT_POLICY, trim_model=
     pool = ModelPool(device)
     weak_gen = pool.generator(weak, seed, temperature, cache_reuse)
     strong_gen = None if policy.strip() == "weak" else pool.generator(strong, seed + 1, temperature, cache_reuse)
-    decoder = RoutedDecoder(weak_gen, strong_gen, pool.prm(prm, batch_size), pol, filt, policy_name=policy,
+    decoder = build_decoder(weak_gen, strong_gen, pool.prm(prm, batch_size), pol, filt, policy_name=policy,
                             batch_size=batch_size, max_steps=max_steps, max_step_tokens=max_step_tokens,
-                            problem_timeout=problem_timeout)
+                            problem_timeout=problem_timeout, scheduler=scheduler)
     summary = run_to_trace(decoder, probs, out, resume=resume, header=header, progress=progress,
                            retry_errors=not skip_errors, force_mixed=force_mixed)
     summary["out"] = str(out)
     return summary
+
+
+#: how ``decode`` schedules problems (see ``decode_file``)
+SCHEDULERS = ("auto", "lockstep", "concurrent")
+
+
+def build_decoder(weak, strong, prm, policy, belief_filter, *, scheduler: str = "auto", batch_size: int = 4,
+                  **kw):
+    """The lock-step ``loop.RoutedDecoder`` or the per-problem ``concurrent.ConcurrentDecoder`` (``auto``:
+    concurrent when every model and the PRM declare ``thread_safe``, i.e. are servers)."""
+    from trimpomdp.decode.concurrent import ConcurrentDecoder, all_thread_safe
+    from trimpomdp.decode.loop import RoutedDecoder
+
+    if scheduler == "auto":
+        scheduler = "concurrent" if all_thread_safe(weak, strong, prm) else "lockstep"
+    if scheduler == "concurrent":
+        if not all_thread_safe(weak, strong, prm):
+            raise TrimError("the concurrent scheduler needs server-hosted models and PRM (in-process models "
+                            "cannot be called from several threads); use --scheduler lockstep")
+        return ConcurrentDecoder(weak, strong, prm, policy, belief_filter, concurrency=batch_size, **kw)
+    return RoutedDecoder(weak, strong, prm, policy, belief_filter, batch_size=batch_size, **kw)
 
 
 SOLVERS = ("sarsop", "qmdp", "exact")

@@ -21,8 +21,8 @@ from trimpomdp.pipeline import DEFAULT_POLICY
 @click.option("--trim-model", "trim_model", default=None, type=click.Path(dir_okay=False),
               help="TRIM routing model spec (JSON) for the filter/solve [default: the packaged trim_math.json].")
 @click.option("--weak", default="smollm2", show_default=True, help="Weak model: packaged name, folder, .gguf, or http://server/v1?model=NAME.")
-@click.option("--strong", default="gemma3", show_default=True, help="Strong model: packaged name, folder or .gguf.")
-@click.option("--prm", "prm_spec", default="judge:smollm2", show_default=True, help="judge:<model> | qwen:<folder> | http-score:URL | http-judge:SERVER.")
+@click.option("--strong", default="gemma3", show_default=True, help="Strong model: packaged name, folder, .gguf, or http://server/v1?model=NAME[&api=chat].")
+@click.option("--prm", "prm_spec", default="judge:smollm2", show_default=True, help="judge:<model> | qwen:<folder> | http-score:URL | http-judge:SERVER | vllm-pooling:SERVER?model=NAME.")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--max-steps", default=12, show_default=True, type=click.IntRange(1))
 @click.option("--max-step-tokens", default=128, show_default=True, type=click.IntRange(1))
@@ -39,10 +39,14 @@ from trimpomdp.pipeline import DEFAULT_POLICY
 @click.option("--force-mixed", is_flag=True,
               help="With --resume: append even if policy or models differ from OUT's header.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--scheduler", default="auto", show_default=True,
+              type=click.Choice(["auto", "lockstep", "concurrent"]),
+              help="lockstep: --batch-size problems advance together (in-process models); concurrent: each "
+                   "of --batch-size problems proceeds on its own (servers); auto: concurrent for servers.")
 @click.pass_context
 def decode(ctx, problems, out, limit, question_field, answer_field, policy_spec, trim_model, weak, strong,
            prm_spec, batch_size, max_steps, max_step_tokens, device, temperature, no_cache_reuse, seed,
-           problem_timeout, resume, skip_errors, force_mixed, quiet):
+           problem_timeout, resume, skip_errors, force_mixed, quiet, scheduler):
     """Routed decoding of PROBLEMS (JSONL): the weak model writes each step, the PRM scores it, the
     routing filter and policy decide keep/regenerate, the strong model rewrites regenerated steps.
     Exits with status 1 when any problem failed (its record has an "error")."""
@@ -55,7 +59,7 @@ def decode(ctx, problems, out, limit, question_field, answer_field, policy_spec,
         limit=limit, question_field=question_field, answer_field=answer_field, batch_size=batch_size,
         max_steps=max_steps, max_step_tokens=max_step_tokens, device=device, temperature=temperature,
         cache_reuse=not no_cache_reuse, seed=seed, problem_timeout=problem_timeout, resume=resume,
-        skip_errors=skip_errors, force_mixed=force_mixed, progress=not quiet,
+        skip_errors=skip_errors, force_mixed=force_mixed, progress=not quiet, scheduler=scheduler,
         warn=lambda msg: click.echo(f"warning: {msg}", err=True))
     out = summary["out"]
     acc = "n/a" if summary["accuracy"] is None else f"{summary['accuracy']:.3f}"

@@ -64,7 +64,8 @@ class ChatBackend:
                  temperature: float = 0.0, backoff: float = 0.5, name: str | None = None,
                  extra: dict | None = None, continuation: str = "final", thinking: str | None = None):
         if continuation not in CONTINUATIONS:
-            raise TrimError(f"chat continuation must be one of {', '.join(CONTINUATIONS)}, got {continuation!r}")
+            raise TrimError(f"chat continuation must be one of {', '.join(CONTINUATIONS)}, "
+                            f"got {continuation!r}")
         if thinking not in (None, "on", "off"):
             raise TrimError(f"chat thinking must be 'on' or 'off', got {thinking!r}")
         self.base = api_base(base_url)
@@ -110,7 +111,8 @@ class ChatBackend:
         if content is None:  # e.g. a reasoning model that spent every token thinking
             content = ""
         if not isinstance(content, str):
-            raise TrimError(f"{self.url}: unexpected response without choices[0].message.content: {str(out)[:120]}")
+            raise TrimError(f"{self.url}: unexpected response without choices[0].message.content: "
+                            f"{str(out)[:120]}")
         choice = dict(choices[0])
         choice["text"] = content
         choice["usage"] = check_usage(out, self.url)

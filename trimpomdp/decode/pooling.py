@@ -177,7 +177,8 @@ class PoolingPRM:
         out = self.client.post(self.url, self._request(inputs), deadline=deadline)
         data = out.get("data") if isinstance(out, dict) else None
         if not isinstance(data, list):
-            raise TrimError(f"{self.url}: expected a pooling response {{\"data\": [...]}}, got {str(out)[:100]}")
+            raise TrimError(f"{self.url}: expected a pooling response {{\"data\": [...]}}, "
+                            f"got {str(out)[:100]}")
         if len(data) != len(inputs):
             raise TrimError(f"{self.url}: {len(data)} pooled outputs for {len(inputs)} inputs")
         by_index: dict[int, dict] = {}
@@ -190,7 +191,8 @@ class PoolingPRM:
         return [step_rows(by_index[i], len(s), self.positive, f"{self.url}: data[{i}]")
                 for i, (_, s) in enumerate(solutions)]
 
-    def step_probabilities(self, question: str, steps: Sequence[str], deadline: float | None = None) -> list[float]:
+    def step_probabilities(self, question: str, steps: Sequence[str],
+                           deadline: float | None = None) -> list[float]:
         """P(correct) of every step of one solution (one request)."""
         return self._pool([(question, list(steps))], deadline)[0] if steps else []
 
