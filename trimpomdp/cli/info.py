@@ -32,6 +32,9 @@ def info(ctx, file, as_json):
         click.echo(f"{d['file']}: {d['name']}")
         click.echo(f"  states {d['states']}, actions {d['actions']}, observations {d['observations']}, "
                    f"discount {d['discount']:g}")
+        if d["visible"] > 1:
+            click.echo(f"  mixed observability: {d['visible']} visible x {d['hidden']} hidden values "
+                       "(fully observed variables; solve uses the MOMDP solver)")
         click.echo(f"  T: {nz['T']} non-zeros (sparsity {sparsity['T']:.4f}); "
                    f"O: {nz['O']} non-zeros (sparsity {sparsity['O']:.4f})")
         click.echo(f"  rewards in [{d['reward_min']:g}, {d['reward_max']:g}]; "

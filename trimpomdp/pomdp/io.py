@@ -18,8 +18,11 @@ def _format_of(path: Path) -> str:
     return fmt
 
 
-def load_model(path, validate: bool = True, max_memory_mb: float | None = None) -> POMDP:
+def load_model(path, validate: bool = True, max_memory_mb: float | None = None, momdp: bool = False):
     """Read a ``.pomdp`` (Cassandra) or ``.pomdpx`` (SARSOP XML) file into a validated POMDP.
+
+    With ``momdp`` the result is a ``MOMDP``: a ``.pomdpx`` file's ``fullyObs`` variables stay factored
+    (``pomdpx.read_pomdpx``), a ``.pomdp`` file is the MOMDP with one visible value.
 
     Rows of T and O are renormalised exactly after passing validation (files print rounded numbers);
     ``validate=False`` returns the model as written, for tools that report problems instead of failing.
@@ -33,10 +36,15 @@ def load_model(path, validate: bool = True, max_memory_mb: float | None = None) 
     if fmt == "cassandra":
         from trimpomdp.pomdp.cassandra import read_pomdp
 
-        return read_pomdp(path, validate, max_memory_mb)
+        model = read_pomdp(path, validate, max_memory_mb)
+        if not momdp:
+            return model
+        from trimpomdp.pomdp.momdp import MOMDP
+
+        return MOMDP.from_pomdp(model)
     from trimpomdp.pomdp.pomdpx import read_pomdpx
 
-    return read_pomdpx(path, validate, max_memory_mb)
+    return read_pomdpx(path, validate, max_memory_mb, momdp=momdp)
 
 
 def save_model(model: POMDP, path) -> Path:
@@ -58,7 +66,8 @@ def describe(path) -> dict:
     """
     import numpy as np
 
-    m = load_model(path, validate=False)
+    mm = load_model(path, validate=False, momdp=True)
+    m = mm.flat
     problems = m.validation_problems()
     # whether a finite value is certified only means something for a well-formed model
     unbounded = None if problems else m.value_problem()
@@ -69,6 +78,8 @@ def describe(path) -> dict:
         "states": m.n_states,
         "actions": m.n_actions,
         "observations": m.n_observations,
+        "visible": mm.n_visible,
+        "hidden": mm.n_hidden,
         "discount": m.discount,
         "nnz": m.nnz(),
         "sparsity": m.sparsity(),

@@ -1,9 +1,13 @@
-"""SARSOP's factored ``.pomdpx`` XML format, flattened to the tabular POMDP.
+"""SARSOP's factored ``.pomdpx`` XML format, flattened to the tabular POMDP or kept as a MOMDP.
 
 Joint states are the product of the state variables in declaration order (the first variable varies
 slowest); joint observations the product of the observation variables, followed by the fully observed
 state variables (a MOMDP's visible part becomes part of what the agent observes). Rewards of all reward
 functions are summed, and rewards that depend on next-state variables are folded by expectation over T.
+With ``momdp=True`` the ``fullyObs="true"`` variables stay factored: the result is a ``MOMDP`` whose visible
+value is the joint value of those variables and whose hidden value is that of the others (both in
+declaration order); its flat form is the flat path's model, with the joint states reordered visible-major
+when a visible variable is declared after a hidden one.
 
 The XML is read with expat directly, which keeps each element's line for error messages; documents that
 declare a DOCTYPE or entities are refused outright (entity expansion is the classic XML attack and
@@ -273,7 +277,7 @@ class _Reader:
         self.fail(f"{section}: unknown value {tok!r} of variable {v.name!r}", node)
 
     # ------------------------------------------------------------------ flattening
-    def read(self, name: str, validate: bool = True) -> POMDP:
+    def read(self, name: str, validate: bool = True, momdp: bool = False):
         self.read_variables()
         disc_node = self.root.find("Discount")
         discount = 1.0
@@ -298,14 +302,45 @@ class _Reader:
         states = self.joint_names([pv.values for pv, _, _ in self.state_vars])
         model = POMDP.from_arrays(T, O, R, discount, b0, states, self.action.values, obs_names, name=name,
                                   validate=False)
-        if not validate:
-            return model
-        problems = model.validation_problems(ROW_SUM_TOL)
-        if problems:
-            extra = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
-            raise FormatError(problems[0] + extra, self.path)
-        return POMDP.from_arrays([normalize_rows(m) for m in T], [normalize_rows(m) for m in O], R, discount,
-                                 normalize_vector(b0), states, self.action.values, obs_names, name=name)
+        if validate:
+            problems = model.validation_problems(ROW_SUM_TOL)
+            if problems:
+                extra = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
+                raise FormatError(problems[0] + extra, self.path)
+            model = POMDP.from_arrays([normalize_rows(m) for m in T], [normalize_rows(m) for m in O], R,
+                                      discount, normalize_vector(b0), states, self.action.values, obs_names,
+                                      name=name)
+        return self.factored(model, validate) if momdp else model
+
+    def factored(self, model: POMDP, validate: bool):
+        """The MOMDP of the flat ``model``: visible variables first (joint states reordered if needed)."""
+        from trimpomdp.pomdp.momdp import MOMDP
+
+        vis = [k for k, (_, _, fo) in enumerate(self.state_vars) if fo]
+        hid = [k for k, (_, _, fo) in enumerate(self.state_vars) if not fo]
+        order = vis + hid
+        if order != sorted(order):
+            # new joint index (visible digits, then hidden digits) -> old joint index
+            new = np.arange(model.n_states)
+            sizes = [self.sizes[k] for k in order]
+            old = np.zeros_like(new)
+            for j, k in enumerate(order):
+                old += ((new // math.prod(sizes[j + 1:])) % sizes[j]) * self.strides[k]
+            P = sp.csr_matrix((np.ones(old.size), (np.arange(old.size), old)), shape=(old.size, old.size))
+            term = None if model.terminal is None else model.terminal[old]
+            model = POMDP.from_arrays([P @ m @ P.T for m in model.T], [P @ m for m in model.O], model.R[old],
+                                      model.discount, model.initial_belief[old],
+                                      [model.states[i] for i in old], model.actions, model.observations,
+                                      term, model.name, validate=False)
+        visible = self.joint_names([self.state_vars[k][0].values for k in vis]) if vis else [""]
+        hidden = self.joint_names([self.state_vars[k][0].values for k in hid]) if hid else [""]
+        obs = self.joint_names([v.values for v in self.obs_vars]) if self.obs_vars else [""]
+        m = MOMDP(model, tuple(visible), tuple(hidden), tuple(obs))
+        if validate:
+            problem = m.structure_problem()
+            if problem:  # pragma: no cover - the flattening above builds this layout
+                raise FormatError(problem, self.path)
+        return m
 
     @staticmethod
     def joint_names(value_lists) -> list[str]:
@@ -503,21 +538,24 @@ def _is_float(w: str) -> bool:
 
 
 def parse_pomdpx(data: bytes | str, path: str = "<string>", name: str = "", validate: bool = True,
-                 max_memory_mb: float | None = None) -> POMDP:
-    """Parse the bytes (or text) of a ``.pomdpx`` document into a tabular POMDP (validated unless told).
+                 max_memory_mb: float | None = None, momdp: bool = False):
+    """Parse the bytes (or text) of a ``.pomdpx`` document into a tabular POMDP (validated unless told), or
+    with ``momdp`` into a ``MOMDP`` keeping the fully observed variables factored.
 
     A model estimated to need more than ``max_memory_mb`` (default ``$TRIMPOMDP_MODEL_MEMORY_MB`` or
     4096) is refused before the memory is allocated."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    return _Reader(_parse_xml(data, path), path, max_memory_mb).read(name, validate)
+    return _Reader(_parse_xml(data, path), path, max_memory_mb).read(name, validate, momdp)
 
 
-def read_pomdpx(path, validate: bool = True, max_memory_mb: float | None = None) -> POMDP:
-    """Read a SARSOP ``.pomdpx`` file; unsafe XML (DOCTYPE/ENTITY) is refused with a ``FormatError``."""
+def read_pomdpx(path, validate: bool = True, max_memory_mb: float | None = None, momdp: bool = False):
+    """Read a SARSOP ``.pomdpx`` file (a ``POMDP``, or with ``momdp`` a ``MOMDP``); unsafe XML (DOCTYPE/ENTITY)
+    is refused with a ``FormatError``."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise FormatError(f"cannot read file: {exc.strerror or exc}", str(path)) from None
-    return parse_pomdpx(data, str(path), name=path.stem, validate=validate, max_memory_mb=max_memory_mb)
+    return parse_pomdpx(data, str(path), name=path.stem, validate=validate, max_memory_mb=max_memory_mb,
+                        momdp=momdp)
