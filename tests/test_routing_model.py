@@ -332,15 +332,13 @@ def test_token_distribution_forms(tmp_path):
 
 
 def _current_only(tm):
-    """The default spec with a 1-D observation table: P(current score | state), the 2-D table's marginal."""
+    """The default spec read as the current-score model: the 2-D table's marginal over the min coordinate."""
     import dataclasses
 
-    from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
-
+    cur = dataclasses.replace(tm, observation="current", obs_truth=None)
     n = round(1 / tm.obs.bin_size)
-    P = tm.obs.probs.reshape(3, n, n).sum(axis=1)
-    obs = BinnedObservationModel(TRIM_STATES, ((np.arange(n) + 0.5) / n)[:, None], P, tm.obs.bin_size)
-    return dataclasses.replace(tm, obs=obs, obs_truth=None)
+    np.testing.assert_allclose(cur.obs.probs, tm.obs.probs.reshape(3, n, n).sum(axis=1))
+    return cur
 
 
 def test_current_score_model_is_read_the_same_way_everywhere(tm, tmp_path):

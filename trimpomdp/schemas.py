@@ -365,7 +365,8 @@ TOKENS = Field("", "number", ge=0, le=MAX_STEP_TOKENS)
 #: a TRIM routing model spec (JSON); paths are relative to the spec file and must be regular files
 _SPEC_COMMON = (
     Field("format", "str", choices=("trimpomdp.trim_model",)),
-    Field("version", "int", ge=1, le=1),
+    Field("version", "int", ge=1, le=2),
+    Field("observation", "str", required=False, choices=("current", "pair", "conditional", "reference")),
     _num("p_weak", gt=0, lt=1),
     _num("p_strong", gt=0, lt=1),
     _num("reward", required=False, gt=0, le=MAX_REWARD),
@@ -416,7 +417,7 @@ EMBEDDED_SPEC_FIELDS = _SPEC_COMMON + (
     Field("observation_model", "str", required=False, null=True),
     _num("obs_bin_size", gt=0, le=1, rule=_divides_one),
 )
-SPEC = Schema("trimpomdp.trim_model", 1, SPEC_FIELDS)
+SPEC = Schema("trimpomdp.trim_model", 2, SPEC_FIELDS)
 
 
 def _trim_policy_rules(a, meta, n):

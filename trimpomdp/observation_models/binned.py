@@ -85,6 +85,16 @@ class BinnedObservationModel:
         k = self.bin_index(obs)
         return self.probs[:, k].T
 
+    def marginal(self, dim: int) -> "BinnedObservationModel":
+        """The 1-D table of coordinate ``dim`` of a 2-D table (the other coordinate summed out): the same
+        fitted density read as P(current-score bin | state) when ``dim`` is 1."""
+        if self.dims != 2 or dim not in (0, 1):
+            raise ModelError(f"a marginal needs a 2-D table and dim 0 or 1, got a {self.dims}-D table, dim {dim!r}")
+        m = int(round(1.0 / self.bin_size))
+        grid = self.probs.reshape(len(self.states), m, m)
+        probs = grid.sum(axis=2 if dim == 0 else 1)
+        return BinnedObservationModel(self.states, (np.arange(m) + 0.5)[:, None] / m, probs, self.bin_size)
+
     def save(self, path) -> None:
         """Write in the reference table layout (plain arrays, no pickle)."""
         arrays = {}

@@ -26,7 +26,13 @@ from trimpomdp.errors import FormatError, TrimError
 from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
 
 FORMAT = "trimpomdp.trim_model"
-VERSION = 1
+#: 2 adds ``observation`` (which observation model the table is read as); version-1 specs read as before
+VERSION = 2
+#: the observation models a spec can name (``docs/formats.md``); the planner, the simulator, the decode
+#: filter and the flat export all read the table through the one named here
+OBSERVATIONS = ("current", "pair")
+#: every option compared by ``fit-obs --evaluate``; 'conditional' and 'reference' are evaluated, not planned
+EVALUATED_OBSERVATIONS = ("current", "pair", "conditional", "reference")
 #: mean strong tokens per step of the strong-only anchor run (494.84 tokens over 8.018 calls per question)
 DEFAULT_STEP_TOKENS = 494.84 / 8.018
 DEFAULT_TOKEN_SIGMA = 0.8
@@ -101,8 +107,12 @@ class TrimModel:
     points_path: str | None = None
     #: the spec file this model was read from (None when built in memory)
     source: str | None = field(default=None, compare=False, repr=False)
+    #: 'current' (the step's PRM score, each counted once by the recursive filter) or 'pair' ((min earlier
+    #: score, current score), the version-1 reading); None: 'pair' for a 2-D table, 'current' for 1-D
+    observation: str | None = None
 
     def __post_init__(self):
+        self._resolve_observation()
         if isinstance(self.obs_truth, dict):
             self.obs_truth = self.points_histogram(self.obs_truth)
         self.length_pmf = np.asarray(self.length_pmf, dtype=np.float64).ravel()
@@ -162,11 +172,25 @@ class TrimModel:
     def observation_truth(self) -> np.ndarray:
         return self.obs.probs if self.obs_truth is None else self.obs_truth
 
-    @property
-    def observation(self) -> str:
-        """What the observation model reads: 'current' (the step's PRM score; 1-D table, a recursive filter
-        counts each score once) or 'pair' ((min earlier score, current score); 2-D table)."""
-        return "current" if self.obs.dims == 1 else "pair"
+    def _resolve_observation(self) -> None:
+        """Read the table as the named observation model: 'current' sums a 2-D table's min-earlier
+        coordinate out (the same fitted density), so one fitted table serves every option."""
+        kind = self.observation
+        if kind is None:
+            kind = "pair" if self.obs.dims == 2 else "current"
+        if kind in ("conditional", "reference"):
+            raise _err("observation", f"{kind!r} is evaluated by fit-obs --evaluate but not planned: the "
+                       "conditional model makes the min-earlier score an observed state (a MOMDP level) and the "
+                       "reference rule is no Bayes filter; use 'current' or 'pair'", self.obs_path)
+        if kind not in OBSERVATIONS:
+            raise _err("observation", f"expected one of {', '.join(OBSERVATIONS)}, found {schemas.quote(kind)}",
+                       self.obs_path)
+        if kind == "pair" and self.obs.dims != 2:
+            raise _err("observation", "'pair' needs a 2-D table (min earlier score, current score); this one "
+                       "is 1-D", self.obs_path)
+        if kind == "current" and self.obs.dims == 2:
+            self.obs = self.obs.marginal(1)
+        self.observation = kind
 
     def obs_bins(self, pairs) -> np.ndarray | int:
         """Bins of observation pairs (..., 2) = (min earlier score, current score) in this model's table:
@@ -246,6 +270,7 @@ class TrimModel:
                 "probs": [float(x) for x in self.token_probs],
             },
             "tokens_per_weak_token": float(self.tokens_per_weak_token),
+            "observation": self.observation,
         }
         if self.points_path:
             d["observation_points"] = self.points_path
@@ -359,6 +384,7 @@ class TrimModel:
                 info=dict(d.get("info") or {}),
                 obs_truth=obs_truth,
                 points_path=points_path,
+                observation=d.get("observation"),
             )
         except TrimError as exc:
             if source and not str(exc).startswith(str(source)):
