@@ -205,15 +205,13 @@ class PoolingPRM:
             raise TrimError(f"{self.url}: a step list to score is empty")
         chunks = [items[i:i + self.batch] for i in range(0, len(items), self.batch)]
 
-        def one(chunk):
+        def one(chunk) -> list:
             try:
                 return [p[-1] for p in self._pool(chunk, deadline)]
             except Exception as exc:  # noqa: BLE001 - reported per step list below
-                return exc
+                return [exc] * len(chunk)  # in a list: the client's map takes a returned value as success
 
-        outcomes: list = []
-        for chunk, res in zip(chunks, self.client.map(one, chunks)):
-            outcomes.extend([res] * len(chunk) if isinstance(res, BaseException) else res)
+        outcomes = [o for res in self.client.map(one, chunks) for o in res]
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed and len(outcomes) == 1:
             raise failed[0]
