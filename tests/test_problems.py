@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from trimpomdp.decode.problems import Problem, gsm8k_final_answer, load_problems
+from trimpomdp.decode.problems import Problem, ProblemWarning, gsm8k_final_answer, load_problems
 from trimpomdp.errors import TrimError
 
 
@@ -63,7 +63,9 @@ def test_custom_fields_ids_duplicates_and_limit(tmp_path):
 def test_json_list_and_missing_reference(tmp_path):
     f = tmp_path / "p.json"
     f.write_text(json.dumps([{"problem": "p", "answer": "5"}, {"problem": "no answer"}]))
-    problems, errors = load_problems(f)
+    with pytest.warns(ProblemWarning, match=r"1 of 2 problems have no usable reference answer \(no 'answer' "
+                                            r"field; line 2\): they decode but are not graded"):
+        problems, errors = load_problems(f)
     assert errors == [] and [p.reference for p in problems] == ["5", None]
     assert problems[0].kind == "math"
 
