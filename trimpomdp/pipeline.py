@@ -89,6 +89,21 @@ def build_policy(policy_spec: str, trim_model_path=None):
     return policy, BeliefFilter(getattr(policy, "trim_model", None) or tm)
 
 
+def _benchmark_settings(probs) -> dict:
+    """What a trace header records of its problems: the benchmark (grouped by ``eval``), its layout, and
+    the grading of its answers (the most common kind, and any problem graded otherwise) for ``--recheck``."""
+    from collections import Counter
+
+    kinds = Counter(p.kind for p in probs)
+    default = kinds.most_common(1)[0][0]
+    out = {"benchmark": getattr(probs, "benchmark", None), "layout": getattr(probs, "layout", None),
+           "answer_kind": default}
+    other = {p.id: p.kind for p in probs if p.kind != default}
+    if other:
+        out["answer_kinds"] = other
+    return out
+
+
 def decode_file(problems, out=None, *, policy: str = DEFAULT_POLICY, trim_model=None, weak: str = "smollm2",
                 strong: str = "gemma3", prm: str = "judge:smollm2", limit: int | None = None,
                 question_field: str | None = None, answer_field: str | None = None, batch_size: int = 4,
@@ -116,7 +131,8 @@ def decode_file(problems, out=None, *, policy: str = DEFAULT_POLICY, trim_model=
             warn(f"skipped {e}")
     if not probs:
         raise TrimError(f"{problems}: no usable problems")
-    header = {"problems": str(problems), "policy": policy, "weak": weak, "strong": strong, "prm": prm,
+    header = {"problems": str(problems), **_benchmark_settings(probs), "policy": policy, "weak": weak,
+              "strong": strong, "prm": prm,
               "trim_model": None if trim_model is None else str(trim_model), "max_steps": max_steps,
               "max_step_tokens": max_step_tokens, "temperature": temperature, "seed": seed, "device": device,
               "cache_reuse": cache_reuse, "scheduler": scheduler}
