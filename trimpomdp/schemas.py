@@ -629,11 +629,37 @@ TRACE_RECORD = (
     Field("models", "object", required=False, null=True),
     Field("steps", "list", items=Field("", "object", fields=_STEP)),
 )
-#: the optional first line of a trace: the settings of the run that wrote it (compared on --resume)
+
+
+def _grading_error(kind) -> str | None:
+    from trimpomdp.decode.answers import Grading  # sympy: loaded only when a header names a grading
+
+    try:
+        Grading.parse(kind)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _gradings_error(kinds: dict) -> str | None:
+    for pid, kind in kinds.items():
+        msg = "must be a string" if not isinstance(kind, str) else _grading_error(kind)
+        if msg:
+            return f"problem {_short(pid)}: {msg}"
+    return None
+
+
+#: the optional first line of a trace: the settings of the run that wrote it (compared on --resume); the
+#: benchmark and answer grading were added later and are optional (older headers lack them)
 TRACE_HEADER = (
     Field("format", "str", choices=("trimpomdp.trace_header",)),
     Field("version", "int", choices=TRACE_VERSIONS),
-    Field("settings", "object"),
+    Field("settings", "object", fields=(
+        Field("benchmark", "str", required=False, null=True, min_len=1),
+        Field("layout", "str", required=False, null=True),
+        Field("answer_kind", "str", required=False, rule=_grading_error),
+        Field("answer_kinds", "object", required=False, rule=_gradings_error),
+    )),
 )
 
 #: header-carrying ``.npz`` formats, validated by ``artifacts.load_npz``
