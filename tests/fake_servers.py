@@ -39,13 +39,17 @@ def prm_probability(step: str) -> float:
 
 
 def split_solution(prompt: str) -> tuple[str, str]:
-    """(head, partial solution) of a completions prompt (ChatML, plain or few-shot layout)."""
+    """(seed, partial solution) of a completions prompt (ChatML, plain or few-shot layout). The seed of a
+    ChatML prompt is its user turn, as for a chat request, so both APIs write the same solution."""
     k = 0
     for marker in ("<|im_start|>assistant\n", "Solution:\n"):
         at = prompt.rfind(marker)
         if at >= 0:
             k = max(k, at + len(marker))
-    return prompt[:k], prompt[k:]
+    head = prompt[:k]
+    if "<|im_start|>user\n" in head:
+        head = head.split("<|im_start|>user\n")[-1].split("<|im_end|>")[0]
+    return head, prompt[k:]
 
 
 def continuation(seed: str, model: str, partial: str) -> str:

@@ -107,7 +107,7 @@ class ChatBackend:
         choices = out.get("choices") if isinstance(out, dict) else None
         msg = choices[0].get("message") if isinstance(choices, list) and choices \
             and isinstance(choices[0], dict) else None
-        content = msg.get("content", "") if isinstance(msg, dict) else None
+        content = msg.get("content", "") if isinstance(msg, dict) else 0
         if content is None:  # e.g. a reasoning model that spent every token thinking
             content = ""
         if not isinstance(content, str):
