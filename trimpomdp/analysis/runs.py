@@ -4,7 +4,9 @@ Each input trace is one operating point (accuracy, strong tokens per question). 
 a strong-only run (found from the ``policy`` field, or named with --weak-run/--strong-run) the routed
 runs get PGR, normalised cost, IBC and Delta-IBC, and each policy family (pomdp, threshold, ...) its
 CPT(50/80/95%) over its runs. The formulas live in ``trimpomdp.routing.metrics`` (shared with the
-simulator); this module turns traces into points and reports. Runs are compared on the problems they share.
+simulator); this module turns traces into points and reports. Runs are grouped by the benchmark their
+trace header names (a run on GSM8K is never a baseline for one on MATH-500), and within a benchmark are
+compared on the problems they share.
 """
 from __future__ import annotations
 
@@ -26,12 +28,14 @@ def policy_family(policy: str | None) -> str:
     return (policy or "unknown").split(":", 1)[0]
 
 
-def record_correct(rec: dict, recheck: bool = False) -> bool:
+def record_correct(rec: dict, recheck: bool = False, kind: str | None = None) -> bool:
     """Whether a record counts as solved. Errors and unchecked answers count as wrong; ``recheck``
-    recomputes the verdict from the answer (or the solution) against the reference."""
+    recomputes the verdict from the answer (or the solution) against the reference, graded as ``kind``
+    (the trace header's grading; guessed from the reference for older traces)."""
     if recheck and rec.get("reference") is not None:
         answer = rec.get("answer") or extract_answer(rec.get("solution") or "")
-        kind = "gsm8k" if _looks_numeric(rec["reference"]) else "math"
+        if kind is None:
+            kind = "gsm8k" if _looks_numeric(rec["reference"]) else "math"
         return is_equivalent(answer, rec["reference"], kind)
     return rec.get("correct") is True
 
@@ -52,9 +56,10 @@ def run_point(run: TraceRun, ids: set[str] | None = None, recheck: bool = False)
         raise TrimError(f"{run.path}: no problems to evaluate")
     steps = sum(len(r["steps"]) for r in recs)
     regen = sum(s["action"] == "regenerate" for r in recs for s in r["steps"])
-    n_correct = sum(record_correct(r, recheck) for r in recs)
+    n_correct = sum(record_correct(r, recheck, run.answer_kind(r["id"])) for r in recs)
     return {
-        "name": run_label(run), "path": run.path, "policy": run.policy, "family": policy_family(run.policy),
+        "name": run_label(run), "path": run.path, "benchmark": run.benchmark, "policy": run.policy,
+        "family": policy_family(run.policy),
         "n": n, "n_correct": n_correct, "accuracy": n_correct / n,
         "n_unchecked": sum(r.get("reference") is None for r in recs),
         "n_errors": sum(r["finish"] == "error" for r in recs),
@@ -66,12 +71,12 @@ def run_point(run: TraceRun, ids: set[str] | None = None, recheck: bool = False)
     }
 
 
-def _find_baseline(runs: list[TraceRun], name: str, explicit: str | None) -> TraceRun | None:
+def _find_baseline(runs: list[TraceRun], name: str, explicit: TraceRun | None) -> TraceRun | None:
     if explicit is not None:
         for r in runs:
-            if Path(r.path).resolve() == Path(explicit).resolve():
+            if Path(r.path).resolve() == Path(explicit.path).resolve():
                 return r
-        return read_run(explicit)
+        return explicit
     hits = [r for r in runs if policy_family(r.policy) == name]
     if len(hits) > 1:
         raise TrimError(f"several {name}-only runs ({', '.join(r.path for r in hits)}); choose one with "
@@ -81,8 +86,37 @@ def _find_baseline(runs: list[TraceRun], name: str, explicit: str | None) -> Tra
 
 def evaluate(paths, weak_run: str | None = None, strong_run: str | None = None, recheck: bool = False,
              common: bool = True) -> dict:
-    """All the numbers ``eval`` prints, as a dict (the --json output)."""
+    """All the numbers ``eval`` prints, as a dict (the --json output).
+
+    Runs of one benchmark (older traces that name none count as that one): that benchmark's result, with
+    ``benchmark`` set.
+    Runs of several: ``benchmarks``, one such result per benchmark (in the order first met), and ``runs``,
+    every run's point; an explicit weak/strong run serves the benchmark it was decoded on.
+    """
     runs = [read_run(p) for p in paths]
+    explicit = {role: None if p is None else read_run(p) for role, p in (("weak", weak_run), ("strong", strong_run))}
+    named = list(dict.fromkeys(r.benchmark for r in runs if r.benchmark is not None))
+    groups: dict[str | None, list[TraceRun]] = {}
+    for r in runs:  # a run that names no benchmark (older trace) joins the only one named, if so
+        groups.setdefault(r.benchmark if r.benchmark is not None or len(named) != 1 else named[0], []).append(r)
+    for role, r in explicit.items():
+        if r is not None and r.benchmark not in groups and not (len(groups) == 1 and None in (r.benchmark, *groups)):
+            raise TrimError(f"--{role}-run {r.path} decoded {r.benchmark or 'an unnamed benchmark'}, but the runs "
+                            f"evaluated are on {', '.join(str(b) for b in groups)}")
+    results = []
+    for bench, group in groups.items():
+        base = {role: r for role, r in explicit.items()
+                if r is not None and (r.benchmark == bench or len(groups) == 1)}
+        res = _evaluate_benchmark(group, base.get("weak"), base.get("strong"), recheck, common)
+        results.append({"benchmark": bench, **res})
+    if len(results) == 1:
+        return results[0]
+    return {"benchmark": None, "benchmarks": results, "runs": [p for res in results for p in res["runs"]]}
+
+
+def _evaluate_benchmark(runs: list[TraceRun], weak_run: TraceRun | None, strong_run: TraceRun | None,
+                        recheck: bool, common: bool) -> dict:
+    """``evaluate`` for the runs of one benchmark."""
     weak = _find_baseline(runs, "weak", weak_run)
     strong = _find_baseline(runs, "strong", strong_run)
     every = runs + [r for r in (weak, strong) if r is not None and r not in runs]
@@ -142,9 +176,13 @@ def _finite(x):
 def plot_cost_accuracy(result: dict, path, reference: str | None = None) -> Path:
     """Accuracy against strong tokens per question (one line per policy family, starting at the weak
     point; weak/strong-only runs as markers), drawn by ``trimpomdp.routing.plots``; ``reference`` is a
-    folder of reference runs (``anchor_runs/*.jsonl``) to draw beside them."""
+    folder of reference runs (``anchor_runs/*.jsonl``) to draw beside them. One benchmark per plot."""
     from trimpomdp.routing import plots
 
+    if "benchmarks" in result:
+        names = ", ".join(str(r["benchmark"]) for r in result["benchmarks"])
+        raise TrimError(f"--plot draws one benchmark's runs; these runs are on several ({names}): plot each "
+                        "benchmark's runs separately")
     base = result.get("baselines", {})
     by_name = {p["name"]: p for p in result["runs"]}
     weak = by_name.get(base.get("weak"))
@@ -166,14 +204,22 @@ def plot_cost_accuracy(result: dict, path, reference: str | None = None) -> Path
         if not ref:
             raise TrimError(f"--reference {reference}: no runs with accuracy/avg_target_tokens_per_question "
                             "found")
-    title = f"{len(result['runs'])} runs"
+    title = (f"{result['benchmark']}: " if result.get("benchmark") else "") + f"{len(result['runs'])} runs"
     if result["n_common"]:
         title += f", {result['n_common']} common problems"
     return plots.plot_cost_accuracy(curves, path, reference=ref, title=title, points=points)
 
 
 def evaluation_text(result: dict) -> str:
-    """The ``eval`` report: one row per run, then one per policy family, then any note."""
+    """The ``eval`` report: per benchmark, one row per run, then one per policy family, then any note."""
+    if "benchmarks" in result:
+        return "\n\n".join(f"== {res['benchmark'] or 'runs without a benchmark (no trace header)'} ==\n"
+                            + _benchmark_text(res) for res in result["benchmarks"])
+    text = _benchmark_text(result)
+    return f"benchmark: {result['benchmark']}\n{text}" if result.get("benchmark") else text
+
+
+def _benchmark_text(result: dict) -> str:
     lines = []
     if result["n_common"] is not None:
         lines.append(f"compared on the {result['n_common']} problems common to all runs")
@@ -192,6 +238,9 @@ def evaluation_text(result: dict) -> str:
                                   [[f, len(v["runs"]), fmt_pct(v.get("cpt50")), fmt_pct(v.get("cpt80")),
                                     fmt_pct(v.get("cpt95")), fmt_num(v.get("best_delta_ibc"))]
                                    for f, v in result["families"].items()], align="lrrrrr"))
+    unchecked = [f"{p['name']} {p['n_unchecked']}/{p['n']}" for p in result["runs"] if p.get("n_unchecked")]
+    if unchecked:
+        lines.append(f"note: problems without a reference answer count as wrong ({', '.join(unchecked)})")
     if result.get("note"):
         lines.append(f"note: {result['note']}")
     return "\n".join(lines)

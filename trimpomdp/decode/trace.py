@@ -57,6 +57,28 @@ class TraceRun:
         """The run's policy spec (the first record's ``policy``), used to find weak/strong-only runs."""
         return self.records[0]["policy"] if self.records else None
 
+    @property
+    def settings(self) -> dict:
+        s = (self.header or {}).get("settings")
+        return s if isinstance(s, dict) else {}
+
+    @property
+    def benchmark(self) -> str | None:
+        """The benchmark decoded: the header's ``benchmark``, else the stem of its ``problems`` file (older
+        headers); None for a trace without a header."""
+        s = self.settings
+        if isinstance(s.get("benchmark"), str) and s["benchmark"]:
+            return s["benchmark"]
+        if isinstance(s.get("problems"), str) and s["problems"]:
+            return Path(s["problems"]).stem
+        return None
+
+    def answer_kind(self, problem_id: str) -> str | None:
+        """How the problem's answer was graded (a ``decode.answers.Grading`` string), when the header says."""
+        s = self.settings
+        kinds = s.get("answer_kinds") if isinstance(s.get("answer_kinds"), dict) else {}
+        return kinds.get(problem_id, s.get("answer_kind"))
+
 
 def _scan(path: Path):
     """Yield (lineno, text, is_last, complete) for the non-blank lines of a file."""
