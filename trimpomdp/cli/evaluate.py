@@ -13,16 +13,18 @@ import click
 @click.option("--strong-run", type=click.Path(dir_okay=False), default=None,
               help="The strong-only run (default: the input whose policy is 'strong').")
 @click.option("--recheck", is_flag=True,
-              help="Re-grade answers against references instead of trusting 'correct'.")
+              help="Re-grade answers against references (with the grading the trace header records) instead of "
+                   "trusting 'correct'.")
 @click.option("--common/--no-common", default=True, show_default=True,
               help="Evaluate every run on the problems all runs share.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Write a cost-accuracy PNG.")
+              help="Write a cost-accuracy PNG (runs of one benchmark).")
 @click.option("--reference", type=click.Path(file_okay=False, exists=True), default=None,
               help="Folder of reference runs (e.g. shared/data/anchor_runs) to draw on the plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def eval_cmd(traces, weak_run, strong_run, recheck, common, plot_path, reference, as_json):
-    """Accuracy, strong tokens per question and routing metrics (PGR, CPT, IBC, Delta-IBC) of decode runs."""
+    """Accuracy, strong tokens per question and routing metrics (PGR, CPT, IBC, Delta-IBC) of decode runs,
+    per benchmark (the one each trace's header names; baselines serve their own benchmark)."""
     from trimpomdp.analysis.runs import evaluate, evaluation_text, plot_cost_accuracy
 
     result = evaluate(traces, weak_run, strong_run, recheck=recheck, common=common)
