@@ -70,7 +70,8 @@ class FakeVLLM:
     ``openai`` (no prefill; unknown fields are a 400), ``deepseek`` (``prefix: true``); ``trim_template``:
     the chat template strips the final message (Llama 3), so a prefill loses its trailing blank line;
     ``pool_mode``: ``ok`` or one of the malformed answers in ``_pool_answer``; ``tag``/``positive``: the
-    PRM's step tag and which class is "correct" (0 for math-shepherd's [+, -] rows).
+    PRM's step tag and which class is "correct" (0 for math-shepherd's [+, -] rows). A request whose text
+    holds GENFAIL (generation) or POOLFAIL (pooling) is refused with a 400.
     """
 
     def __init__(self, served=None, latency=None):
@@ -165,6 +166,8 @@ class FakeVLLM:
         model = body.get("model")
         if self.served is not None and model not in self.served:
             return self.send(h, 404, _error(404, f"The model `{model}` does not exist."))
+        if "GENFAIL" in json.dumps(body.get("prompt", body.get("messages", ""))) and path.startswith("/v1/"):
+            return self.send(h, 400, _error(400, "generation rejected (GENFAIL)"))
         if path == "/v1/completions":
             return self.send(h, 200, self._completion(body))
         if path == "/v1/chat/completions":

@@ -90,6 +90,11 @@ def test_tag_inside_a_step_is_removed(server):
                                                                              prm_probability("x")]
 
 
+def test_items_without_index_are_taken_in_order(server):
+    server.pool_mode = "no_index"
+    assert prm(server).score(Q, [STEPS[:1], STEPS]) == [prm_probability(STEPS[0]), prm_probability(STEPS[2])]
+
+
 def test_one_value_rows_are_the_probability(server):
     server.pool_mode = "one_class"
     assert prm(server).score(Q, [STEPS]) == [prm_probability(STEPS[2])]
@@ -113,9 +118,10 @@ def test_failed_request_fails_only_its_step_lists(server):
     with pytest.raises(BatchError) as exc:
         prm(server, batch=2).score(Q, lists)
     outs = exc.value.outcomes
-    assert isinstance(outs[0], TrimError) and isinstance(outs[1], TrimError)
-    assert "HTTP 400: input rejected" in str(outs[0])
-    assert outs[2:] == [prm_probability(STEPS[1]), prm_probability(STEPS[2])]
+    assert isinstance(outs[1], TrimError) and "HTTP 400: input rejected" in str(outs[1])
+    # its batch-mate of the failed request was scored again alone
+    assert outs[:1] + outs[2:] == [prm_probability(STEPS[0]), prm_probability(STEPS[1]), prm_probability(STEPS[2])]
+    assert sorted(len(c["body"]["input"]) for c in server.calls) == [1, 1, 2, 2]
     with pytest.raises(TrimError, match="HTTP 400") as one:  # a single list: its error as it is
         prm(server).score(Q, [["POOLFAIL"]])
     assert not isinstance(one.value, BatchError)
@@ -130,15 +136,14 @@ def test_server_error_is_retried(server):
 # ------------------------------------------------------------------------------- malformed answers
 @pytest.mark.parametrize("mode, message", [
     ("flat", r"one flat score per input, not one row per step: .*--task classify"),
-    ("extra_rows", r"data\[0\]: 8 pooled rows for 3 steps: the step tag is not pooled"),
-    ("missing_rows", r"data\[0\]: 2 pooled rows for 3 steps: the input was truncated"),
+    ("extra_rows", r"data\[0\]: (8 pooled rows for 3|7 pooled rows for 2) steps: the step tag is not pooled"),
+    ("missing_rows", r"data\[0\]: (2 pooled rows for 3|1 pooled rows for 2) steps: the input was truncated"),
     ("logits", r"row 0 holds values outside \[0, 1\] .*raw logits"),
     ("unnormalised", r"row 0 sums to 0\.5, not 1"),
     ("base64", r"base64-encoded"),
     ("nan", r"row 0 holds values outside \[0, 1\]"),
     ("string_row", r"row 0 must be a list of numbers"),
-    ("count", r"1 pooled outputs for 2 inputs"),
-    ("dup_index", r"data\[1\]\.index must be a distinct integer in \[0, 1\], got 0"),
+    ("count", r"0 pooled outputs for 1 inputs"),
     ("no_data", r"expected a pooling response"),
     ("short_body", r"request failed after 2 attempts: (broken response|truncated or non-JSON body)"),
     ("not_json", r"request failed after 2 attempts: truncated or non-JSON body"),
@@ -148,10 +153,21 @@ def test_malformed_and_partial_answers_are_one_line_errors(server, mode, message
     server.pool_mode = mode
     with pytest.raises(TrimError) as exc:
         prm(server, batch=2).score(Q, [STEPS, STEPS[:2]])
-    failure = exc.value.outcomes[0] if isinstance(exc.value, BatchError) else exc.value
-    text = str(exc.value)
-    assert "\n" not in text and text.startswith(f"{server.url}/pooling: ")
-    assert re.search(message, str(failure)), str(failure)
+    assert isinstance(exc.value, BatchError) and len(exc.value.outcomes) == 2
+    for failure in exc.value.outcomes:  # the request failed, then each solution alone
+        text = str(failure)
+        assert "\n" not in text and text.startswith(f"{server.url}/pooling: ")
+        assert re.search(message, text), text
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("count", r"1 pooled outputs for 2 inputs"),
+    ("dup_index", r"data\[1\]\.index must be a distinct integer in \[0, 1\], got 0"),
+])
+def test_partial_multi_input_answers(server, mode, message):
+    server.pool_mode = mode
+    with pytest.raises(TrimError, match=message):
+        prm(server).pool([(Q, STEPS), (Q, STEPS[:1])], None)
 
 
 def test_unserved_model_is_named(server):

@@ -133,7 +133,8 @@ class PoolingPRM:
 
     Solutions are sent ``batch`` to a request (vLLM batches them itself; a chat-style request holds one)
     and requests run concurrently, ``concurrency`` at a time, with the retries and deadline of
-    ``http.JsonHTTPClient``. ``score`` returns the last step's P(correct) of every step list;
+    ``http.JsonHTTPClient``; a request that fails is sent again one solution at a time, so that a bad
+    input (too long, say) fails only its own problem. ``score`` returns the last step's P(correct) of every step list;
     ``step_probabilities`` every step's, from one request (``score-steps`` uses it).
     """
 
@@ -171,7 +172,7 @@ class PoolingPRM:
             payload["task"] = self.task
         return payload
 
-    def _pool(self, solutions: list[tuple[str, list[str]]], deadline: float | None) -> list[list[float]]:
+    def pool(self, solutions: list[tuple[str, list[str]]], deadline: float | None) -> list[list[float]]:
         """Every step's P(correct) for a few solutions, from one request."""
         inputs = [render_solution(self.style, q, s, self.tag) for q, s in solutions]
         out = self.client.post(self.url, self._request(inputs), deadline=deadline)
@@ -194,7 +195,7 @@ class PoolingPRM:
     def step_probabilities(self, question: str, steps: Sequence[str],
                            deadline: float | None = None) -> list[float]:
         """P(correct) of every step of one solution (one request)."""
-        return self._pool([(question, list(steps))], deadline)[0] if steps else []
+        return self.pool([(question, list(steps))], deadline)[0] if steps else []
 
     def score(self, question, steps_list, deadline: float | None = None) -> list[float]:
         """The last step's P(correct) of every step list. When some requests fail, a ``BatchError`` holds
@@ -205,11 +206,17 @@ class PoolingPRM:
             raise TrimError(f"{self.url}: a step list to score is empty")
         chunks = [items[i:i + self.batch] for i in range(0, len(items), self.batch)]
 
-        def one(chunk) -> list:
+        def alone(item):
             try:
-                return [p[-1] for p in self._pool(chunk, deadline)]
+                return self.pool([item], deadline)[0][-1]
             except Exception as exc:  # noqa: BLE001 - reported per step list below
-                return [exc] * len(chunk)  # in a list: the client's map takes a returned value as success
+                return exc
+
+        def one(chunk) -> list:  # a list, so that the client's map takes a returned error as a result
+            try:
+                return [p[-1] for p in self.pool(chunk, deadline)]
+            except Exception:  # noqa: BLE001 - one bad input must not fail its batch-mates: each alone
+                return [alone(item) for item in chunk]
 
         outcomes = [o for res in self.client.map(one, chunks) for o in res]
         failed = [o for o in outcomes if isinstance(o, BaseException)]
