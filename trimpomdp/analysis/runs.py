@@ -198,16 +198,17 @@ def plot_cost_accuracy(result: dict, path, reference: str | None = None) -> Path
         accs.append(p["accuracy"])
     points = {f"{role} only ({name})": (by_name[name]["strong_tokens"], by_name[name]["accuracy"])
               for role, name in base.items()}
-    ref = None
+    ref, note = None, None
     if reference is not None:
         ref = plots.load_reference_runs(reference)
         if not ref:
             raise TrimError(f"--reference {reference}: no runs with accuracy/avg_target_tokens_per_question "
                             "found")
+        ref, note = plots.select_references(ref, result.get("benchmark"))  # only the same benchmark's
     title = (f"{result['benchmark']}: " if result.get("benchmark") else "") + f"{len(result['runs'])} runs"
     if result["n_common"]:
         title += f", {result['n_common']} common problems"
-    return plots.plot_cost_accuracy(curves, path, reference=ref, title=title, points=points)
+    return plots.plot_cost_accuracy(curves, path, reference=ref, title=title, points=points, note=note)
 
 
 def evaluation_text(result: dict) -> str:
