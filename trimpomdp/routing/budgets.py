@@ -115,6 +115,14 @@ def parse_budget(text: str) -> Budget:
     return Budget(lam=lam, mean=mean, cap=cap)
 
 
+def mean_out_of_reach(target: float, most: float) -> str:
+    """What ``solve`` says when no policy of the spec spends a mean of ``target`` strong tokens: the
+    reachable range (0, never regenerating, up to ``most``, the spend as the price goes to 0)."""
+    return (f"a mean of {target:g} is not reachable: this spec's policies spend 0 to {most:.4g} strong tokens "
+            f"per question (0 never regenerates; {most:.4g} as the price per token goes to 0); solved for "
+            f"{most:.4g}")
+
+
 def parse_sweep(text: str) -> list[Budget]:
     """``lambda=lo:hi:n`` (log-spaced), ``lambda=a,b,c``, ``mean=a,b,c`` or ``mean=lo:hi:n`` (linear)."""
     if "=" not in text:

@@ -12,13 +12,16 @@ import time
 from pathlib import Path
 
 from trimpomdp.errors import TrimError
-from trimpomdp.routing.budgets import Budget
+from trimpomdp.routing.budgets import Budget, mean_out_of_reach
 from trimpomdp.routing.policies import PomdpPolicy
 from trimpomdp.routing.solver import solve_budget
 
 
-def _row(policy, seconds: float) -> dict:
+def _row(policy, seconds: float, budget: Budget | None = None) -> dict:
     p = policy.predicted
+    note = policy.meta.get("budget_note")
+    if note and budget is not None and budget.mean is not None:
+        note = mean_out_of_reach(budget.mean, p.get("strong_tokens"))
     return {
         "budget": policy.meta.get("budget"),
         "lambda": policy.lam,
@@ -29,7 +32,7 @@ def _row(policy, seconds: float) -> dict:
         "solve_seconds": seconds,
         "backup_seconds": policy.meta.get("solve_seconds"),
         "alpha_vectors": policy.meta.get("alpha_vectors"),
-        "note": policy.meta.get("budget_note"),
+        "note": note,
     }
 
 
@@ -100,7 +103,7 @@ def solve_budgets(tm, budgets: list[Budget], output=None, spec_path=None, progre
             pol.meta["budget_request"] = b.describe()
             if o is not None:
                 pol.save(o)
-        rows.append(_row(pol, secs))
+        rows.append(_row(pol, secs, b))
         if o is not None:
             rows[-1]["policy"] = str(o)
     return rows
