@@ -119,7 +119,7 @@ def test_start_include_and_missing_discount(shared_models):
 def test_load_model_dispatch_and_save(shared_models, tmp_path, pomdp_dir):
     with pytest.raises(FormatError, match="unknown model file type"):
         load_model(tmp_path / "x.txt")
-    with pytest.raises(FormatError, match="no such file"):
+    with pytest.raises(FormatError, match="file not found"):
         load_model(tmp_path / "missing.pomdp")
     with pytest.raises(FormatError, match="only .pomdp"):
         save_model(shared_models["ejs2.POMDP"], tmp_path / "x.pomdpx")

@@ -58,7 +58,7 @@ def test_unparseable_file_is_one_line_error(capsys, tmp_path, content, fragment)
 
 def test_missing_and_unknown_files(capsys, tmp_path):
     code, _, err = run(capsys, "info", str(tmp_path / "nope.pomdp"))
-    assert code == 2 and "does not exist" in err and err.count("\n") == 1
+    assert code == 2 and "nope.pomdp: file not found" in err and err.count("\n") == 1
     other = tmp_path / "model.txt"
     other.write_text("x")
     code, _, err = run(capsys, "info", str(other))

@@ -106,7 +106,7 @@ def test_eval_plot_with_reference_runs(runs, tmp_path, data_dir, capsys):
 
 def test_eval_errors(runs, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing.jsonl")]) == 2
-    assert "trace file not found" in capsys.readouterr().err
+    assert "file not found (expected a decode trace .jsonl)" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"format": "trimpomdp.trace", "version": 1}\n')
     assert main(["eval", str(bad)]) == 2

@@ -71,7 +71,7 @@ def test_json_list_and_missing_reference(tmp_path):
 
 
 def test_errors():
-    with pytest.raises(TrimError, match="problem file not found"):
+    with pytest.raises(TrimError, match="file not found"):
         load_problems("/nonexistent/x.jsonl")
     assert gsm8k_final_answer("a\n#### 42 ") == "42"
     assert gsm8k_final_answer("no marker") is None

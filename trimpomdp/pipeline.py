@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from trimpomdp.errors import TrimError
+from trimpomdp.errors import FormatError, TrimError
 from trimpomdp.packaged import default_spec_path
 
 #: the policy ``decode`` uses when none is given: the POMDP at 0.15 reward units per strong token
@@ -75,7 +75,7 @@ def load_trim_model(path=None):
 
     p = Path(path) if path else default_spec_path()
     if not p.is_file():
-        raise TrimError(f"{p}: TRIM model spec not found (expected a .json file)")
+        raise FormatError("file not found (expected a TRIM routing spec .json)", str(p))
     return TrimModel.load(p)
 
 

@@ -12,7 +12,7 @@ import click
 
 
 @click.command(name="info")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.pass_context
 def info(ctx, file, as_json):

@@ -14,6 +14,9 @@ from trimpomdp.errors import TrimError
 
 _default_showwarning = warnings.showwarning
 
+#: what click (8.2+) raises for a group called without a command; older click exits 0 after the help
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 #: command name -> ("module:function", short help). Order is the order shown by --help.
 COMMANDS = {
     "info": ("trimpomdp.cli.info:info", "Print a model file's sizes, discount, sparsity and validity."),
@@ -70,6 +73,9 @@ def main(argv=None) -> int:
     try:
         rc = cli.main(args=argv, prog_name="trimpomdp", standalone_mode=False)
     except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except _NO_ARGS_IS_HELP as exc:  # bare ``trimpomdp``: the help, as click prints it (not an Error line)
+        exc.show()
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -209,7 +209,7 @@ def load_problems(path, question_field: str | None = None, answer_field: str | N
     """
     path = Path(path)
     if not path.is_file():
-        raise TrimError(f"problem file not found: {path}")
+        raise FormatError("file not found (expected problems as JSONL or a .json list)", str(path))
     if limit is not None and limit < 0:
         raise TrimError(f"limit must be >= 0, got {limit}")
     custom = question_field is not None or answer_field is not None

@@ -96,7 +96,7 @@ def read_run(path, validate: bool = True) -> TraceRun:
     any other bad line is a FormatError with its line number."""
     p = Path(path)
     if not p.is_file():
-        raise TrimError(f"trace file not found: {p}")
+        raise FormatError("file not found (expected a decode trace .jsonl)", str(p))
     run = TraceRun(path=str(p))
     ids: dict[str, int] = {}
     for lineno, text, is_last, complete in _scan(p):

@@ -32,7 +32,7 @@ def load_model(path, validate: bool = True, max_memory_mb: float | None = None, 
     path = Path(path)
     fmt = _format_of(path)
     if not path.is_file():
-        raise FormatError("no such file", str(path))
+        raise FormatError("file not found", str(path))
     if fmt == "cassandra":
         from trimpomdp.pomdp.cassandra import read_pomdp
 
