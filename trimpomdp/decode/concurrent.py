@@ -10,8 +10,9 @@ themselves). Results equal the lock-step loop's for deterministic servers: each 
 calls with the same inputs, only their timing differs; records come in completion order.
 
 Only backends that declare ``thread_safe`` (the HTTP ones) may be driven this way; ``pipeline`` picks
-this decoder for them. The routing bookkeeping (belief filter and policy) runs under one lock, so
-policies need not be thread-safe; model and PRM seconds in ``stats`` are summed over problems.
+this decoder for them. The routing bookkeeping (belief filter and policy) and the grading of finished
+problems run under one lock, so policies and sympy need not be thread-safe; model and PRM seconds in
+``stats`` are summed over problems.
 """
 from __future__ import annotations
 
@@ -112,8 +113,8 @@ class ConcurrentDecoder:
         for gen, tag in ((self.weak, "w"), (self.strong, "s")):
             if gen is not None and hasattr(gen, "forget"):
                 gen.forget(f"{tag}:{problem.id}")
-        rec = ep.record(self.policy_name, self.models)
-        with self._lock:
+        with self._lock:  # grading uses sympy, whose global state (evaluate flags, caches) is not per thread
+            rec = ep.record(self.policy_name, self.models)
             self.stats.problems += 1
             self.stats.errors += ep.finish == "error"
         return rec
