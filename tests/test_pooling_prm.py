@@ -245,3 +245,24 @@ def test_concurrent_callers_share_one_client(server):
     for t in threads:
         t.join()
     assert results == {i: prm_probability(STEPS[i % 3]) for i in range(9)}
+
+
+def test_score_steps_cli_scores_processbench_through_pooling(server, shared, tmp_path):
+    """`score-steps --prm vllm-pooling:...` on real ProcessBench solutions: one request per solution, each
+    step's score the server's row for it."""
+    import json
+
+    from trimpomdp.cli.main import main
+    from trimpomdp.observation_models.data import load_processbench
+
+    src = shared / "data" / "processbench" / "gsm8k.json"
+    out = tmp_path / "scores.jsonl"
+    assert main(["score-steps", str(src), "-o", str(out), "--limit", "4", "--quiet",
+                 "--prm", f"vllm-pooling:{server.url}?model={MODEL}"]) == 0
+    items = load_processbench(src, need_problem=True)[:4]
+    lines = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert [ln["id"] for ln in lines] == [it["id"] for it in items]
+    for ln, it in zip(lines, items):
+        assert ln["scores"] == [prm_probability(s.replace("<extra_0>", "")) for s in it["steps"]]
+        assert ln["label"] == it["label"]
+    assert len(server.calls) == 4

@@ -9,7 +9,7 @@ import click
 @click.command("score-steps")
 @click.argument("labelled", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Scores JSONL to write.")
-@click.option("--prm", "prm_spec", default="judge:smollm2", show_default=True, help="judge:<model> | qwen:<folder>.")
+@click.option("--prm", "prm_spec", default="judge:smollm2", show_default=True, help="judge:<model> | qwen:<folder> | vllm-pooling:SERVER?model=NAME.")
 @click.option("--limit", type=click.IntRange(0), default=None, help="Score only the first N solutions.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))

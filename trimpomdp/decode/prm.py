@@ -6,7 +6,8 @@
   real Qwen2ForProcessRewardModel needs its own remote code, which is only used when the folder ships it).
 - ``JudgePRM``: any causal LM is asked "Is the latest step correct? Answer Yes or No" and the score is
   P(Yes) / (P(Yes) + P(No)) from its next-token distribution; works with the packaged small models.
-Specs for ``load_prm``: ``judge:<model spec>`` (packaged name, folder or .gguf) or ``qwen:<folder>``.
+Specs for ``load_prm``: ``judge:<model spec>`` (packaged name, folder or .gguf), ``qwen:<folder>``, or a
+served PRM (``vllm-pooling:SERVER?model=NAME``, see ``decode.pooling``; ``http-score:``, ``http-judge:``).
 """
 from __future__ import annotations
 
@@ -186,8 +187,13 @@ class JudgePRM:
 
 
 def load_prm(spec: str, device: str = "auto", batch_size: int = 8):
-    """``judge:<model>`` or ``qwen:<folder>`` -> a Scorer."""
+    """``judge:<model>`` or ``qwen:<folder>`` -> a Scorer; the server kinds (``vllm-pooling:``,
+    ``http-score:``, ``http-judge:``) are built by ``http.prm_from_spec``."""
+    from trimpomdp.decode.http import PRM_KINDS, prm_from_spec
+
     kind, _, target = spec.partition(":")
+    if kind in PRM_KINDS:
+        return prm_from_spec(spec)
     if not target:
         raise TrimError(f"PRM spec {spec!r} must be judge:<model> or qwen:<folder>")
     if kind == "judge":
