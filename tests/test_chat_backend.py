@@ -174,3 +174,21 @@ def test_specs(server):
         backend_from_spec(f"{server.url}/v1?model=m&continue=final")
     with pytest.raises(TrimError, match="api must be 'completions' or 'chat'"):
         backend_from_spec(f"{server.url}/v1?model=m&api=responses")
+
+
+@pytest.mark.parametrize("choice, known, which, finished", [
+    ({"finish_reason": "stop", "stop_reason": None}, True, None, True),               # vLLM: EOS
+    ({"finish_reason": "stop", "stop_reason": "\n\n"}, True, "\n\n", False),          # vLLM: stop string
+    ({"finish_reason": "stop", "stop_reason": 151643}, True, None, True),             # vLLM: stop token id
+    ({"finish_reason": "stop", "matched_stop": 151645}, True, None, True),            # SGLang: EOS token id
+    ({"finish_reason": "stop", "matched_stop": "\n\n"}, True, "\n\n", False),         # SGLang: stop string
+    ({"finish_reason": "stop"}, False, None, False),                                  # OpenAI, llama.cpp
+    ({"finish_reason": "length", "stop_reason": None}, False, None, False),
+])
+def test_servers_say_how_a_step_ended(choice, known, which, finished):
+    from trimpomdp.decode.http import blank_stop, matched_stop, step_from_choice
+
+    assert matched_stop(choice) == (known, which)
+    assert step_from_choice("x = 1.", 4, choice) == StepOut("x = 1.", 4, finished)
+    assert blank_stop(choice, " \n", ["\n\n"]) == (which == "\n\n")
+    assert step_from_choice("", 1, choice).finished == (choice["finish_reason"] == "stop")

@@ -220,24 +220,37 @@ def choice_tokens(choice: dict) -> int:
     return n_tok
 
 
+def matched_stop(choice: dict) -> tuple[bool, str | None]:
+    """``(known, stop string)`` for a choice that ended with ``finish_reason`` stop: vLLM says which in
+    ``stop_reason``, SGLang in ``matched_stop`` (the stop string, or null / a token id for the end of the
+    text, then ``(True, None)``); ``(False, None)`` when the server does not say (OpenAI, llama.cpp)."""
+    if choice.get("finish_reason") != "stop":
+        return False, None
+    for key in ("stop_reason", "matched_stop"):
+        if key in choice:
+            value = choice[key]
+            return True, value if isinstance(value, str) else None
+    return False, None
+
+
 def blank_stop(choice: dict, text: str, stop) -> bool:
     """True when the server stopped at a stop string before writing anything (a leading blank line,
-    which is not a step); only servers that report ``stop_reason`` (vLLM, SGLang) say so."""
-    return (not text.strip() and choice.get("finish_reason") == "stop"
-            and choice.get("stop_reason") in (stop or ()))
+    which is not a step); only servers that say which stop matched (vLLM, SGLang) tell."""
+    known, which = matched_stop(choice)
+    return not text.strip() and known and which is not None and which in (stop or ())
 
 
 def step_from_choice(text: str, n_tokens: int, choice: dict) -> StepOut:
     """The step in a server's answer, by the stopping rule of every backend: finished when the answer's
-    ``\\boxed{}`` closed (text after its line dropped), when the server reports EOS (``finish_reason``
-    stop with ``stop_reason`` null: vLLM, SGLang), or when the model had nothing more to write."""
+    ``\\boxed{}`` closed (text after its line dropped), when the server reports the end of the text
+    (``matched_stop``), or when the model had nothing more to write."""
     text = text.strip()
     if boxed_closed(text):
         line_end = text.find("\n", text.rfind("\\boxed{"))
         return StepOut(text if line_end < 0 else text[:line_end].strip(), n_tokens, True)
-    reason = choice.get("finish_reason")
-    eos = reason == "stop" and "stop_reason" in choice and choice.get("stop_reason") is None
-    return StepOut(text, n_tokens, eos or (reason == "stop" and not text))
+    known, which = matched_stop(choice)
+    eos = known and which is None
+    return StepOut(text, n_tokens, eos or (choice.get("finish_reason") == "stop" and not text))
 
 
 def check_usage(out, url: str) -> dict:
@@ -255,9 +268,9 @@ class OpenAICompatibleBackend:
 
     Each prompt is one request (the server batches them); greedy by default so runs are repeatable.
     ``StepOut.n_tokens`` is the server's ``usage.completion_tokens``; ``finished`` is True when the answer's
-    ``\\boxed{}`` closed, when the server reports EOS (``stop_reason`` null, vLLM/SGLang), or when the
-    model had nothing more to write (empty text). ``keys`` is accepted for interface compatibility; a
-    server with prefix caching reuses the shared prefix on its own.
+    ``\\boxed{}`` closed, when the server reports EOS (``stop_reason`` null, vLLM; ``matched_stop`` null or
+    a token id, SGLang), or when the model had nothing more to write (empty text). ``keys`` is accepted for
+    interface compatibility; a server with prefix caching reuses the shared prefix on its own.
     """
 
     thread_safe = True  # calls from several threads at once are fine (trimpomdp.decode.concurrent)
@@ -303,12 +316,12 @@ class OpenAICompatibleBackend:
         def one(prompt: str) -> StepOut:
             choice = self.complete(prompt, max_new_tokens, stop=stop, deadline=deadline)
             n_tok = choice_tokens(choice)
-            # a blank line before any content is not a step (vLLM/SGLang say which stop matched):
+            # a blank line before any content is not a step (vLLM and SGLang say which stop matched):
             # continue after it, as the in-process backend skips leading blank lines
             for _ in range(2):
                 if not blank_stop(choice, choice["text"], stop):
                     break
-                prompt = prompt + choice["text"] + choice["stop_reason"]
+                prompt = prompt + choice["text"] + matched_stop(choice)[1]
                 choice = self.complete(prompt, max_new_tokens, stop=stop, deadline=deadline)
                 n_tok += choice_tokens(choice)
             return step_from_choice(choice["text"], n_tok, choice)
