@@ -131,17 +131,26 @@ def fit_report(summary: dict) -> str:
     lines = []
     lines.append(f"fit-obs: {n} points, {dims}-D, bandwidth {sm['bandwidth']} ({sm['covariance']}), "
                f"{sm['n_bins']} bins of {sm['bin_size']:g}; fit + discretise {sm['fit_seconds']:.2f} s")
-    bw_head = "bandwidth H00 H01 H11" if dims == 2 else "bandwidth sd^2"
+    # one column per bandwidth entry (kernel covariance H: H00, H01, H11 in 2-D, sd^2 in 1-D), so every
+    # header sits over its numbers; the cv scale column only when some state's bandwidth was cross-validated
+    bw_head = ["H00", "H01", "H11"] if dims == 2 else ["sd^2"]
+    with_cv = any(_nan_none(rows[s].get("cv_scale")) is not None for s in states)
     table = []
     for s in states:
         r = rows[s]
         H = np.asarray(r["bandwidth"])
-        table.append([s, r["n"], " ".join(f"{v:.3g}" for v in (H.ravel() if H.size == 1 else [H[0, 0], H[0, 1], H[1, 1]])),
-                      fmt_num(r.get("cv_scale")), fmt_num(r.get("heldout_loglik")), fmt_num(_nan_none(r.get("auc")))]
+        entries = H.ravel() if H.size == 1 else [H[0, 0], H[0, 1], H[1, 1]]
+        table.append([s, r["n"], *(f"{v:.3g}" for v in entries)]
+                     + ([fmt_num(_nan_none(r.get("cv_scale")))] if with_cv else [])
+                     + [fmt_num(_nan_none(r.get("heldout_loglik"))), fmt_num(_nan_none(r.get("auc")))]
                      + ([f"{r['tv_to_reference']:.2e}"] if sm["reference"] else []))
-    lines.append(format_table(["state", "n", bw_head, "cv scale", "loglik", "AUC"]
+    lines.append(format_table(["state", "n", *bw_head] + (["cv scale"] if with_cv else []) + ["loglik", "AUC"]
                               + (["TV ref"] if sm["reference"] else []), table,
-                              align="lrlrrr" + ("r" if sm["reference"] else "")))
+                              align="lr" + "r" * len(bw_head) + ("r" if with_cv else "") + "rr"
+                              + ("r" if sm["reference"] else "")))
+    what = "H00 H01 H11: kernel covariance" if dims == 2 else "sd^2: kernel variance"
+    lines.append(f"({what} of each state's KDE, rule {sm['bandwidth']}"
+                 + ("; cv scale: the rule's factor chosen by cross-validation)" if with_cv else ")"))
     if diagnose:
         auc_note = f"{folds}-fold held-out" if folds >= 2 else "in-sample"
         if evaluated < n:
