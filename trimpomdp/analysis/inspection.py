@@ -3,9 +3,12 @@
 The per-step table shows what the policy saw (PRM score, the filter's belief before and after the
 observation) and what it did (keep/regenerate, with Q-values): what one needs to debug a policy on real
 problems. The figure shows b(C), b(E), b(D) along each solution with the regenerated steps marked.
+Problems are listed in id order (numbers by value), not in the order they finished, and a legend says
+what the columns mean; ``routing_summary`` is the one line that says what a run shows and what it cannot.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from trimpomdp.tables import fmt_belief, fmt_num, format_table
@@ -15,15 +18,33 @@ from trimpomdp.errors import TrimError
 #: hidden states of the routing model: correct so far, fresh error in the latest step, derailed earlier
 STATES = ("C", "E", "D")
 
+LEGEND = ("legend: b_before/b_after = the filter's belief over C (correct so far), E (fresh error in this "
+          "step), D (derailed earlier) before and after reading this step's PRM score; Q_keep/Q_regen = the "
+          "policy's expected reward of keeping the cheap step or regenerating it with the strong model "
+          "(net of the strong tokens' price; the larger one is taken); weak_tok/strong_tok = tokens "
+          "written by each model for this step")
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def id_order(pid) -> tuple:
+    """Sort key of a problem id: digit runs compare as numbers ("2" < "10"; "test/algebra/9" <
+    "test/algebra/10"), the rest as text."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in _DIGITS.split(str(pid)) if t)
+
+
+def in_id_order(records: list[dict]) -> list[dict]:
+    return sorted(records, key=lambda r: id_order(r["id"]))
+
 
 def select_problems(run: TraceRun, ids=(), max_problems: int = 10) -> list[dict]:
-    """The records with the given ids (in that order), or the first ``max_problems``."""
+    """The records with the given ids (in that order), or the first ``max_problems`` in id order."""
     by_id = {r["id"]: r for r in run.records}
     missing = [p for p in ids if p not in by_id]
     if missing:
-        some = ", ".join(list(by_id)[:5]) or "none"
+        some = ", ".join(sorted(by_id, key=id_order)[:5]) or "none"
         raise TrimError(f"{run.path}: no problem with id {missing[0]!r} (ids include: {some})")
-    return [by_id[p] for p in ids] if ids else run.records[:max_problems]
+    return [by_id[p] for p in ids] if ids else in_id_order(run.records)[:max_problems]
 
 
 def step_rows(rec: dict) -> list[dict]:
@@ -62,7 +83,8 @@ def problem_summary(rec: dict) -> dict:
 
 def plot_trajectories(records: list[dict], path, title: str | None = None) -> Path:
     """One panel per problem: b(C), b(E), b(D) after each step's observation (solid) and the filter's prior
-    (dotted); regenerated steps are marked with a red band and a cross on b(C)."""
+    (dotted); regenerated steps are marked with a red band and a cross on b(C). The figure's caption says
+    so, and the legend names the dotted lines and the band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,8 +107,9 @@ def plot_trajectories(records: list[dict], path, title: str | None = None) -> Pa
             ax.plot(xs, post, "-o", ms=3, color=colors[name], label=f"b({name})")
             ax.plot(xs, prior, ":", color=colors[name], lw=1)
         regen = [s for s in steps if s["action"] == "regenerate"]
-        for s in regen:
-            ax.axvspan(s["index"] - 0.4, s["index"] + 0.4, color="red", alpha=0.12, lw=0)
+        for j, s in enumerate(regen):
+            ax.axvspan(s["index"] - 0.4, s["index"] + 0.4, color="red", alpha=0.12, lw=0,
+                       label="regenerated step" if j == 0 else None)
         if regen:
             ax.plot([s["index"] for s in regen],
                     [s["belief_after"][0] if s.get("belief_after") else 0.5 for s in regen],
@@ -100,10 +123,18 @@ def plot_trajectories(records: list[dict], path, title: str | None = None) -> Pa
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes[0][0].set_ylabel("belief")
-    axes[0][0].legend(fontsize=7, loc="best")
+    from matplotlib.lines import Line2D
+
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(Line2D([], [], ls=":", color="grey", lw=1))
+    labels.append("belief before the step's PRM score")
+    axes[0][0].legend(handles, labels, fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.text(0.5, 0.005, "solid: belief after reading the step's PRM score (C correct so far, E fresh error, "
+             "D derailed); dotted: before it; red band and cross: the policy regenerated that step",
+             ha="center", va="bottom", fontsize=7, color="dimgray")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -124,7 +155,7 @@ def inspection_text(run: TraceRun, chosen: list[dict], all_listed: bool = True) 
     if models:
         head += " (" + ", ".join(f"{k}={v}" for k, v in models.items()) + ")"
     lines = [head]
-    summ = [problem_summary(r) for r in (run.records if all_listed else chosen)]
+    summ = [problem_summary(r) for r in (in_id_order(run.records) if all_listed else chosen)]
     lines.append(format_table(["id", "finish", "steps", "regen", "strong_tok", "answer", "reference", "correct"],
                               [[s["id"], s["finish"], s["steps"], s["regenerated"], s["strong_tokens"],
                                 s["answer"], s["reference"], s["correct"]] for s in summ],
@@ -133,6 +164,15 @@ def inspection_text(run: TraceRun, chosen: list[dict], all_listed: bool = True) 
         lines.append(f"\nproblem {rec['id']}: finish={rec['finish']}"
                      + (f" error={rec['error']}" if rec.get("error") else ""))
         lines.append(step_table(rec) if rec["steps"] else "(no steps)")
+    if any(rec["steps"] for rec in chosen):
+        lines.append("\n" + LEGEND)
     if all_listed and len(run.records) > len(chosen):
         lines.append(f"\n... {len(run.records) - len(chosen)} more problems (use --problem ID or --max-problems)")
     return "\n".join(lines)
+
+
+def step_counts(records: list[dict]) -> dict:
+    """Steps kept and regenerated over a run's records."""
+    steps = [s for r in records for s in r["steps"]]
+    regen = sum(s["action"] == "regenerate" for s in steps)
+    return {"steps": len(steps), "kept": len(steps) - regen, "regenerated": regen}

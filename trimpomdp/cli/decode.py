@@ -1,7 +1,11 @@
-"""``trimpomdp decode``: routed step-level generation over a problem file into a JSONL trace."""
+"""``trimpomdp decode``: routed step-level generation over a problem file into a JSONL trace.
+
+``--quiet`` hides every progress display (the decode bar, transformers' weight loading, the one-time
+model conversion); Ctrl-C says how many problems are saved and how to resume."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -38,7 +42,7 @@ from trimpomdp.pipeline import DEFAULT_POLICY
 @click.option("--skip-errors", is_flag=True, help="With --resume: keep failed problems as they are.")
 @click.option("--force-mixed", is_flag=True,
               help="With --resume: append even if policy or models differ from OUT's header.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bars (decoding, model loading and conversion).")
 @click.option("--scheduler", default="auto", show_default=True,
               type=click.Choice(["auto", "lockstep", "concurrent"]),
               help="lockstep: --batch-size problems advance together (in-process models); concurrent: each "
@@ -50,23 +54,30 @@ def decode(ctx, problems, out, limit, question_field, answer_field, policy_spec,
     """Routed decoding of PROBLEMS (JSONL): the weak model writes each step, the PRM scores it, the
     routing filter and policy decide keep/regenerate, the strong model rewrites regenerated steps.
     Exits with status 1 when any problem failed (its record has an "error")."""
+    from trimpomdp.cli.common import interrupted, saved_trace_records
+    from trimpomdp.decode.models import loading_messages
     from trimpomdp.pipeline import decode_file
 
     if (skip_errors or force_mixed) and not resume:
         raise TrimError(f"--{'skip-errors' if skip_errors else 'force-mixed'} only applies with --resume")
-    summary = decode_file(
-        problems, out, policy=policy_spec, trim_model=trim_model, weak=weak, strong=strong, prm=prm_spec,
-        limit=limit, question_field=question_field, answer_field=answer_field, batch_size=batch_size,
-        max_steps=max_steps, max_step_tokens=max_step_tokens, device=device, temperature=temperature,
-        cache_reuse=not no_cache_reuse, seed=seed, problem_timeout=problem_timeout, resume=resume,
-        skip_errors=skip_errors, force_mixed=force_mixed, progress=not quiet, scheduler=scheduler,
-        warn=lambda msg: click.echo(f"warning: {msg}", err=True))
+    out = out if out is not None else f"{Path(problems).stem}.trace.jsonl"  # decode_file's default, named here
+    try:
+        with loading_messages(not quiet):
+            summary = decode_file(
+                problems, out, policy=policy_spec, trim_model=trim_model, weak=weak, strong=strong, prm=prm_spec,
+                limit=limit, question_field=question_field, answer_field=answer_field, batch_size=batch_size,
+                max_steps=max_steps, max_step_tokens=max_step_tokens, device=device, temperature=temperature,
+                cache_reuse=not no_cache_reuse, seed=seed, problem_timeout=problem_timeout, resume=resume,
+                skip_errors=skip_errors, force_mixed=force_mixed, progress=not quiet, scheduler=scheduler,
+                warn=lambda msg: click.echo(f"warning: {msg}", err=True))
+    except KeyboardInterrupt:
+        interrupted(ctx, saved_trace_records(out), "problem", out)
     out = summary["out"]
     acc = "n/a" if summary["accuracy"] is None else f"{summary['accuracy']:.3f}"
     click.echo(f"decoded {summary['decoded']} problems (skipped {summary['skipped']} already done, "
                f"{summary['errors']} errors): accuracy {acc}, mean strong tokens "
-               f"{summary['mean_strong_tokens']:.1f}, routing {summary['routing_ms_per_step']:.3f} ms/step -> {out}",
-               err=True)
+               f"{summary['mean_strong_tokens']:.1f}, {_step_counts(out)}routing "
+               f"{summary['routing_ms_per_step']:.3f} ms/step -> {out}", err=True)
     if summary["failed"]:
         again = ("rerun with --resume to retry them" if not skip_errors
                  else "rerun with --resume (without --skip-errors) to retry them")
@@ -75,3 +86,19 @@ def decode(ctx, problems, out, limit, question_field, answer_field, policy_spec,
         sys.stderr.flush()
         ctx.exit(1)
     sys.stderr.flush()
+
+
+def _step_counts(out) -> str:
+    """``"K steps kept, R regenerated, "`` over the whole trace (empty when it cannot be read)."""
+    import warnings
+
+    from trimpomdp.analysis.inspection import step_counts
+    from trimpomdp.decode.trace import read_run
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            c = step_counts(read_run(out).records)
+    except TrimError:
+        return ""
+    return f"{c['kept']} steps kept, {c['regenerated']} regenerated, "

@@ -27,8 +27,7 @@ def models(prepare_names, force, as_json):
     for name in names:
         if name not in M.PACKAGED:
             raise TrimError(f"unknown packaged model {name!r}; expected one of {', '.join(M.PACKAGED)} or all")
-        click.echo(f"preparing {name} (dequantising the GGUF once; this takes a minute) ...", err=True)
-        path = M.prepare(name, force=force)
+        path = M.prepare(name, force=force)  # says what it converts and that it happens once
         click.echo(f"{name}: ready at {path}", err=True)
     for row in M.list_models():
         if as_json:

@@ -10,6 +10,9 @@ Two ways of running, chosen by ``reuse_cache``:
 - no reuse: the prefixes are left-padded into one batch and ``model.generate`` runs with a stopping
   criterion that ends each sequence at its first blank line (or closed ``\\boxed{}``).
 Counters (``stats``) record prompt tokens (what full re-encoding costs) and prefill tokens actually run.
+The KV cache is passed by the keyword the installed transformers names (``cache``; ``past_key_values``
+before 5.x), so neither version warns. A few-shot prompted base model (Gemma 3 270M) that starts the
+pattern's next ``Question:`` has ended its solution: the step is cut there.
 """
 from __future__ import annotations
 
@@ -22,6 +25,40 @@ from trimpomdp.errors import ModelError, TrimError
 
 #: end-of-turn markers treated as end of the solution in addition to the tokenizer's EOS
 END_MARKERS = ("<|im_end|>", "<end_of_turn>", "<|endoftext|>", "<|eot_id|>")
+
+#: per prompt style, the text that opens the next example of its pattern: the solution ended before it
+NEXT_EXAMPLE = {"fewshot": "Question:", "plain": "Question:"}
+
+
+def cut_generated(text: str, prompt_style: str) -> tuple[str, str | None]:
+    """``backends.cut_step`` plus the prompt pattern's own end: a line starting the next example
+    (``Question: ...`` after a few-shot prompt) ends the solution there, reason ``"eos"``."""
+    marker = NEXT_EXAMPLE.get(prompt_style)
+    if marker is not None:
+        at = text.find(marker)
+        while at > 0 and text[at - 1] != "\n":  # only at a line start
+            at = text.find(marker, at + 1)
+        if at >= 0:
+            head, reason = cut_step(text[:at])
+            return head, reason or "eos"
+    return cut_step(text)
+
+
+def cache_keyword(model) -> str:
+    """The ``forward()`` keyword of the KV cache: ``cache`` in current transformers, ``past_key_values``
+    in older ones (the new name avoids a deprecation warning per call; the old one is all 4.x knows)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def returned_cache(out):
+    """The KV cache a forward call returned, under either name."""
+    return out["cache"] if "cache" in out.keys() else out["past_key_values"]
 
 
 def pick_device(device: str = "auto") -> str:
@@ -103,6 +140,7 @@ class HFStepGenerator:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         self._cache: dict[str, _Entry] = {}
+        self._cache_kw = cache_keyword(model)
         self.stats = GenStats()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -213,16 +251,16 @@ class HFStepGenerator:
         with torch.inference_mode():
             inp = torch.tensor([feed], device=self.device)
             pos = torch.arange(keep, keep + len(feed), device=self.device)[None]
-            out = self.model(input_ids=inp, past_key_values=cache, use_cache=True, position_ids=pos,
-                             logits_to_keep=1)
-        return ids, out.past_key_values, out.logits[0, -1]
+            out = self.model(input_ids=inp, use_cache=True, position_ids=pos, logits_to_keep=1,
+                             **{self._cache_kw: cache})
+        return ids, returned_cache(out), out.logits[0, -1]
 
     def _step_done(self, gen: list[int]) -> tuple[bool, str, bool]:
         """(stop now?, step text, solution finished?) after appending a token."""
         if gen[-1] in self.eos_ids:
-            return True, cut_step(self._decode(gen[:-1]))[0], True
-        text, reason = cut_step(self._decode(gen))
-        return reason is not None, text, reason == "answer"
+            return True, cut_generated(self._decode(gen[:-1]), self.prompt_style)[0], True
+        text, reason = cut_generated(self._decode(gen), self.prompt_style)
+        return reason is not None, text, reason in ("answer", "eos")
 
     def _decode_one(self, ids, cache, logits, max_new_tokens: int, key: str | None) -> StepOut:
         import torch
@@ -236,9 +274,9 @@ class HFStepGenerator:
                 stop, text, finished = self._step_done(gen)
                 if stop or len(gen) == max_new_tokens:
                     break
-                out = self.model(input_ids=torch.tensor([[gen[-1]]], device=self.device), past_key_values=cache,
-                                 use_cache=True, position_ids=torch.tensor([[cur]], device=self.device))
-                cache = out.past_key_values
+                out = self.model(input_ids=torch.tensor([[gen[-1]]], device=self.device), use_cache=True,
+                                 position_ids=torch.tensor([[cur]], device=self.device), **{self._cache_kw: cache})
+                cache = returned_cache(out)
                 cur += 1
                 logits = out.logits[0, -1]
         self.stats.generated_tokens += len(gen)
@@ -286,8 +324,8 @@ class HFStepGenerator:
                 mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=self.device)], dim=1)
                 pos = torch.tensor([[n + step] for n in lens], device=self.device)
                 out = self.model(input_ids=torch.tensor(feed, device=self.device)[:, None], attention_mask=mask,
-                                 position_ids=pos, past_key_values=bc, use_cache=True)
-                bc = out.past_key_values
+                                 position_ids=pos, use_cache=True, **{self._cache_kw: bc})
+                bc = returned_cache(out)
                 logits = out.logits[:, -1]
                 step += 1
         outs = []
@@ -320,14 +358,17 @@ class HFStepGenerator:
         self.stats.prefill_tokens += n_prompt
         width = enc["input_ids"].shape[1]
         eos = self.eos_ids
-        decode = self._decode
+        style = self.prompt_style
+
+        def decode(ids):
+            return cut_generated(self._decode(ids), style)
 
         class _StepStop(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
                 done = []
                 for row in input_ids[:, width:].tolist():
                     hit_eos = any(t in eos for t in row)
-                    done.append(hit_eos or cut_step(decode(row))[1] is not None)
+                    done.append(hit_eos or decode(row)[1] is not None)
                 return torch.tensor(done, device=input_ids.device)
 
         enc = {k: v.to(self.device) for k, v in enc.items()}
@@ -348,11 +389,11 @@ class HFStepGenerator:
                 gen.append(t)
                 if t in eos:
                     finished = True
-                    text, _ = cut_step(decode(gen[:-1]))
+                    text, _ = decode(gen[:-1])
                     break
-                text, reason = cut_step(decode(gen))
+                text, reason = decode(gen)
                 if reason is not None:
-                    finished = reason == "answer"
+                    finished = reason in ("answer", "eos")
                     break
             self.stats.generated_tokens += len(gen)
             outs.append(StepOut(text=text, n_tokens=len(gen), finished=finished))

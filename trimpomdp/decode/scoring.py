@@ -29,6 +29,16 @@ def scored_ids(out) -> set[str]:
     return done
 
 
+def sample_items(items: list, n: int, seed: int = 0) -> list:
+    """A seeded random sample of ``n`` items (all of them when there are fewer), kept in file order."""
+    import random
+
+    if n >= len(items):
+        return list(items)
+    keep = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in keep]
+
+
 def score_labelled(items: list[dict], prm, out, prm_name: str, resume: bool = False,
                    progress: bool = True) -> tuple[int, int]:
     """Score every step of each item (``load_processbench`` form) with ``prm``; returns (scored now,
