@@ -11,7 +11,7 @@ import warnings
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from trimpomdp.decode.answers import Grading, extract_answer, is_equivalent, parse_answer, strip_unit
+from trimpomdp.decode.answers import Grading, _unit_key, extract_answer, is_equivalent, parse_answer, strip_unit
 from trimpomdp.decode.problems import ProblemWarning, detect_layout, load_problems
 
 #: file -> (layout, size, first id, first reference, grading of the first problem)
@@ -222,3 +222,17 @@ def test_tolerance_is_absolute_and_inclusive(n, dec, tol):
     assert is_equivalent(repr(ref + 0.999 * t), repr(ref), kind)
     assert is_equivalent(repr(ref - 0.999 * t), repr(ref), kind)
     assert not is_equivalent(repr(ref + 1.01 * t + 2e-6 * max(1, abs(ref))), repr(ref), kind)
+
+
+_PIECES = list("0123456789xe.+-/^_{}()[],=$% ") + ["\\frac", "\\times", "10^{", "\\text{ km}", "\\mathrm{~cm}",
+                                                  "km", "\\cup", "\\le", "<", "\\lfloor", "\\rfloor", "np.arcsin("]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=10).map("".join),
+       st.lists(st.sampled_from(_PIECES), max_size=10).map("".join),
+       st.sampled_from(["math;sigfig", "math;tol=0.1;unit=%", "math;unit=km", "gsm8k;tol=1", "math;unit=$cm^2$"]))
+def test_benchmark_gradings_never_raise_on_garbage(a, b, kind):
+    assert isinstance(is_equivalent(a, b, kind), bool)
+    cut = strip_unit(a, "km")
+    assert a.startswith(cut) and (cut == a or _unit_key(a[len(cut):]).rstrip(".") in ("km", "kms"))
