@@ -6,6 +6,8 @@ model may write, and against near misses that must be wrong.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -236,3 +238,18 @@ def test_benchmark_gradings_never_raise_on_garbage(a, b, kind):
     assert isinstance(is_equivalent(a, b, kind), bool)
     cut = strip_unit(a, "km")
     assert a.startswith(cut) and (cut == a or _unit_key(a[len(cut):]).rstrip(".") in ("km", "kms"))
+
+
+def test_decode_reports_unreferenced_problems_as_one_warning_line(tmp_path):
+    """As a user runs it: the warning line before any model loads, then (here) the missing model's error."""
+    f = tmp_path / "noref.jsonl"
+    f.write_text("\n".join(json.dumps({"problem": f"p{i}", "solution": "Long work. " * 30}) for i in range(3)))
+    res = subprocess.run([sys.executable, "-m", "trimpomdp", "decode", str(f), "--policy", "weak", "--weak",
+                          str(tmp_path / "none"), "-o", str(tmp_path / "o.jsonl")],
+                         capture_output=True, text=True, timeout=120)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(err) == 2, res.stderr
+    assert err[0] == (f"warning: {f}: 3 of 3 problems have no usable reference answer (field 'solution' has no "
+                      "\\boxed{} answer; lines 1, 2, 3): they decode but are not graded (name the field with "
+                      "--answer-field)")
+    assert err[1].startswith("Error: model not found")
