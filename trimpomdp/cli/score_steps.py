@@ -14,8 +14,8 @@ from trimpomdp.errors import TrimError
 @click.option("--prm", "prm_spec", default="judge:smollm2", show_default=True, help="judge:<model> | qwen:<folder> | vllm-pooling:SERVER?model=NAME.")
 @click.option("--limit", type=click.IntRange(0), default=None, help="Score only the first N solutions.")
 @click.option("--sample", type=click.IntRange(1), default=None,
-              help="Score a seeded random sample of N solutions, in file order (ProcessBench files list the "
-                   "flawed solutions first, so the first N are not representative).")
+              help="Score the first N solutions of a seeded shuffle (ProcessBench files list the flawed "
+                   "solutions first, so the first N of the file are not representative).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))

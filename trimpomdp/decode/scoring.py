@@ -30,13 +30,12 @@ def scored_ids(out) -> set[str]:
 
 
 def sample_items(items: list, n: int, seed: int = 0) -> list:
-    """A seeded random sample of ``n`` items (all of them when there are fewer), kept in file order."""
+    """The first ``n`` items of a seeded shuffle (all of them, shuffled, when there are fewer). Samples
+    are nested: a run stopped after k items has scored exactly the sample of size k."""
     import random
 
-    if n >= len(items):
-        return list(items)
-    keep = sorted(random.Random(seed).sample(range(len(items)), n))
-    return [items[i] for i in keep]
+    order = random.Random(seed).sample(range(len(items)), len(items))
+    return [items[i] for i in order[:n]]
 
 
 def score_labelled(items: list[dict], prm, out, prm_name: str, resume: bool = False,
