@@ -18,7 +18,8 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the per-step data as JSON instead of tables.")
 def inspect_cmd(trace, problems, max_problems, plot_path, as_json):
     """Belief trajectories and routing decisions of a decode run (TRACE is a decode output .jsonl)."""
-    from trimpomdp.analysis.inspection import inspection_json, inspection_text, plot_trajectories, select_problems
+    from trimpomdp.analysis.inspection import (inspection_json, inspection_text, plot_trajectories, routing_summary,
+                                               select_problems)
     from trimpomdp.decode.trace import read_run
 
     run = read_run(trace)
@@ -27,6 +28,8 @@ def inspect_cmd(trace, problems, max_problems, plot_path, as_json):
         click.echo(json.dumps(inspection_json(run, chosen), indent=1))
     else:
         click.echo(inspection_text(run, chosen, all_listed=not problems))
+        if run.records:
+            click.echo("\n" + routing_summary(run))
     if plot_path:
         out = plot_trajectories(chosen, plot_path, title=f"{Path(trace).name}: {run.policy or ''}")
         click.echo(f"wrote {out}", err=as_json)
