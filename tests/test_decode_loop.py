@@ -160,7 +160,7 @@ def _check_trace(records, decoder_obj, trim_model, policy_spec):
             np.testing.assert_allclose(s["belief_after"], exp_post, atol=1e-12)
             for b in (s["belief_before"], s["belief_after"]):
                 assert min(b) >= 0 and sum(b) == pytest.approx(1.0)
-            assert s["obs_bin"] == trim_model.obs.bin_index(np.array(s["observation"]))
+            assert s["obs_bin"] == trim_model.obs_bins(np.array(s["observation"]))
             d = policy.decide(np.array(s["belief_after"]), k, s["weak_tokens"], score=s["prm_score"])
             assert s["action"] == d.action
             if d.q_keep is not None:

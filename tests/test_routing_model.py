@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -45,7 +46,8 @@ def test_default_spec_values(tm):
     assert tm.p_weak == pytest.approx(0.866, abs=1e-3) and tm.p_strong == pytest.approx(0.9704, abs=1e-4)
     assert tm.length_pmf.sum() == pytest.approx(1.0) and tm.hazard[-1] == 1.0
     assert tm.mean_step_tokens == pytest.approx(494.84 / 8.018, rel=1e-3)
-    assert tm.obs.probs.shape == (3, 400) and tm.obs_truth is not None
+    # the shipped spec reads its 2-D table as the current-score model (one score counted once per step)
+    assert tm.observation == "current" and tm.obs.probs.shape == (3, 20) and tm.obs_truth.shape == (3, 20)
 
 
 def test_from_step_stats_and_roundtrip(tmp_path, data_dir):
@@ -134,8 +136,9 @@ def test_filter_known_step(tm):
     f = BeliefFilter(tm)
     prior, post = f.step(None, None, (1.0, 0.3))
     assert np.allclose(prior, [tm.p_weak, 1 - tm.p_weak, 0.0])
-    lik = tm.obs.likelihood(np.array([1.0, 0.3]))
+    lik = tm.obs.probs[:, tm.obs_bins(np.array([1.0, 0.3]))]
     assert np.allclose(post, lik * prior / (lik * prior).sum())
+    assert np.allclose(lik, tm.obs.probs[:, tm.obs_bins(np.array([0.2, 0.3]))])  # the min is not read
     pr2 = f.predict(post, "regenerate")
     ps, pw = tm.p_strong, tm.p_weak
     m = post[0] + post[1]
@@ -331,21 +334,27 @@ def test_token_distribution_forms(tmp_path):
         TrimModel.load(tmp_path / "e.json")
 
 
+def _pair(tm):
+    """The default spec read as the version-1 pair model (the same 2-D table)."""
+    d = json.loads(SPEC.read_text())
+    d["observation"] = "pair"
+    return TrimModel.from_dict(d, base_dir=SPEC.parent)
+
+
 def _current_only(tm):
     """The default spec read as the current-score model: the 2-D table's marginal over the min coordinate."""
-    import dataclasses
-
-    cur = dataclasses.replace(tm, observation="current", obs_truth=None)
-    n = round(1 / tm.obs.bin_size)
-    np.testing.assert_allclose(cur.obs.probs, tm.obs.probs.reshape(3, n, n).sum(axis=1))
-    return cur
+    pair = _pair(tm)
+    cur = dataclasses.replace(pair, observation="current", obs_truth=None)
+    n = round(1 / pair.obs.bin_size)
+    np.testing.assert_allclose(cur.obs.probs, pair.obs.probs.reshape(3, n, n).sum(axis=1))
+    return cur, pair
 
 
 def test_current_score_model_is_read_the_same_way_everywhere(tm, tmp_path):
     """A 1-D (current score) table: the filter, the planner's saved policy, the simulator and the points
     histogram all bin the second coordinate of the observation pair only."""
-    cur = _current_only(tm)
-    assert cur.observation == "current" and tm.observation == "pair"
+    cur, pair = _current_only(tm)
+    assert cur.observation == "current" and pair.observation == "pair"
     pairs = np.array([[1.0, 0.2], [0.1, 0.2], [0.3, 0.97]])
     bins = cur.obs_bins(pairs)
     assert bins[0] == bins[1] == cur.obs_bins((0.5, 0.2)) == 4 and bins[2] == 19

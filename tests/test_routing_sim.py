@@ -224,9 +224,14 @@ def test_cli_simulate_routing(tmp_path, capsys):
     )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
-    names = [p["name"] for p in res["policies"]]
-    assert names[:4] == ["weak", "strong", "threshold:0.5", "pomdp:lambda=0.15"]
-    assert "cpt80" in res["families"]["threshold:0:1:5"]
+    assert list(res["modes"]) == ["independent", "sequence"] and "derailed" in res["sequence_rules"]
+    for mode in res["modes"].values():
+        names = [p["name"] for p in mode["policies"]]
+        assert names[:4] == ["weak", "strong", "threshold:0.5", "pomdp:lambda=0.15"]
+        assert "cpt80" in mode["families"]["threshold:0:1:5"]
+    # the hidden paths are the same in both modes: the weak anchor's accuracy does not depend on the scores
+    assert res["modes"]["independent"]["acc_weak"] == res["modes"]["sequence"]["acc_weak"]
+    assert 0 <= res["modes"]["sequence"]["fallback"] < 0.2
     assert png.exists() and png.stat().st_size > 10_000
     rc = main(["simulate-routing", str(SPEC), "--policy", "nonsense"])
     assert rc == 2 and "unknown policy" in capsys.readouterr().err

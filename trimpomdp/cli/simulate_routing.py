@@ -39,15 +39,18 @@ import click
     default=None,
     help="Folder of reference runs (*.jsonl) to draw on the plot.",
 )
+@click.option("--mode", type=click.Choice(["both", "independent", "sequence"]), default="both", show_default=True,
+              help="Observation draws: independent pairs per step, coherent per-episode sequences, or both.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def simulate_routing(spec, policies, sweeps, points, episodes, seed, plot, reference, as_json):
+def simulate_routing(spec, policies, sweeps, points, episodes, seed, plot, reference, mode, as_json):
     """Simulate routing policies on a TRIM spec, print accuracy, strong tokens, PGR, IBC, CPT."""
     import sys
 
     from trimpomdp.routing.compare import compare_policies, comparison_text
 
     result = compare_policies(spec, policies, sweeps, points=points, episodes=episodes, seed=seed, plot=plot,
-                              reference=reference, progress=not as_json and sys.stderr.isatty())
+                              reference=reference, progress=not as_json and sys.stderr.isatty(),
+                              modes=("independent", "sequence") if mode == "both" else (mode,))
     if as_json:
         click.echo(json.dumps(result, indent=1, default=float))
         return

@@ -11,16 +11,22 @@ from trimpomdp.errors import TrimError
 
 
 def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 100_000, seed: int = 0,
-                     plot=None, reference=None, progress: bool = False) -> dict:
-    """Simulate every policy (and family) on the same seeded episodes; returns the metrics table."""
+                     plot=None, reference=None, progress: bool = False,
+                     modes=("independent", "sequence")) -> dict:
+    """Simulate every policy (and family) on the same seeded episodes in each observation mode
+    (``simulator.MODES``); returns {"spec", "episodes", "seed", "modes": {mode: metrics table}}."""
     from trimpomdp.resource_limits import check_episodes
     from trimpomdp.routing.registry import load_policy
     from trimpomdp.routing.metrics import curve_metrics, summarize
-    from trimpomdp.routing.simulator import run_family, simulate_summary
+    from trimpomdp.routing.simulator import MODES, SEQUENCE_RULES, family_policies, simulate_summary
     from trimpomdp.routing.spec import load_observation_points
     from trimpomdp.routing.spec import TrimModel
 
     check_episodes(episodes, "--episodes")
+    modes = tuple(dict.fromkeys(modes))
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise TrimError(f"--mode {bad[0] if bad else ''!r}: expected {', '.join(MODES)} or both")
     tm = TrimModel.load(spec)
     pts_path = points or tm.absolute_points_path(Path(spec).parent)
     if pts_path is None:
@@ -28,48 +34,52 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
     pts = load_observation_points(pts_path)
     if not policies and not sweeps:
         policies = ("threshold:0.5",)
-    weak = simulate_summary(tm, load_policy("weak"), pts, episodes, seed, progress)
-    strong = simulate_summary(tm, load_policy("strong"), pts, episodes, seed, progress)
-    aw, as_, cs = weak["accuracy"], strong["accuracy"], strong["strong_tokens"]
-    rows = [dict(weak, name="weak"), dict(strong, name="strong")]
-    for p in dict.fromkeys(policies):  # weak and strong are always simulated as the anchors
-        if p in ("weak", "strong"):
-            continue
-        r = simulate_summary(tm, load_policy(p, tm), pts, episodes, seed, progress)
-        rows.append(dict(r, name=p))
-    families = {}
-    for sw in sweeps:
-        fam = run_family(tm, sw, pts, episodes, seed, progress=progress)
-        families[sw] = fam
-        rows.extend(dict(r, name=r["policy"], family=sw) for r in fam)
-    table = summarize(rows, aw, as_, cs)
-    curves = {}
-    for sw, fam in families.items():
-        c = [0.0] + [r["strong_tokens"] for r in fam]
-        a = [aw] + [r["accuracy"] for r in fam]
-        curves[sw] = dict(curve_metrics(c, a, aw, as_, cs), costs=c, accuracies=a)
+    # every policy is built (and every family solved) once and simulated in each mode
+    singles = {p: load_policy(p, tm) for p in dict.fromkeys(("weak", "strong") + tuple(policies))}
+    fams = {sw: family_policies(tm, sw) for sw in sweeps}
+    result = {"spec": str(spec), "episodes": episodes, "seed": seed, "observation": tm.observation, "modes": {}}
+    if "sequence" in modes:
+        result["sequence_rules"] = SEQUENCE_RULES
+    for mode in modes:
+        def run(p, name):
+            r = simulate_summary(tm, p, pts, episodes, seed, progress, mode=mode)
+            if hasattr(p, "predicted"):
+                r["predicted_accuracy"] = p.predicted.get("accuracy")
+                r["predicted_strong_tokens"] = p.predicted.get("strong_tokens")
+            return dict(r, name=name)
+
+        rows = [run(p, name) for name, p in singles.items()]
+        aw, as_, cs = rows[0]["accuracy"], rows[1]["accuracy"], rows[1]["strong_tokens"]
+        families = {sw: [dict(run(p, p.name), family=sw) for p in pols] for sw, pols in fams.items()}
+        table = summarize(rows + [r for fam in families.values() for r in fam], aw, as_, cs)
+        curves = {}
+        for sw, fam in families.items():
+            c = [0.0] + [r["strong_tokens"] for r in fam]
+            a = [aw] + [r["accuracy"] for r in fam]
+            curves[sw] = dict(curve_metrics(c, a, aw, as_, cs), costs=c, accuracies=a)
+        result["modes"][mode] = {
+            "acc_weak": aw, "acc_strong": as_, "cost_strong": cs, "policies": table,
+            "fallback": max((r.get("fallback", 0.0) for r in table), default=0.0),
+            "families": {k: {m: v[m] for m in v if m not in ("costs", "accuracies")} for k, v in curves.items()},
+            "_curves": curves,
+        }
     if plot:
         from trimpomdp.routing.plots import load_reference_runs, plot_cost_accuracy
 
         ref = load_reference_runs(reference) if reference else None
-        pts_plot = {r["name"]: (r["strong_tokens"], r["accuracy"]) for r in table if "family" not in r}
+        last = modes[-1]
+        res = result["modes"][last]
+        pts_plot = {r["name"]: (r["strong_tokens"], r["accuracy"]) for r in res["policies"] if "family" not in r}
         plot_cost_accuracy(
-            {k: (v["costs"], v["accuracies"]) for k, v in curves.items()},
+            {f"{k} [{m}]": (v["costs"], v["accuracies"]) for m in modes
+             for k, v in result["modes"][m]["_curves"].items()},
             plot,
             reference=ref,
             points=pts_plot,
-            title=f"{Path(spec).name}: {episodes} simulated questions",
+            title=f"{Path(spec).name}: {episodes} simulated questions (points: {last} mode)",
         )
-    result = {
-        "spec": str(spec),
-        "episodes": episodes,
-        "seed": seed,
-        "acc_weak": aw,
-        "acc_strong": as_,
-        "cost_strong": cs,
-        "policies": table,
-        "families": {k: {m: v[m] for m in v if m not in ("costs", "accuracies")} for k, v in curves.items()},
-    }
+    for m in modes:
+        result["modes"][m].pop("_curves")
     return result
 
 
@@ -78,17 +88,25 @@ def _fmt(v, spec):
 
 
 def comparison_text(result: dict) -> str:
-    """One line per policy (accuracy, strong tokens, regenerations, PGR, cost, dIBC), one per family."""
+    """Per observation mode: one line per policy (accuracy, strong tokens, regenerations, PGR, cost, dIBC)
+    and one per family; sequence mode says how it continues where the data end."""
     lines = []
-    lines.append(f"{'policy':<34}{'accuracy':>9}{'tokens':>9}{'regens':>8}{'PGR':>7}{'cost':>7}{'dIBC':>8}")
-    for r in result["policies"]:
-        lines.append(
-            f"{r['name'][:33]:<34}{r['accuracy']:>9.4f}{r['strong_tokens']:>9.2f}{r['regenerations']:>8.3f}"
-            f"{_fmt(r['pgr'], '7.3f')}{_fmt(r['norm_cost'], '7.3f')}{_fmt(r['delta_ibc'], '8.3f')}"
-        )
-    for k, v in result["families"].items():
-        lines.append(
-            f"{k}: CPT50 {_fmt(v['cpt50'], '.4f')}  CPT80 {_fmt(v['cpt80'], '.4f')}  "
-            f"CPT95 {_fmt(v['cpt95'], '.4f')}  best dIBC {_fmt(v['best_delta_ibc'], '.3f')}"
-        )
+    for mode, res in result["modes"].items():
+        head = f"== {mode} observations"
+        if mode == "sequence":
+            head += f" ({result.get('sequence_rules', '')}; {100 * res.get('fallback', 0.0):.1f}% of scores borrowed)"
+        else:
+            head += " (each step's (min earlier, current) pair drawn independently given the state)"
+        lines.append(head)
+        lines.append(f"{'policy':<34}{'accuracy':>9}{'tokens':>9}{'regens':>8}{'PGR':>7}{'cost':>7}{'dIBC':>8}")
+        for r in res["policies"]:
+            lines.append(
+                f"{r['name'][:33]:<34}{r['accuracy']:>9.4f}{r['strong_tokens']:>9.2f}{r['regenerations']:>8.3f}"
+                f"{_fmt(r['pgr'], '7.3f')}{_fmt(r['norm_cost'], '7.3f')}{_fmt(r['delta_ibc'], '8.3f')}"
+            )
+        for k, v in res["families"].items():
+            lines.append(
+                f"{k}: CPT50 {_fmt(v['cpt50'], '.4f')}  CPT80 {_fmt(v['cpt80'], '.4f')}  "
+                f"CPT95 {_fmt(v['cpt95'], '.4f')}  best dIBC {_fmt(v['best_delta_ibc'], '.3f')}"
+            )
     return "\n".join(lines)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from trimpomdp.errors import BeliefError
-
-#: an observation whose probability under the prior is below this is treated as impossible
-ZERO_PROB = 1e-300
+from trimpomdp.routing.posterior import posteriors
 
 
 class BeliefFilter:
@@ -49,8 +47,7 @@ class BeliefFilter:
         out = self._T[a].T @ b
         return out / out.sum()
 
-    def likelihood(self, obs_pair) -> np.ndarray:
-        """P(bin(obs) | state) for the pair (min earlier PRM score or 1.0, current PRM score)."""
+    def _bin(self, obs_pair) -> int:
         o = np.asarray(obs_pair, dtype=np.float64)
         if o.shape != (2,):
             raise BeliefError(
@@ -58,19 +55,22 @@ class BeliefFilter:
             )
         if np.any(~np.isfinite(o)) or np.any(o < 0) or np.any(o > 1):
             raise BeliefError(f"observation {tuple(o)} lies outside [0, 1]^2")
-        return self.model.obs.probs[:, self.model.obs_bins(o)]
+        return int(self.model.obs_bins(o))
+
+    def likelihood(self, obs_pair) -> np.ndarray:
+        """P(bin(obs) | state) for the pair (min earlier PRM score or 1.0, current PRM score); the model's
+        ``observation`` decides what is read ('current': the second coordinate only)."""
+        return self.model.obs.probs[:, self._bin(obs_pair)]
 
     def correct(self, prior, obs_pair) -> np.ndarray:
         """Posterior given the observation; raises BeliefError when it is impossible under the prior."""
-        post = self.likelihood(obs_pair) * _check(prior)
-        z = post.sum()
-        if not np.isfinite(z) or z <= ZERO_PROB:
+        post, ok = posteriors(_check(prior), self.model.obs.probs, self._bin(obs_pair))
+        if not ok[0]:
             raise BeliefError(
                 f"observation {tuple(np.round(obs_pair, 6))} has probability zero under prior "
                 f"{np.round(prior, 6).tolist()}"
             )
-        post = np.clip(post / z, 0.0, None)
-        return post / post.sum()
+        return post[0]
 
     def step(self, b_prev, a_prev, obs_pair) -> tuple[np.ndarray, np.ndarray]:
         """(prior, posterior) for the next step; pass ``b_prev=None`` for step 1 (prior from start())."""
@@ -82,14 +82,13 @@ class BeliefFilter:
 
     def correct_batch(self, priors: np.ndarray, bins: np.ndarray) -> np.ndarray:
         """Vectorised posterior for (N, 3) priors and N observation bin indices (impossible rows raise)."""
-        post = priors * self.model.obs.probs[:, bins].T
-        z = post.sum(axis=1)
-        bad = np.flatnonzero(~(z > ZERO_PROB))
+        post, ok = posteriors(priors, self.model.obs.probs, bins)
+        bad = np.flatnonzero(~ok)
         if bad.size:
             raise BeliefError(
                 f"row {bad[0]}: observation bin {bins[bad[0]]} has probability zero under its prior"
             )
-        return post / z[:, None]
+        return post
 
 
 def _check(belief) -> np.ndarray:

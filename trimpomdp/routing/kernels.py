@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from trimpomdp.routing.posterior import correct
+
 #: cells of the per-level lookup table that makes envelope evaluation O(1) on average
 LOOKUP_CELLS = 2048
 
@@ -92,14 +94,9 @@ def backup_step(xs, O, pw, ps, A, B, lam, tv, cp, cpv, gstart, gcu, nlev, ls, lc
         y1 = (1.0 - pw) * x
         y2 = 1.0 - x
         for o in range(M):
-            w0 = y0 * O[0, o]
-            w1 = y1 * O[1, o]
-            w2 = y2 * O[2, o]
-            Z = w0 + w1 + w2
-            if Z <= 1e-300:
+            bC, bE, _, _, ok = correct(y0, y1, y2, O, o)
+            if not ok:
                 continue
-            bC = w0 / Z
-            bE = w1 / Z
             m = bC + bE
             xk = bC
             xr = ps * m
@@ -191,16 +188,9 @@ def forward_step(mass, O, Ot, pw, ps, A, B, h, lam, tv, cp, cpv, gstart, gcu, ls
                 wT = wC + wE + wD
                 if wT <= 1e-300:
                     continue
-                f0 = y0 * O[0, o]
-                f1 = y1 * O[1, o]
-                f2 = y2 * O[2, o]
-                Z = f0 + f1 + f2
-                if Z <= 1e-300:  # impossible under the filter: keep the prior (as the simulator does)
-                    bC = y0
-                    m = y0 + y1
-                else:
-                    bC = f0 / Z
-                    m = (f0 + f1) / Z
+                # an observation impossible under the filter keeps the prior (as the simulator does)
+                bC, bE, _, _, _ = correct(y0, y1, y2, O, o)
+                m = bC + bE
                 vk, jk = env_eval(ls, lc, lb, lo, lk, r, bC)
                 qk = A * bC + B * vk
                 pkeep = 1.0

@@ -133,19 +133,16 @@ class FlatRoutingPolicy:
 
 
 def coarsen(obs: BinnedObservationModel, factor: int) -> BinnedObservationModel:
-    """Merge ``factor`` x ``factor`` blocks of a 2-D bins table (e.g. 20x20 -> 2x2 with factor 10)."""
+    """Merge blocks of ``factor`` bins per axis of a 1-D or 2-D bins table (20x20 -> 2x2 with factor 10)."""
     per = int(round(1.0 / obs.bin_size))
     if per % factor:
         raise ValueError(f"factor {factor} does not divide {per} bins per axis")
-    n = per // factor
-    P = (
-        obs.probs.reshape(len(obs.states), n, factor, n, factor)
-        .sum(axis=(2, 4))
-        .reshape(len(obs.states), n * n)
-    )
+    n, d = per // factor, obs.dims
+    S = len(obs.states)
+    P = obs.probs.reshape((S,) + (n, factor) * d).sum(axis=tuple(range(2, 2 + 2 * d, 2))).reshape(S, n**d)
     size = obs.bin_size * factor
     c = (np.arange(n) + 0.5) * size
-    centers = np.stack(np.meshgrid(c, c, indexing="ij"), axis=-1).reshape(-1, 2)
+    centers = np.stack(np.meshgrid(*([c] * d), indexing="ij"), axis=-1).reshape(-1, d)
     return BinnedObservationModel(TRIM_STATES, centers, P, size)
 
 

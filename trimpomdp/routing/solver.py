@@ -18,6 +18,7 @@ import numpy as np
 from trimpomdp.routing import kernels as K
 from trimpomdp.routing.budgets import Budget, Cap
 from trimpomdp.routing.policies import PomdpPolicy
+from trimpomdp.routing.posterior import posteriors
 from trimpomdp.solvers.envelope import envelope_lines
 
 #: default number of uniform prior points per step
@@ -83,12 +84,10 @@ def _reachable_points(O, pw, ps, depth: int = 2, limit: int = 4000) -> np.ndarra
     frontier = np.array([1.0])
     for _ in range(depth):
         y = np.stack([pw * frontier, (1 - pw) * frontier, 1 - frontier], axis=1)  # (F, 3)
-        w = y[:, :, None] * O[None, :, :]  # (F, 3, M)
-        Z = w.sum(axis=1)
-        ok = Z > 1e-300
-        bC = np.where(ok, w[:, 0] / np.where(ok, Z, 1), 0)
-        m = np.where(ok, (w[:, 0] + w[:, 1]) / np.where(ok, Z, 1), 0)
-        new = np.unique(np.round(np.concatenate([bC[ok], ps * m[ok]]), 12))
+        M = O.shape[1]
+        post, ok = posteriors(np.repeat(y, M, axis=0), O, np.tile(np.arange(M), len(frontier)))
+        bC, m = post[ok, 0], post[ok, 0] + post[ok, 1]
+        new = np.unique(np.round(np.concatenate([bC, ps * m]), 12))
         pts.update(new.tolist())
         if len(pts) > limit:
             break
