@@ -132,7 +132,10 @@ def test_fit_obs_reads_and_evaluates_sequence_files(tmp_path, fitted, capsys):
     assert rc in (0, None)
     summary = json.loads(capsys.readouterr().out)
     ev = summary["evaluation"]
-    assert set(ev["models"]) == {"pair", "conditional", "reference"} and out.exists()
+    # a 2-D table is also read as the current-score model (its marginal), as a spec would read it
+    assert set(ev["models"]) == {"pair", "conditional", "reference", "current"} and out.exists()
+    lls = {k: ev["models"][k]["logloss"] for k in ("current", "pair")}
+    assert ev["recommended"] == min(lls, key=lls.get)
     assert 0.5 < ev["p_weak"] < 1 and ev["sequences"] == 20
     assert all(summary["states"][s]["cv_scale"] > 0 for s in STATES)
     bad = tmp_path / "bad.jsonl"

@@ -31,9 +31,11 @@ def _bandwidth(value: str):
               help="1: current score only; 2: (min earlier score, current score). Default: the data's own.")
 @click.option("--pre-error-as-correct", is_flag=True,
               help="Also label the prefixes of flawed solutions before their first error as correct.")
-@click.option("--bandwidth", default="cv", show_default=True,
-              help="cv | cv-grouped | scott | silverman | FLOAT (kernel sd). cv is quadratic in the points: at "
-                   "most 10,000 per state; cv-grouped holds out whole solutions (sequence DATA) or tied points.")
+@click.option("--bandwidth", default="cv-grouped", show_default=True,
+              help="cv-grouped | cv | scott | silverman | FLOAT (kernel sd). cv-grouped holds out whole solutions "
+                   "(sequence DATA) or tied points and scores 0.05 cells (bench/obs_sequences.py: never below "
+                   "Scott's rule on held-out PRM data); cv is leave-one-out, quadratic in the points (at most "
+                   "10,000 per state), and overfits quantised scores.")
 @click.option("--covariance", type=click.Choice(["full", "diag"]), default="full", show_default=True)
 @click.option("--bin-size", type=float, default=0.05, show_default=True,
               help="Bin size of the discretised model (at most 10,000 bins: >= 0.01 in 2-D).")

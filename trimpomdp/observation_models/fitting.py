@@ -12,7 +12,7 @@ from trimpomdp.tables import fmt_num, format_table
 
 
 def fit_observation_model(data, output, *, labels=None, dims: int | None = None, pre_error_correct: bool = False,
-                          bandwidth="cv", covariance: str = "full", bin_size: float = 0.05, folds: int = 5,
+                          bandwidth="cv-grouped", covariance: str = "full", bin_size: float = 0.05, folds: int = 5,
                           seed: int = 0, diagnostics: bool = True, diagnostic_points: int = 5000,
                           partial_states: bool = False, compare=None, plot=None, export_bins=None,
                           progress: bool = False, evaluate=None, p_weak: float | None = None) -> dict:
@@ -92,9 +92,12 @@ def fit_observation_model(data, output, *, labels=None, dims: int | None = None,
             raise TrimError(f"--evaluate needs the states {', '.join(TRIM_STATES)}; "
                             f"the model has {', '.join(states)}")
         pw = p_weak if p_weak is not None else train_p_weak if train_p_weak is not None else _spec_p_weak()
-        tables = {"pair_table": binned} if model.n_dims_ == 2 else {"current_table": binned}
+        # a 2-D table also serves the current-score model (its exact marginal), as a spec reads it
+        tables = ({"pair_table": binned, "current_table": binned.marginal(1)} if model.n_dims_ == 2
+                  else {"current_table": binned})
         evaluation = sequence_eval.evaluate(eval_seqs, pw, **tables)
         evaluation["path"] = str(evaluate)
+        evaluation["recommended"] = sequence_eval.recommend(evaluation)
 
     n = ld.X.shape[0]
     summary = {"data": str(data), "dims": model.n_dims_, "bandwidth": str(bandwidth), "covariance": covariance,
@@ -176,8 +179,11 @@ def evaluation_report(ev: dict) -> str:
     head = (f"evaluation on {ev['sequences']} sequences of {ev['path']} (binned likelihoods, p_weak "
             f"{ev['p_weak']:.3f}; steps once per distinct prefix: correct {n['correct']}, fresh_error "
             f"{n['fresh_error']}, derailed {n['derailed']})")
+    rec = ev.get("recommended")
+    tail = (f"\nrecommended spec observation: {rec} (lowest log-loss of the models the planner solves; set "
+            f"\"observation\": \"{rec}\" in the TRIM spec)" if rec else "")
     return head + "\n" + format_table(["filter", "AUC b(E) 1st wrong vs correct", "AUC b(E)+b(D) vs correct",
-                                       "log-loss"], rows, align="lrrr")
+                                       "log-loss"], rows, align="lrrr") + tail
 
 
 def _nan_none(x):

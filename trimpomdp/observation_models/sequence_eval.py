@@ -172,6 +172,16 @@ def _ordered_table(table):
     return table
 
 
+#: the observation models a TRIM spec can plan with (``routing.spec.OBSERVATIONS``)
+PLANNED = ("current", "pair")
+
+
+def recommend(evaluation: dict) -> str | None:
+    """The planned observation model with the lowest belief log-loss in ``evaluate``'s figures."""
+    cands = {k: m["logloss"] for k, m in evaluation["models"].items() if k in PLANNED and m["logloss"] == m["logloss"]}
+    return min(cands, key=cands.get) if cands else None
+
+
 def evaluate(seqs, p_weak: float, pair_table=None, current_table=None) -> dict:
     """Every filter the given bins tables allow (2-D: pair, conditional, reference; 1-D: current) run along
     labelled sequences, with the raw baselines: {"models": {name: metrics}, "raw": {...}, "n", "p_weak"}."""

@@ -95,6 +95,7 @@ class SimResult:
     strong_tokens: np.ndarray  # float (N,)
     regenerations: np.ndarray  # int (N,)
     steps: np.ndarray  # int (N,)
+    mode: str = "independent"
 
     @property
     def accuracy(self) -> float:
@@ -116,6 +117,7 @@ class SimResult:
             "regenerations": float(self.regenerations.mean()),
             "max_regenerations": int(self.regenerations.max(initial=0)),
             "mean_steps": float(self.steps.mean()),
+            "mode": self.mode,
         }
 
 
@@ -145,9 +147,10 @@ def simulate(trim_model, policy: BatchRoutingPolicy, points: dict, episodes: int
     pool = _source(points, mode)
     parts = [_simulate_chunk(trim_model, policy, points, n, rng, pool)[:4]
              for n, rng in _chunks(episodes, seed, progress)]
+    name = getattr(policy, "name", "policy")
     if len(parts) == 1:
-        return SimResult(getattr(policy, "name", "policy"), *parts[0])
-    return SimResult(getattr(policy, "name", "policy"), *(np.concatenate(p) for p in zip(*parts)))
+        return SimResult(name, *parts[0], mode=mode)
+    return SimResult(name, *(np.concatenate(p) for p in zip(*parts)), mode=mode)
 
 
 def simulate_summary(trim_model, policy: BatchRoutingPolicy, points: dict, episodes: int = 100_000, seed: int = 0,
