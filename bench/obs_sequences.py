@@ -40,6 +40,8 @@ from trimpomdp.observation_models.sequences import (OTHER_KINDS, estimate_p_weak
 from trimpomdp.tables import format_table
 
 BIN = 0.05
+#: the shipped spec's observation model (data/trim_math.json)
+DEFAULT = "current"
 
 
 def fold_of_groups(groups, folds: int, seed: int) -> dict:
@@ -99,9 +101,9 @@ def evaluate_source(name, seqs, fit_data, folds, seed, bandwidth, likelihoods, n
         p_weaks.append(p_weak)
         fit_kw = {"groups": g_train} if bandwidth == "cv-grouped" else {}
         m2 = ReflectedKDE(bandwidth=bandwidth, states=TRIM_STATES).fit(data.X, data.y, **fit_kw)
-        m1 = ReflectedKDE(bandwidth=bandwidth, states=TRIM_STATES).fit(data.X[:, 1:], data.y, **fit_kw)
+        m1 = None  # 'current' reads the 2-D fit's exact marginal, as a spec does
         t2 = m2.discretize(BIN) if "binned" in likelihoods else None
-        t1 = m1.discretize(BIN) if "binned" in likelihoods else None
+        t1 = t2.marginal(1) if t2 is not None else None
         for lk in likelihoods:
             for k in se.FILTERS:
                 if lk == "continuous":
@@ -114,6 +116,7 @@ def evaluate_source(name, seqs, fit_data, folds, seed, bandwidth, likelihoods, n
             for k in se.FILTERS:
                 L = se.continuous_likelihoods(k, o_pairs[ot], m2, m1)
                 OB[k][ot] = se.beliefs(k, L, o_step[ot], p_weak)
+    verdicts = []
     n = {s: int(np.sum(states[unique] == s)) for s in TRIM_STATES}
     print(f"\n== {name}: {len(seqs)} real sequences, {len(np.unique(groups))} groups, {folds} grouped folds; "
           f"steps counted once per distinct prefix: C {n['correct']}, E {n['fresh_error']}, D {n['derailed']}; "
@@ -133,12 +136,17 @@ def evaluate_source(name, seqs, fit_data, folds, seed, bandwidth, likelihoods, n
             m = se.score_metrics(sc, states, unique)
             rows.append([f"raw: {k}", f"{m['auc_fresh']:.3f}", f"{m['auc_error']:.3f}", "-",
                          "0" if k == "1 - current" else "-"])
+        metrics = {k: se.belief_metrics(B[(lk, k)], states, unique) for k in se.FILTERS}
+        raw_auc = se.score_metrics(raw["1 - current"], states, unique)["auc_fresh"]
+        best_ll = min(metrics, key=lambda k: metrics[k]["logloss"])
+        c = metrics[DEFAULT]
+        verdicts.append((f"{name.split(',')[0]} [{lk}]", c["auc_fresh"] - raw_auc, best_ll))
         print(f"-- {lk} likelihoods")
         print(format_table(["model", "AUC b(E) 1st wrong vs C", "AUC b(E)+b(D) vs C", "log-loss",
                             "dAUC b(E) vs 1-current [95%]"], rows, align="lrrrr"))
     if others:
         false_alarms(others, OB, o_pairs, o_states, o_seq, o_unique)
-    return B
+    return verdicts
 
 
 def false_alarms(others, OB, pairs, states, seq_i, unique):
@@ -185,10 +193,12 @@ def bandwidth_comparison(name, X, y, groups, folds, seed):
             rows.append([r, "density" if kind == "density" else f"{BIN:g} cell"]
                         + [f"{np.mean(v[y == s]):.3f}" for s in TRIM_STATES] + [f"{np.mean(v):.3f}"]
                         + [" ".join(f"{np.mean(scales[r][s]):.2f}" for s in TRIM_STATES)])
+    mean = {r: float(np.mean(ll[(r, "cell")])) for r in rules}
     print(f"\n== bandwidth, {name}: held-out log-likelihood per point ({folds} outer grouped folds; each rule "
           f"selects on the outer training part only; {len(y)} points)")
     print(format_table(["rule", "scored as", "correct", "fresh_error", "derailed", "all", "scale x Scott (C E D)"],
                        rows, align="llrrrrl"))
+    return mean
 
 
 def main() -> int:
@@ -208,26 +218,36 @@ def main() -> int:
     shared = Path(a.shared) / "data"
     lks = ("continuous", "binned") if a.likelihood == "both" else (a.likelihood,)
     t0 = time.perf_counter()
+    verdicts, bw = [], {}
     for src in a.sources.split(","):
         if src == "math-shepherd":
             seqs, fit, others = math_shepherd(shared)
-            evaluate_source("math-shepherd PRM, ReasonEval random number/operation", seqs, fit, a.folds, a.seed,
-                            a.bandwidth, lks, a.boot, a.p_weak, others)
+            verdicts += evaluate_source("math-shepherd PRM, ReasonEval random number/operation", seqs, fit, a.folds,
+                                        a.seed, a.bandwidth, lks, a.boot, a.p_weak, others)
             if not a.no_bandwidth:
                 data, groups = labelled_steps(seqs)
-                bandwidth_comparison("math-shepherd (distinct labelled steps)", data.X, data.y, groups, a.folds,
-                                     a.seed)
+                bw["math-shepherd"] = bandwidth_comparison("math-shepherd (distinct labelled steps)", data.X, data.y,
+                                                           groups, a.folds, a.seed)
         elif src == "processbench":
             seqs, fit, rec = processbench(shared)
-            evaluate_source("Qwen2.5-Math-PRM-7B, ProcessBench MATH (reconstructed sequences)", seqs, fit,
-                            a.folds, a.seed, a.bandwidth, lks, a.boot, a.p_weak)
+            verdicts += evaluate_source("Qwen2.5-Math-PRM-7B, ProcessBench MATH (reconstructed sequences)", seqs, fit,
+                                        a.folds, a.seed, a.bandwidth, lks, a.boot, a.p_weak)
             if not a.no_bandwidth:
-                bandwidth_comparison("ProcessBench npz (all 2,260 points, groups = problems)", rec.points.X,
-                                     rec.points.y, rec.groups, a.folds, a.seed)
+                bw["processbench"] = bandwidth_comparison("ProcessBench npz (all 2,260 points, groups = problems)",
+                                                          rec.points.X, rec.points.y, rec.groups, a.folds, a.seed)
         else:
             print(f"unknown source {src!r}", file=sys.stderr)
             return 2
         print(f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+    print(f"\n== targets (issue: the default beats 1 - current by >= 0.02 AUC b(E) and has the lowest log-loss; "
+          f"the default bandwidth >= Scott held out); default observation model: {DEFAULT}")
+    for name, d_auc, best in verdicts:
+        print(f"{name}: AUC b(E) - raw {d_auc:+.3f} {'PASS' if d_auc >= 0.02 else 'FAIL'}; lowest log-loss: {best} "
+              f"{'PASS' if best == DEFAULT else 'FAIL'}")
+    for name, m in bw.items():
+        ok = m["cv-grouped"] >= m["scott"]
+        print(f"{name}: held-out cell log-likelihood cv-grouped {m['cv-grouped']:.3f} vs scott {m['scott']:.3f} "
+              f"(cv {m['cv']:.3f}) {'PASS' if ok else 'FAIL'}")
     return 0
 
 

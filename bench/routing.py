@@ -5,8 +5,9 @@ Run: ``python bench/routing.py [--episodes 100000] [--plot routing.png]``. Repor
   * a sweep of 20 budgets (target < 20 s), against the reference's cost (~1e5 NativeSARSOP solves of up
     to 20 s per cost value on 240 cores) stated as a ratio;
   * on a small flattened model, the general SARSOP solver vs the structured solve, measured in this run;
-  * in simulation on real PRM points: POMDP vs the best threshold front at matched cost, Delta-IBC, CPT,
-    a mean= budget and hard caps.
+  * in simulation on real PRM points, with independent per-step draws and in sequence mode (coherent
+    running minimum): POMDP vs the best threshold front at matched cost, Delta-IBC, CPT; a mean= budget
+    and hard caps.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from trimpomdp.routing import TrimModel, load_policy, parse_budget, solve_budget, solve_trim
 from trimpomdp.routing import metrics as M
 from trimpomdp.routing.pomdp import coarsen, flat_pomdp
-from trimpomdp.routing.simulator import simulate
+from trimpomdp.routing.simulator import MODES, simulate
 from trimpomdp.routing.spec import load_observation_points
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,47 @@ def timed(fn, repeat=3):
         out = fn()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts), out
+
+
+def compare_to_threshold(tm, sweep, pts, N, mode):
+    """POMDP sweep against the threshold front at matched cost in one observation mode."""
+    w = simulate(tm, load_policy("weak"), pts, N, 0, mode=mode)
+    s = simulate(tm, load_policy("strong"), pts, N, 0, mode=mode)
+    aw, as_, cs = w.accuracy, s.accuracy, s.mean_tokens
+    print(f"\nsimulation ({mode} observations), {N} episodes: weak-only acc {aw:.4f}; "
+          f"strong-only acc {as_:.4f} at {cs:.1f} tokens")
+    thr = [(0.0, aw)]
+    for k in np.linspace(0.02, 1.0, 50):
+        r = simulate(tm, load_policy(f"threshold:{k}"), pts, N, 0, mode=mode)
+        thr.append((r.mean_tokens, r.accuracy))
+    tc, ta = map(list, zip(*thr))
+    print(
+        f"{'lambda':>9}{'pred acc':>10}{'pred tok':>10}{'sim acc':>9}{'sim tok':>9}{'thr acc@cost':>14}"
+        f"{'diff':>8}{'dIBC pomdp':>11}{'dIBC thr':>10}"
+    )
+    pc, pa, worst = [0.0], [aw], np.inf
+    for p in sweep[::2]:
+        r = simulate(tm, p, pts, N, 0, mode=mode)
+        fa = float(M.front_accuracy(tc, ta, r.mean_tokens))
+        worst = min(worst, r.accuracy - fa)
+        # threshold Delta-IBC at the same cost (interpolated front point)
+        d_p = float(M.delta_ibc(r.accuracy, r.mean_tokens, aw, as_, cs))
+        d_t = float(M.delta_ibc(fa, r.mean_tokens, aw, as_, cs))
+        pc.append(r.mean_tokens)
+        pa.append(r.accuracy)
+        print(
+            f"{p.lam:>9.4f}{p.predicted['accuracy']:>10.4f}{p.predicted['strong_tokens']:>10.2f}"
+            f"{r.accuracy:>9.4f}"
+            f"{r.mean_tokens:>9.2f}{fa:>14.4f}{r.accuracy - fa:>+8.4f}{d_p:>11.3f}{d_t:>10.3f}"
+        )
+    cm_p, cm_t = M.curve_metrics(pc, pa, aw, as_, cs), M.curve_metrics(tc, ta, aw, as_, cs)
+    print(f"POMDP - threshold front accuracy at matched cost: min {worst:+.4f} over the sweep")
+    for name, cm in (("pomdp", cm_p), ("threshold", cm_t)):
+        print(
+            f"  {name:<10} CPT50 {cm['cpt50']:.4f}  CPT80 {cm['cpt80']:.4f}  CPT95 {cm['cpt95']:.4f}  "
+            f"best Delta-IBC {cm['best_delta_ibc']:.3f}"
+        )
+    return pc, pa, tc, ta
 
 
 def main():
@@ -98,43 +140,11 @@ def main():
     except ImportError as exc:
         print(f"(SARSOP baseline skipped: {exc})")
 
-    # simulation on real PRM points
+    # simulation on real PRM points, in both observation modes (the sequence mode's scores follow each
+    # episode's own running minimum; see routing/simulator.py)
     N = args.episodes
-    w = simulate(tm, load_policy("weak"), pts, N, 0)
-    s = simulate(tm, load_policy("strong"), pts, N, 0)
-    aw, as_, cs = w.accuracy, s.accuracy, s.mean_tokens
-    print(f"\nsimulation, {N} episodes: weak-only acc {aw:.4f}; strong-only acc {as_:.4f} at {cs:.1f} tokens")
-    thr = [(0.0, aw)]
-    for k in np.linspace(0.02, 1.0, 50):
-        r = simulate(tm, load_policy(f"threshold:{k}"), pts, N, 0)
-        thr.append((r.mean_tokens, r.accuracy))
-    tc, ta = map(list, zip(*thr))
-    print(
-        f"{'lambda':>9}{'pred acc':>10}{'pred tok':>10}{'sim acc':>9}{'sim tok':>9}{'thr acc@cost':>14}"
-        f"{'diff':>8}{'dIBC pomdp':>11}{'dIBC thr':>10}"
-    )
-    pc, pa, worst = [0.0], [aw], np.inf
-    for p in sweep[::2]:
-        r = simulate(tm, p, pts, N, 0)
-        fa = float(M.front_accuracy(tc, ta, r.mean_tokens))
-        worst = min(worst, r.accuracy - fa)
-        # threshold Delta-IBC at the same cost (interpolated front point)
-        d_p = float(M.delta_ibc(r.accuracy, r.mean_tokens, aw, as_, cs))
-        d_t = float(M.delta_ibc(fa, r.mean_tokens, aw, as_, cs))
-        pc.append(r.mean_tokens)
-        pa.append(r.accuracy)
-        print(
-            f"{p.lam:>9.4f}{p.predicted['accuracy']:>10.4f}{p.predicted['strong_tokens']:>10.2f}"
-            f"{r.accuracy:>9.4f}"
-            f"{r.mean_tokens:>9.2f}{fa:>14.4f}{r.accuracy - fa:>+8.4f}{d_p:>11.3f}{d_t:>10.3f}"
-        )
-    cm_p, cm_t = M.curve_metrics(pc, pa, aw, as_, cs), M.curve_metrics(tc, ta, aw, as_, cs)
-    print(f"POMDP - threshold front accuracy at matched cost: min {worst:+.4f} over the sweep")
-    for name, cm in (("pomdp", cm_p), ("threshold", cm_t)):
-        print(
-            f"  {name:<10} CPT50 {cm['cpt50']:.4f}  CPT80 {cm['cpt80']:.4f}  CPT95 {cm['cpt95']:.4f}  "
-            f"best Delta-IBC {cm['best_delta_ibc']:.3f}"
-        )
+    for mode in MODES:
+        pc, pa, tc, ta = compare_to_threshold(tm, sweep, pts, N, mode)
     for b in ("mean=50", "mean=100"):
         t = time.perf_counter()
         p = solve_budget(tm, parse_budget(b))
@@ -159,7 +169,7 @@ def main():
         from trimpomdp.routing.plots import load_reference_runs, plot_cost_accuracy
 
         plot_cost_accuracy(
-            {"pomdp (sim)": (pc, pa), "threshold (sim)": (tc, ta)},
+            {"pomdp (sim, sequence)": (pc, pa), "threshold (sim, sequence)": (tc, ta)},
             args.plot,
             reference=load_reference_runs(ROOT.parent / "shared" / "data" / "anchor_runs"),
         )

@@ -65,9 +65,13 @@ def run_filter(lik: np.ndarray, step: np.ndarray, p_weak: float, recursive: bool
 
 
 def continuous_likelihoods(kind: str, pairs: np.ndarray, pair_model=None, current_model=None) -> np.ndarray:
-    """(n, 3) densities of each step's observation under the fitted ReflectedKDEs (states in TRIM order)."""
+    """(n, 3) densities of each step's observation under the fitted ReflectedKDEs (states in TRIM order);
+    ``current`` without a 1-D model reads the 2-D model's marginal of the current score."""
     _check_kind(kind)
     if kind == "current":
+        if current_model is None and pair_model is not None:  # the 2-D density's exact marginal, as a spec reads it
+            m = _ordered(pair_model)
+            return np.stack([m.marginal_density(pairs[:, 1], s, dim=1) for s in TRIM_STATES], axis=1)
         return _ordered(current_model).likelihood(pairs[:, 1:]).reshape(-1, 3)
     m = _ordered(pair_model)
     L = m.likelihood(pairs).reshape(-1, 3)
