@@ -3,8 +3,10 @@
 Each input trace is one operating point (accuracy, strong tokens per question). Given a weak-only and
 a strong-only run (found from the ``policy`` field, or named with --weak-run/--strong-run) the routed
 runs get PGR, normalised cost, IBC and Delta-IBC, and each policy family (pomdp, threshold, ...) its
-CPT(50/80/95%) over its runs. The formulas live in ``trimpomdp.routing.metrics`` (shared with the
-simulator); this module turns traces into points and reports. Runs are grouped by the benchmark their
+CPT(50/80/95%) and Delta-IBC (mean and max over its runs, mean over its front) over its runs. The
+formulas live in ``trimpomdp.routing.metrics`` (shared with the simulator, ``docs/metrics.md``) and the
+full cost (cheap tokens kept and discarded, PRM tokens read, wall time, priced with ``prices``) in
+``trimpomdp.routing.costs``; this module turns traces into points and reports. Runs are grouped by the benchmark their
 trace header names (a run on GSM8K is never a baseline for one on MATH-500), and within a benchmark are
 compared on the problems they share.
 """
@@ -48,8 +50,12 @@ def _looks_numeric(s: str) -> bool:
         return False
 
 
-def run_point(run: TraceRun, ids: set[str] | None = None, recheck: bool = False) -> dict:
-    """One run's operating point over the given problem ids (all when None)."""
+def run_point(run: TraceRun, ids: set[str] | None = None, recheck: bool = False,
+              prices: dict | None = None) -> dict:
+    """One run's operating point over the given problem ids (all when None), with its full cost per
+    question (``routing.costs.trace_costs``; ``cost`` priced with ``prices``, None without)."""
+    from trimpomdp.routing import costs as C
+
     recs = [r for r in run.records if ids is None or r["id"] in ids]
     n = len(recs)
     if n == 0:
@@ -57,17 +63,20 @@ def run_point(run: TraceRun, ids: set[str] | None = None, recheck: bool = False)
     steps = sum(len(r["steps"]) for r in recs)
     regen = sum(s["action"] == "regenerate" for r in recs for s in r["steps"])
     n_correct = sum(record_correct(r, recheck, run.answer_kind(r["id"])) for r in recs)
+    cost = C.trace_costs(recs)
     return {
         "name": run_label(run), "path": run.path, "benchmark": run.benchmark, "policy": run.policy,
         "family": policy_family(run.policy),
         "n": n, "n_correct": n_correct, "accuracy": n_correct / n,
         "n_unchecked": sum(r.get("reference") is None for r in recs),
         "n_errors": sum(r["finish"] == "error" for r in recs),
-        "strong_tokens": sum(r["tokens"]["strong"] for r in recs) / n,
-        "weak_tokens": sum(r["tokens"]["weak_kept"] for r in recs) / n,
-        "weak_discarded": sum(r["tokens"]["weak_discarded"] for r in recs) / n,
+        "strong_tokens": cost["strong_tokens"],
+        "weak_tokens": cost["cheap_kept"],
+        "weak_discarded": cost["cheap_discarded"],
+        "prm_tokens": cost["prm_tokens"],
         "steps": steps / n, "regen_frac": regen / steps if steps else 0.0,
-        "seconds": sum(float(r.get("seconds", 0.0)) for r in recs) / n,
+        "seconds": cost["seconds"], "seconds_known": cost["seconds_known"],
+        "cost": C.price(cost, prices),
     }
 
 
@@ -85,13 +94,14 @@ def _find_baseline(runs: list[TraceRun], name: str, explicit: TraceRun | None) -
 
 
 def evaluate(paths, weak_run: str | None = None, strong_run: str | None = None, recheck: bool = False,
-             common: bool = True) -> dict:
+             common: bool = True, prices: dict | None = None) -> dict:
     """All the numbers ``eval`` prints, as a dict (the --json output).
 
     Runs of one benchmark (older traces that name none count as that one): that benchmark's result, with
     ``benchmark`` set.
     Runs of several: ``benchmarks``, one such result per benchmark (in the order first met), and ``runs``,
-    every run's point; an explicit weak/strong run serves the benchmark it was decoded on.
+    every run's point; an explicit weak/strong run serves the benchmark it was decoded on. ``prices``
+    ({kind: price per token}, ``routing.costs.parse_prices``) adds each run's priced ``cost``.
     """
     runs = [read_run(p) for p in paths]
     explicit = {role: None if p is None else read_run(p) for role, p in (("weak", weak_run), ("strong", strong_run))}
@@ -107,7 +117,7 @@ def evaluate(paths, weak_run: str | None = None, strong_run: str | None = None, 
     for bench, group in groups.items():
         base = {role: r for role, r in explicit.items()
                 if r is not None and (r.benchmark == bench or len(groups) == 1)}
-        res = _evaluate_benchmark(group, base.get("weak"), base.get("strong"), recheck, common)
+        res = _evaluate_benchmark(group, base.get("weak"), base.get("strong"), recheck, common, prices)
         results.append({"benchmark": bench, **res})
     if len(results) == 1:
         return results[0]
@@ -115,7 +125,7 @@ def evaluate(paths, weak_run: str | None = None, strong_run: str | None = None, 
 
 
 def _evaluate_benchmark(runs: list[TraceRun], weak_run: TraceRun | None, strong_run: TraceRun | None,
-                        recheck: bool, common: bool) -> dict:
+                        recheck: bool, common: bool, prices: dict | None = None) -> dict:
     """``evaluate`` for the runs of one benchmark."""
     weak = _find_baseline(runs, "weak", weak_run)
     strong = _find_baseline(runs, "strong", strong_run)
@@ -129,7 +139,7 @@ def _evaluate_benchmark(runs: list[TraceRun], weak_run: TraceRun | None, strong_
                             "problems")
         if all(len(s) == len(ids) for s in sets):
             ids = None  # same problems everywhere
-    points = [run_point(r, ids, recheck) for r in every]
+    points = [run_point(r, ids, recheck, prices) for r in every]
     stems = [p["name"] for p in points]
     for p in points:  # same file name in two folders: fall back to the path
         if stems.count(p["name"]) > 1:
@@ -163,8 +173,8 @@ def _evaluate_benchmark(runs: list[TraceRun], weak_run: TraceRun | None, strong_
     for fam, pts in fams.items():
         costs = [c_w] + [p["strong_tokens"] for p in pts]
         accs = [acc_w] + [p["accuracy"] for p in pts]
-        cm = metrics.curve_metrics(costs, accs, acc_w, acc_s, c_s)
-        out["families"][fam] = {"runs": [p["name"] for p in pts], **{k: _finite(v) for k, v in cm.items()}}
+        cm = metrics.curve_metrics(costs, accs, acc_w, acc_s, c_s, cost_weak=c_w)
+        out["families"][fam] = {"runs": [p["name"] for p in pts], **metrics.jsonable(cm)}
     return out
 
 
@@ -235,13 +245,66 @@ def _benchmark_text(result: dict) -> str:
                                "errors", "PGR", "cost/C_s", "IBC", "dIBC"], rows, align="llrrrrrrrrrr"))
     if result["families"]:
         lines.append("")
-        lines.append(format_table(["family", "runs", "CPT50", "CPT80", "CPT95", "best dIBC"],
-                                  [[f, len(v["runs"]), fmt_pct(v.get("cpt50")), fmt_pct(v.get("cpt80")),
-                                    fmt_pct(v.get("cpt95")), fmt_num(v.get("best_delta_ibc"))]
-                                   for f, v in result["families"].items()], align="lrrrrr"))
+        lines.append(family_table(result["families"], "runs"))
+    lines.append("")
+    lines.append(cost_table(result["runs"]))
     unchecked = [f"{p['name']} {p['n_unchecked']}/{p['n']}" for p in result["runs"] if p.get("n_unchecked")]
     if unchecked:
         lines.append(f"note: problems without a reference answer count as wrong ({', '.join(unchecked)})")
     if result.get("note"):
         lines.append(f"note: {result['note']}")
     return "\n".join(lines)
+
+
+def family_table(families: dict, count_key: str = "runs") -> str:
+    """One row per family: CPT at 50/80/95% PGR (percent of the strong-only cost, or 'not reached'), the
+    highest PGR its front reaches, and Delta-IBC as mean and max over the family's points and mean over the
+    PGR levels its front reaches (how many of them)."""
+    from trimpomdp.routing.metrics import cpt_text
+
+    rows = []
+    for f, v in families.items():
+        n = v.get(count_key)
+        front = v.get("delta_ibc_front")
+        rows.append([f, len(n) if isinstance(n, list) else n,
+                     *(cpt_text(v.get(k)) for k in ("cpt50", "cpt80", "cpt95")), fmt_num(v.get("max_pgr")),
+                     fmt_num(v.get("delta_ibc_mean")), fmt_num(v.get("delta_ibc_max")),
+                     None if front is None else f"{front:.3f} ({v['front_levels_reached']}/{v['front_levels']})"])
+    return format_table(["family", count_key, "CPT50", "CPT80", "CPT95", "max PGR", "dIBC mean", "dIBC max",
+                         "dIBC front (levels)"], rows, align="lrrrrrrrr")
+
+
+def cost_table(points: list[dict]) -> str:
+    """Full cost per question of each run: strong tokens, cheap tokens kept and discarded, PRM tokens read,
+    wall seconds, and the priced total when prices were given (naming the kinds it leaves out)."""
+    priced = any(p.get("cost") for p in points)
+    rows = []
+    for p in points:
+        secs = p.get("seconds")
+        if secs is not None and p.get("seconds_known", p["n"]) < p["n"]:
+            secs_txt = f"{secs:.2f} ({p['seconds_known']}/{p['n']} known)"
+        else:
+            secs_txt = "unknown" if secs is None else f"{secs:.2f}"
+        row = [p["name"], fmt_num(p["strong_tokens"], 1), fmt_num(p["weak_tokens"], 1),
+               fmt_num(p["weak_discarded"], 1), "unknown" if p.get("prm_tokens") is None else fmt_num(p["prm_tokens"], 1),
+               secs_txt]
+        if priced:
+            row.append(price_text(p.get("cost")))
+        rows.append(row)
+    heads = ["run", "strong_tok/q", "cheap_kept/q", "cheap_discarded/q", "prm_read/q", "wall_s/q"]
+    title = ("full cost per question (PRM tokens read: the solution so far at every scored step, in the "
+             "generating models' tokens, question and prompt not counted; wall time per problem)")
+    return title + "\n" + format_table(heads + (["cost/q"] if priced else []), rows,
+                                        align="l" + "r" * (len(heads) - 1 + priced))
+
+
+def price_text(cost: dict | None) -> str | None:
+    """A priced total, with the priced kinds it leaves out named ('not recorded')."""
+    if not cost:
+        return None
+    if cost["total"] is None:
+        return f"unknown ({', '.join(cost['excludes'])} not recorded)"
+    txt = f"{cost['total']:.4g}"
+    if cost["excludes"]:
+        txt += f" (without {', '.join(cost['excludes'])}: not recorded)"
+    return txt

@@ -21,13 +21,20 @@ import click
               help="Write a cost-accuracy PNG (runs of one benchmark).")
 @click.option("--reference", type=click.Path(file_okay=False, exists=True), default=None,
               help="Folder of reference runs (e.g. shared/data/anchor_runs) to draw on the plot.")
+@click.option("--price", "price", default=None, metavar="KIND=PRICE,...",
+              help="Price per token of each kind, to report each run's total cost per question: strong "
+                   "(written), cheap (written, kept or discarded), prm (read), e.g. "
+                   "strong=5e-6,cheap=1e-7,prm=2e-7.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def eval_cmd(traces, weak_run, strong_run, recheck, common, plot_path, reference, as_json):
-    """Accuracy, strong tokens per question and routing metrics (PGR, CPT, IBC, Delta-IBC) of decode runs,
-    per benchmark (the one each trace's header names; baselines serve their own benchmark)."""
+def eval_cmd(traces, weak_run, strong_run, recheck, common, plot_path, reference, price, as_json):
+    """Accuracy, strong tokens per question and routing metrics (PGR, CPT, IBC, Delta-IBC; docs/metrics.md)
+    of decode runs, per benchmark (the one each trace's header names; baselines serve their own benchmark),
+    and each run's full cost: cheap tokens kept and discarded, PRM tokens read, wall time."""
     from trimpomdp.analysis.runs import evaluate, evaluation_text, plot_cost_accuracy
+    from trimpomdp.routing.costs import parse_prices
 
-    result = evaluate(traces, weak_run, strong_run, recheck=recheck, common=common)
+    prices = parse_prices(price)
+    result = evaluate(traces, weak_run, strong_run, recheck=recheck, common=common, prices=prices)
     if plot_path:
         result["plot"] = str(plot_cost_accuracy(result, plot_path, reference=reference))
     if as_json:
