@@ -27,6 +27,7 @@ keeps only running totals and is what the CLI uses. At most ``MAX_EPISODES`` epi
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +94,7 @@ class SimResult:
     name: str
     correct: np.ndarray  # bool (N,)
     strong_tokens: np.ndarray  # float (N,)
-    regenerations: np.ndarray  # int (N,)
+    regenerations: np.ndarray  # int (N,): steps written by the strong model (regenerated or taken over)
     steps: np.ndarray  # int (N,)
     mode: str = "independent"
 
@@ -119,6 +120,207 @@ class SimResult:
             "mean_steps": float(self.steps.mean()),
             "mode": self.mode,
         }
+
+
+@dataclass
+class StepBatch:
+    """What the policy may see of the episodes deciding now: nothing hidden, nothing from the future."""
+
+    rows: np.ndarray  # episode indices (into the simulator's arrays) deciding now, increasing
+    step: np.ndarray  # 1-based step index of each row
+    scores: np.ndarray  # PRM score of the cheap step just written
+    mins: np.ndarray  # first coordinate of the observation pair (min earlier score, as the mode draws it)
+    costs: np.ndarray  # strong tokens its regeneration costs: the step's token count as the policy sees it
+    beliefs: np.ndarray | None  # posterior after this observation (policies with ``needs_belief``)
+    levels: np.ndarray  # budget level left (capped policies; zeros otherwise)
+
+
+@dataclass
+class StepOutcome:
+    """What one ``StepSimulator.step`` did to the episodes that were alive (``rows``)."""
+
+    rows: np.ndarray
+    regenerated: np.ndarray  # bool: the strong model wrote this step (a regeneration or a taken-over step)
+    cost: np.ndarray  # strong tokens charged for this step
+    ended: np.ndarray  # bool: the episode's last step
+    correct: np.ndarray  # bool: its final answer is correct (meaningful where ``ended``)
+
+
+class StepSimulator:
+    """``n`` questions advanced one step at a time, vectorised: ``observe()`` writes (draws) every alive
+    episode's next cheap step and its PRM score and returns what the deciding episodes' policy sees,
+    ``step(regenerate)`` applies the decisions (hidden state, cost, correctness, the filter's prediction).
+
+    ``simulate`` runs its episodes through this class and so do the RL environments, so the dynamics exist
+    once. All randomness is drawn per step for every alive episode whatever the policy decides, so every
+    policy sees the same hidden paths and scores for the same ``rng`` (common random numbers).
+    ``autoreset``: an episode that ends is replaced at once by a new one in its slot (the training
+    environment's view: every slot always has a decision pending); otherwise episodes run in lock-step
+    from step 1 and ``observe`` returns None once all have ended. ``takeover``: after an episode's first
+    regeneration the strong model writes every remaining step (each correct with the strong accuracy from
+    a correct prefix, at a strong token draw per step; nothing is scored or decided). ``cap``: the
+    budget cap of a capped policy (levels are tracked here). The step accuracies are per-episode arrays
+    (``pw``, ``ps``: the world), while the belief prediction uses the spec's (the policy's model).
+    """
+
+    def __init__(self, trim_model, points: dict, n: int, rng, *, pool: ScorePool | None = None,
+                 cap=None, takeover: bool = False, autoreset: bool = False, need_belief: bool = False):
+        tm = self.tm = trim_model
+        self.n, self.rng, self.pool = int(n), rng, pool
+        self.cap, self.takeover, self.autoreset, self.need_belief = cap, bool(takeover), bool(autoreset), need_belief
+        self.T = tm.max_steps
+        self.arrays = [points[s] for s in TRIM_STATES] if pool is None else None
+        self.probs = tm.obs.probs
+        self.draws = self.borrowed = 0
+        self.episodes_done = 0
+        N = self.n
+        self.pw = np.full(N, tm.p_weak)  # per-episode step accuracies (room for latent difficulty)
+        self.ps = np.full(N, tm.p_strong)
+        self.L = np.zeros(N, dtype=np.int64)
+        self.t = np.ones(N, dtype=np.int64)
+        self.state = np.zeros(N, dtype=np.int8)
+        self.prior = np.zeros((N, 3))
+        self.tokens = np.zeros(N)
+        self.regens = np.zeros(N, dtype=np.int64)
+        self.correct = np.zeros(N, dtype=bool)
+        self.ended = np.zeros(N, dtype=bool)
+        self.strong_writes = np.zeros(N, dtype=bool)
+        self.mins = np.ones(N)  # min score of each episode's kept cheap steps (sequence mode draws on it)
+        self.levels = np.zeros(N, dtype=np.int64)
+        self._pending = None
+        self._new_episodes(np.arange(N))
+
+    # ------------------------------------------------------------------------------------------ episodes
+    def _new_episodes(self, rows: np.ndarray) -> None:
+        """Start new questions in ``rows``: a length and the hidden state of the first cheap step."""
+        k = rows.size
+        tm = self.tm
+        self.L[rows] = self.rng.choice(np.arange(1, self.T + 1), p=tm.length_pmf, size=k)
+        pw = self.pw[rows]
+        self.state[rows] = np.where(self.rng.random(k) < pw, 0, 1).astype(np.int8)
+        p = tm.p_weak  # the filter's prior: the spec's accuracy
+        self.prior[rows] = np.array([p, 1 - p, 0.0])
+        self.t[rows] = 1
+        self.tokens[rows] = 0.0
+        self.regens[rows] = 0
+        self.correct[rows] = False
+        self.ended[rows] = False
+        self.strong_writes[rows] = False
+        self.mins[rows] = 1.0
+        self.levels[rows] = self.cap.levels - 1 if self.cap is not None else 0
+
+    # ---------------------------------------------------------------------------------------------- step
+    def observe(self) -> StepBatch | None:
+        """Draw the next step of every alive episode; what the deciding ones' policy sees (None: all ended).
+        Episodes whose remaining steps the strong model writes draw too but are not asked."""
+        if self._pending is not None:
+            raise TrimError("StepSimulator.observe() called twice without step()")
+        alive = np.flatnonzero(~self.ended)
+        if alive.size == 0:
+            return None
+        n, rng, tm = alive.size, self.rng, self.tm
+        u_obs = rng.random(n)
+        k_tok = rng.choice(tm.token_values.size, p=tm.token_probs, size=n)
+        u_s = rng.random(n)
+        u_w = rng.random(n)
+        st = self.state[alive]
+        ask = None if not self.takeover else ~self.strong_writes[alive]  # None: every alive episode decides
+        if ask is not None and ask.all():
+            ask = None
+        obs = np.empty((n, 2))
+        if self.pool is None:
+            for s in range(3):
+                m = st == s
+                if m.any():
+                    arr = self.arrays[s]
+                    obs[m] = arr[np.minimum((u_obs[m] * len(arr)).astype(np.int64), len(arr) - 1)]
+        else:
+            obs[:, 0] = self.mins[alive]
+            obs[:, 1], b = self.pool.draw(st, obs[:, 0], u_obs)
+            # a taken-over step is neither written by the cheap model nor scored
+            self.draws += n if ask is None else int(ask.sum())
+            self.borrowed += int(b.sum() if ask is None else b[ask].sum())
+        costs = tm.token_values[k_tok]
+        post = self.prior[alive]
+        if ask is None:
+            rows, o, c = alive, obs, costs
+        else:
+            rows, o, c = alive[ask], obs[ask], costs[ask]
+        beliefs = None
+        if self.need_belief:  # impossible observations keep the prior
+            beliefs, _ = posteriors(post if ask is None else post[ask], self.probs, tm.obs_bins(o))
+            if ask is None:
+                post = beliefs
+            else:
+                post[ask] = beliefs
+        self._pending = (alive, ask, st, obs, costs, post, u_s, u_w)
+        return StepBatch(rows, self.t[rows], o[:, 1], o[:, 0], c, beliefs, self.levels[rows])
+
+    def step(self, regenerate) -> StepOutcome:
+        """Apply the decisions (one per row of the last ``observe``'s batch, True = regenerate)."""
+        if self._pending is None:
+            raise TrimError("StepSimulator.step() called before observe()")
+        alive, ask, st, obs, costs, post, u_s, u_w = self._pending
+        self._pending = None
+        if ask is None:
+            regen = np.asarray(regenerate, dtype=bool)
+        else:  # taken-over steps: the strong model writes them
+            regen = np.ones(alive.size, dtype=bool)
+            regen[ask] = np.asarray(regenerate, dtype=bool)
+        if self.cap is not None:
+            units = self.cap.units(costs)
+            regen &= self.levels[alive] - units >= 0
+            self.levels[alive] -= np.where(regen, units, 0)
+        if self.pool is not None:  # a strong rewrite is not scored: only kept steps lower the minimum
+            self.mins[alive] = np.where(regen, self.mins[alive], np.minimum(self.mins[alive], obs[:, 1]))
+        cost = np.where(regen, costs, 0.0)
+        self.tokens[alive] += cost
+        self.regens[alive] += regen
+        # outcome of this step's action on the hidden state (before the next cheap step)
+        t_alive = self.t[alive]
+        strong_ok = u_s < self.ps[alive]
+        ok_now = np.where(regen, (st <= 1) & strong_ok, st == 0)
+        ending = self.L[alive] == t_alive
+        done = alive[ending]
+        self.correct[done] = ok_now[ending]
+        # next hidden state: step t+1 is written (by the cheap model) from a correct or a wrong prefix
+        self.state[alive] = np.where(ok_now, np.where(u_w < self.pw[alive], 0, 1), 2).astype(np.int8)
+        # the filter's prediction for the next step, under the spec's accuracies
+        pw, ps = self.tm.p_weak, self.tm.p_strong
+        pC = post[:, 0]
+        mCE = post[:, 0] + post[:, 1]
+        x = np.where(regen, ps * mCE, pC)
+        self.prior[alive] = np.stack([pw * x, (1 - pw) * x, 1 - x], axis=1)
+        if self.takeover:
+            self.strong_writes[alive] |= regen
+        self.t[alive] = t_alive + 1
+        out = StepOutcome(alive, regen, cost, ending, ok_now & ending)
+        self.ended[done] = True
+        self.episodes_done += done.size
+        if self.autoreset and done.size:
+            self._new_episodes(done)
+        return out
+
+    def results(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(correct, strong tokens, strong-written steps, steps) of every episode (lock-step runs)."""
+        return self.correct, self.tokens, self.regens, np.minimum(self.L, self.T)
+
+
+def decide(policy, batch: StepBatch, state=None):
+    """(regenerate per row, policy state) for a batch: ``act_many`` for policies with per-episode state
+    (learned routers), else ``decide_many`` for the batch's step (grouped by step when rows differ)."""
+    if hasattr(policy, "act_many"):
+        return policy.act_many(state, batch)
+    steps = np.unique(batch.step)
+    if steps.size == 1:
+        return np.asarray(policy.decide_many(batch.beliefs, int(steps[0]), batch.costs, batch.scores,
+                                             batch.levels), dtype=bool), state
+    out = np.zeros(batch.rows.size, dtype=bool)
+    for t in steps:
+        m = batch.step == t
+        out[m] = policy.decide_many(None if batch.beliefs is None else batch.beliefs[m], int(t), batch.costs[m],
+                                    batch.scores[m], batch.levels[m])
+    return out, state
 
 
 def _chunks(episodes: int, seed: int, progress: bool = False, desc: str = "simulate"):
@@ -193,72 +395,23 @@ def simulate_summary(trim_model, policy: BatchRoutingPolicy, points: dict, episo
 
 
 def _simulate_chunk(trim_model, policy: BatchRoutingPolicy, points: dict, N: int, rng, pool=None):
-    """(correct, strong tokens, regenerations, steps, score draws, borrowed draws) of N episodes drawn
-    from ``rng``; ``pool`` (a ScorePool) selects sequence mode."""
-    tm = trim_model
-    T = tm.max_steps
-    pw, ps = tm.p_weak, tm.p_strong
-    L = rng.choice(np.arange(1, T + 1), p=tm.length_pmf, size=N)
-    # pre-draw all randomness per step so that every policy sees the same draws for the same seed
-    state = np.where(rng.random(N) < pw, 0, 1).astype(np.int8)
-    prior = np.tile(np.array([pw, 1 - pw, 0.0]), (N, 1))
-    tokens = np.zeros(N)
-    regens = np.zeros(N, dtype=np.int64)
-    correct = np.zeros(N, dtype=bool)
-    cap = getattr(policy, "cap", None)
-    levels = np.full(N, cap.levels - 1 if cap is not None else 0, dtype=np.int64)
-    probs = tm.obs.probs
-    arrays = [points[s] for s in TRIM_STATES]
-    mins = np.ones(N)  # sequence mode: min score of each episode's kept cheap steps
-    draws = borrowed = 0
-    for t in range(1, T + 1):
-        alive = np.flatnonzero(L >= t)  # independent of the policy, so every policy sees the same draws
-        if alive.size == 0:
-            break
-        n = alive.size
-        u_obs = rng.random(n)
-        k_tok = rng.choice(tm.token_values.size, p=tm.token_probs, size=n)
-        u_s = rng.random(n)
-        u_w = rng.random(n)
-        st = state[alive]
-        obs = np.empty((alive.size, 2))
-        if pool is None:
-            for s in range(3):
-                m = st == s
-                if m.any():
-                    arr = arrays[s]
-                    obs[m] = arr[np.minimum((u_obs[m] * len(arr)).astype(np.int64), len(arr) - 1)]
-        else:
-            obs[:, 0] = mins[alive]
-            obs[:, 1], b = pool.draw(st, obs[:, 0], u_obs)
-            draws += n
-            borrowed += int(b.sum())
-        costs = tm.token_values[k_tok]
-        post = prior[alive]
-        if getattr(policy, "needs_belief", False):
-            post, _ = posteriors(post, probs, tm.obs_bins(obs))  # impossible observations keep the prior
-        regen = np.asarray(policy.decide_many(post, t, costs, obs[:, 1], levels[alive]), dtype=bool)
-        if cap is not None:
-            regen &= levels[alive] - cap.units(costs) >= 0
-            levels[alive] -= np.where(regen, cap.units(costs), 0)
-        if pool is not None:  # a strong rewrite is not scored: only kept steps lower the minimum
-            mins[alive] = np.where(regen, mins[alive], np.minimum(mins[alive], obs[:, 1]))
-        tokens[alive] += np.where(regen, costs, 0.0)
-        regens[alive] += regen
-        # outcome of this step's action on the hidden state (before the next weak step)
-        strong_ok = u_s < ps
-        ok_now = np.where(regen, (st <= 1) & strong_ok, st == 0)
-        ending = L[alive] == t
-        correct[alive[ending]] = ok_now[ending]
-        # next hidden state: the weak model writes step t+1 from a correct or a wrong prefix
-        nxt = np.where(ok_now, np.where(u_w < pw, 0, 1), 2).astype(np.int8)
-        state[alive] = nxt
-        # filter prediction for the next step
-        pC = post[:, 0]
-        mCE = post[:, 0] + post[:, 1]
-        x = np.where(regen, ps * mCE, pC)
-        prior[alive] = np.stack([pw * x, (1 - pw) * x, 1 - x], axis=1)
-    return correct, tokens, regens, np.minimum(L, T), draws, borrowed
+    """(correct, strong tokens, strong-written steps, steps, score draws, borrowed draws) of N episodes
+    drawn from ``rng``; ``pool`` (a ScorePool) selects sequence mode. A query oracle (``oracle``) is the
+    cheap-only and the strong-only run on the same draws, combined per question."""
+    if getattr(policy, "oracle", False):
+        from trimpomdp.routing.policies import StrongPolicy, WeakPolicy
+
+        w = _simulate_chunk(trim_model, WeakPolicy(), points, N, copy.deepcopy(rng), pool)
+        s = _simulate_chunk(trim_model, StrongPolicy(), points, N, rng, pool)
+        return policy.combine(w, s)
+    sim = StepSimulator(trim_model, points, N, rng, pool=pool, cap=getattr(policy, "cap", None),
+                        takeover=getattr(policy, "takeover", False),
+                        need_belief=getattr(policy, "needs_belief", False))
+    state = policy.start_many(N) if hasattr(policy, "start_many") else None
+    while (batch := sim.observe()) is not None:
+        regen, state = decide(policy, batch, state)
+        sim.step(regen)
+    return (*sim.results(), sim.draws, sim.borrowed)
 
 
 def family_policies(trim_model, sweep: str) -> list:
