@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from trimpomdp.decode.backends import STEP_SEPARATOR, StepOut
 from trimpomdp.decode.chat import ChatBackend, split_prompt
-from trimpomdp.decode.http import OpenAICompatibleBackend, backend_from_spec
+from trimpomdp.decode.http import OpenAICompatibleBackend
+from trimpomdp.decode.specs import backend_from_spec
 from trimpomdp.decode.prompts import INSTRUCTION, SYSTEM, join_steps, render
 from trimpomdp.errors import TrimError
 
@@ -186,7 +187,7 @@ def test_specs(server):
     ({"finish_reason": "length", "stop_reason": None}, False, None, False),
 ])
 def test_servers_say_how_a_step_ended(choice, known, which, finished):
-    from trimpomdp.decode.http import blank_stop, matched_stop, step_from_choice
+    from trimpomdp.decode.httpclient import blank_stop, matched_stop, step_from_choice
 
     assert matched_stop(choice) == (known, which)
     assert step_from_choice("x = 1.", 4, choice) == StepOut("x = 1.", 4, finished)

@@ -166,8 +166,8 @@ def test_ctrl_c_in_decode_says_what_is_saved_and_how_to_resume(capsys, monkeypat
 
 
 def test_ctrl_c_in_score_steps_says_what_is_saved(capsys, monkeypatch, tmp_path):
-    import trimpomdp.decode.prm as prm_mod
     import trimpomdp.decode.scoring as scoring
+    import trimpomdp.decode.specs as specs
 
     items = tmp_path / "items.json"
     items.write_text(json.dumps([{"id": f"x{i}", "problem": "p", "steps": ["a", "b"], "label": -1}
@@ -178,7 +178,7 @@ def test_ctrl_c_in_score_steps_says_what_is_saved(capsys, monkeypatch, tmp_path)
         Path(out_path).write_text(json.dumps({"id": "x0", "scores": [0.5, 0.5], "label": -1}) + "\n")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prm_mod, "load_prm", lambda *a, **k: object())
+    monkeypatch.setattr(specs, "load_prm", lambda *a, **k: object())
     monkeypatch.setattr(scoring, "score_labelled", interrupted)
     rc, _, err = run(capsys, "score-steps", str(items), "-o", str(out))
     assert rc == 130 and f"interrupted: 1 solution saved in {out}" in err and "--resume" in err

@@ -10,8 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from trimpomdp.decode.backends import StepOut
-from trimpomdp.decode.http import (HTTPJudgePRM, HTTPScorePRM, OpenAICompatibleBackend, api_base,
-                                   backend_from_spec, judge_prompt, prm_from_spec, yes_probability)
+from trimpomdp.decode.http import HTTPJudgePRM, HTTPScorePRM, OpenAICompatibleBackend, yes_probability
+from trimpomdp.decode.httpclient import api_base
+from trimpomdp.decode.prompts import judge_prompt
+from trimpomdp.decode.specs import backend_from_spec, load_prm, prm_from_spec
 from trimpomdp.errors import TrimError
 
 SCRIPT = "First, 2 + 2 = 4.\n\nThen 4 * 3 = 12.\n\nSo the answer is \\boxed{12}.\n\nExtra text."
@@ -261,8 +263,16 @@ def test_specs(server, monkeypatch):
     assert backend_from_spec(server.url + "/v1?model=x").model == "x"
     with pytest.raises(TrimError, match="unknown option 'colour'"):
         backend_from_spec(server.url + "?colour=red")
-    score = prm_from_spec(f"http-score:{server.url}/score")
+    score = prm_from_spec(f"http-score:{server.url}/score?timeout=5&concurrency=3")
+    assert isinstance(score, HTTPScorePRM) and score.url == f"{server.url}/score"
+    assert (score.client.timeout, score.client.concurrency) == (5.0, 3)
     assert score.score("q", [["a", "b"]]) == [0.5]
+    with pytest.raises(TrimError, match="bad number"):
+        prm_from_spec(f"http-score:{server.url}/score?timeout=soon")
+    with pytest.raises(TrimError, match="unknown option 'colour'"):
+        prm_from_spec(f"http-score:{server.url}/score?colour=red")
+    # load_prm (the --prm of score-steps and decode) hands the served kinds to prm_from_spec
+    assert isinstance(load_prm(f"http-judge:{server.url}?model=j"), HTTPJudgePRM)
     judge = prm_from_spec(f"http-judge:{server.url}?model=j&style=plain")
     assert judge.score("What is 2+2?", [["good"]])[0] == pytest.approx(0.8 / 0.9)
     with pytest.raises(TrimError, match="http-score:<url> or http-judge"):

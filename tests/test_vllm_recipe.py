@@ -71,7 +71,7 @@ def test_decode_line_runs_against_stand_ins(tmp_path, shared):
 
 def test_chat_example_spec_builds_a_chat_backend(monkeypatch):
     from trimpomdp.decode.chat import ChatBackend
-    from trimpomdp.decode.http import backend_from_spec
+    from trimpomdp.decode.specs import backend_from_spec
 
     text = (ROOT / "README.md").read_text().split("## Serving models with vLLM", 1)[1]
     spec = re.search(r"--strong '(https://api\.example\.com[^']+)'", text).group(1)

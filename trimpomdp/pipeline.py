@@ -44,7 +44,7 @@ class ModelPool:
     def generator(self, spec: str, seed: int | None = 0, temperature: float = 0.0, reuse_cache: bool = True):
         """A ``StepGenerator`` for a model spec (local weights or an OpenAI-compatible server)."""
         if spec.startswith(("http://", "https://")):
-            from trimpomdp.decode.http import backend_from_spec
+            from trimpomdp.decode.specs import backend_from_spec
 
             return backend_from_spec(spec)
         from trimpomdp.decode.hf import HFStepGenerator
@@ -55,15 +55,11 @@ class ModelPool:
 
     def prm(self, spec: str, batch_size: int = 4):
         """A ``StepScorer`` for a PRM spec."""
-        from trimpomdp.decode.http import PRM_KINDS
-        from trimpomdp.decode.prm import JudgePRM, load_prm
+        from trimpomdp.decode.prm import JudgePRM
+        from trimpomdp.decode.specs import load_prm
 
         kind, _, target = spec.partition(":")
-        if kind in PRM_KINDS:
-            from trimpomdp.decode.http import prm_from_spec
-
-            return prm_from_spec(spec)
-        if kind == "judge" and target:
+        if kind == "judge" and target:  # the pool's copy of the model, shared with a step writer
             model, tok, style = self.get(target)
             return JudgePRM(model, tok, name=spec, prompt_style=style, batch_size=batch_size)
         return load_prm(spec, device=self.device, batch_size=batch_size)

@@ -24,7 +24,7 @@ from trimpomdp.errors import TrimError
 @click.pass_context
 def score_steps(ctx, labelled, out, prm_spec, limit, sample, seed, batch_size, device, resume, quiet):
     """Score every step of LABELLED solutions with a PRM -> JSONL {"id", "scores", "label"}."""
-    from trimpomdp.decode.prm import load_prm
+    from trimpomdp.decode.specs import load_prm
     from trimpomdp.decode.scoring import sample_items, score_labelled, scored_ids
     from trimpomdp.observation_models.data import load_processbench
 

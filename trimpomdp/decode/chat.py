@@ -13,7 +13,7 @@ server is told to continue that turn rather than answer it (``continuation``):
 
 The first step has no partial solution and is asked for with a plain generation prompt in every mode (an
 empty final message would be rendered as a finished turn by Hugging Face chat templates). Stopping and
-token accounting are those of the completions backend (``http.step_from_choice``): stop at a blank line,
+token accounting are those of the completions backend (``httpclient.step_from_choice``): stop at a blank line,
 ``usage.completion_tokens`` is the cost. A template that trims the final message (Llama 3's) loses the
 blank line after the last step, so the model writes it first and stops at once; such a reply is asked for
 again without the stop string and cut here (``backends.cut_step``), both calls' tokens charged.
@@ -23,8 +23,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from trimpomdp.decode.backends import STEP_SEPARATOR, StepOut, cut_step
-from trimpomdp.decode.http import (JsonHTTPClient, api_base, blank_stop, check_usage, choice_tokens,
-                                   step_from_choice)
+from trimpomdp.decode.httpclient import (JsonHTTPClient, api_base, blank_stop, check_usage, choice_tokens,
+                                         step_from_choice)
 from trimpomdp.decode.prompts import INSTRUCTION, SYSTEM, render
 from trimpomdp.errors import TrimError
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from trimpomdp.decode.backends import BatchError, broadcast_questions
-from trimpomdp.decode.http import JsonHTTPClient, _is_int, _is_num, _split_spec, first_model
+from trimpomdp.decode.httpclient import JsonHTTPClient, first_model, is_int, is_num, split_spec
 from trimpomdp.decode.prm import QWEN_STEP_TOKEN, QWEN_SYSTEM
 from trimpomdp.errors import TrimError
 
@@ -105,7 +105,7 @@ def step_rows(item, n_steps: int, positive: int, where: str) -> list[float]:
                         "(the client asks for encoding_format float)")
     if not isinstance(rows, list):
         raise TrimError(f"{where}: expected a list of rows in data, got {str(rows)[:60]}")
-    if rows and all(_is_num(v) for v in rows):
+    if rows and all(is_num(v) for v in rows):
         raise TrimError(f"{where}: one flat score per input, not one row per step: the server pools the "
                         "whole sequence (started with --task classify?); serve the PRM with STEP pooling")
     if len(rows) != n_steps:
@@ -114,7 +114,7 @@ def step_rows(item, n_steps: int, positive: int, where: str) -> list[float]:
         raise TrimError(f"{where}: {len(rows)} pooled rows for {n_steps} steps: {hint}")
     out = []
     for i, row in enumerate(rows):
-        if not isinstance(row, list) or not row or not all(_is_num(v) for v in row):
+        if not isinstance(row, list) or not row or not all(is_num(v) for v in row):
             raise TrimError(f"{where}: row {i} must be a list of numbers, got {str(row)[:60]}")
         if not all(math.isfinite(v) and -1e-6 <= v <= 1 + 1e-6 for v in row):
             raise TrimError(f"{where}: row {i} holds values outside [0, 1] ({str(row)[:60]}): raw logits? "
@@ -148,7 +148,7 @@ class PoolingPRM:
             raise TrimError(f"pooling PRM style must be one of {', '.join(STYLES)}, got {style!r}")
         if batch < 1:
             raise TrimError(f"pooling PRM batch must be >= 1, got {batch}")
-        if positive is not None and not (_is_int(positive) and positive >= 0):
+        if positive is not None and not (is_int(positive) and positive >= 0):
             raise TrimError(f"pooling PRM positive class index must be an integer >= 0, got {positive!r}")
         self.url = pooling_url(server)
         self.model = model
@@ -185,7 +185,7 @@ class PoolingPRM:
         by_index: dict[int, dict] = {}
         for k, item in enumerate(data):
             idx = item.get("index", k) if isinstance(item, dict) else None
-            if not (_is_int(idx) and 0 <= idx < len(inputs)) or idx in by_index:
+            if not (is_int(idx) and 0 <= idx < len(inputs)) or idx in by_index:
                 raise TrimError(f"{self.url}: data[{k}].index must be a distinct integer in "
                                 f"[0, {len(inputs) - 1}], got {idx!r}")
             by_index[idx] = item
@@ -239,7 +239,7 @@ def pooling_prm_from_spec(target: str, name: str | None = None) -> PoolingPRM:
     """``http://host:8000?model=Qwen/Qwen2.5-Math-PRM-7B[&style=qwen|messages|shepherd|plain][&tag=..]
     [&positive=1][&task=token_classify][&batch=16][&concurrency=8][&timeout=60][&retries=3]
     [&api_key_env=VAR]`` -> a PoolingPRM (without ``model`` the server's first listed model)."""
-    url, q = _split_spec(target)
+    url, q = split_spec(target)
     unknown = sorted(set(q) - set(SPEC_OPTIONS))
     if unknown:
         raise TrimError(f"vllm-pooling spec {target!r}: unknown option {unknown[0]!r} "

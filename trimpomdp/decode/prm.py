@@ -6,8 +6,8 @@
   real Qwen2ForProcessRewardModel needs its own remote code, which is only used when the folder ships it).
 - ``JudgePRM``: any causal LM is asked "Is the latest step correct? Answer Yes or No" and the score is
   P(Yes) / (P(Yes) + P(No)) from its next-token distribution; works with the packaged small models.
-Specs for ``load_prm``: ``judge:<model spec>`` (packaged name, folder or .gguf), ``qwen:<folder>``, or a
-served PRM (``vllm-pooling:SERVER?model=NAME``, see ``decode.pooling``; ``http-score:``, ``http-judge:``).
+``specs.load_prm`` builds them from ``judge:<model spec>`` (packaged name, folder or .gguf) and
+``qwen:<folder>``, and the served PRMs (``vllm-pooling:``, ``http-score:``, ``http-judge:``) from theirs.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from trimpomdp.errors import ModelError, TrimError
 
 QWEN_STEP_TOKEN = "<extra_0>"
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-
 
 
 def _batches(n: int, size: int):
@@ -184,23 +183,6 @@ class JudgePRM:
         finally:
             tok.padding_side = old
         return scores
-
-
-def load_prm(spec: str, device: str = "auto", batch_size: int = 8):
-    """``judge:<model>`` or ``qwen:<folder>`` -> a Scorer; the server kinds (``vllm-pooling:``,
-    ``http-score:``, ``http-judge:``) are built by ``http.prm_from_spec``."""
-    from trimpomdp.decode.http import PRM_KINDS, prm_from_spec
-
-    kind, _, target = spec.partition(":")
-    if kind in PRM_KINDS:
-        return prm_from_spec(spec)
-    if not target:
-        raise TrimError(f"PRM spec {spec!r} must be judge:<model> or qwen:<folder>")
-    if kind == "judge":
-        return JudgePRM.from_spec(target, device=device, batch_size=batch_size)
-    if kind == "qwen":
-        return QwenStylePRM.from_folder(target, device=device, batch_size=batch_size)
-    raise TrimError(f"unknown PRM kind {kind!r} in {spec!r}; expected judge:<model> or qwen:<folder>")
 
 
 def score_all_steps(prm, question: str, steps: Sequence[str]) -> list[float]:
