@@ -231,6 +231,8 @@ def evaluation_text(result: dict) -> str:
 
 
 def _benchmark_text(result: dict) -> str:
+    from trimpomdp.routing import report
+
     lines = []
     if result["n_common"] is not None:
         lines.append(f"compared on the {result['n_common']} problems common to all runs")
@@ -245,9 +247,13 @@ def _benchmark_text(result: dict) -> str:
                                "errors", "PGR", "cost/C_s", "IBC", "dIBC"], rows, align="llrrrrrrrrrr"))
     if result["families"]:
         lines.append("")
-        lines.append(family_table(result["families"], "runs"))
+        lines.append(report.family_table(result["families"], "runs"))
     lines.append("")
-    lines.append(cost_table(result["runs"]))
+    lines.append("full cost per question (PRM tokens read: the solution so far at every scored step, in the "
+                 "generating models' tokens, question and prompt not counted; wall time per problem)")
+    lines.append(report.cost_table([
+        {**p, "name": p["name"], "cheap_kept": p["weak_tokens"], "cheap_discarded": p["weak_discarded"]}
+        for p in result["runs"]]))
     unchecked = [f"{p['name']} {p['n_unchecked']}/{p['n']}" for p in result["runs"] if p.get("n_unchecked")]
     if unchecked:
         lines.append(f"note: problems without a reference answer count as wrong ({', '.join(unchecked)})")
@@ -255,56 +261,3 @@ def _benchmark_text(result: dict) -> str:
         lines.append(f"note: {result['note']}")
     return "\n".join(lines)
 
-
-def family_table(families: dict, count_key: str = "runs") -> str:
-    """One row per family: CPT at 50/80/95% PGR (percent of the strong-only cost, or 'not reached'), the
-    highest PGR its front reaches, and Delta-IBC as mean and max over the family's points and mean over the
-    PGR levels its front reaches (how many of them)."""
-    from trimpomdp.routing.metrics import cpt_text
-
-    rows = []
-    for f, v in families.items():
-        n = v.get(count_key)
-        front = v.get("delta_ibc_front")
-        rows.append([f, len(n) if isinstance(n, list) else n,
-                     *(cpt_text(v.get(k)) for k in ("cpt50", "cpt80", "cpt95")), fmt_num(v.get("max_pgr")),
-                     fmt_num(v.get("delta_ibc_mean")), fmt_num(v.get("delta_ibc_max")),
-                     None if front is None else f"{front:.3f} ({v['front_levels_reached']}/{v['front_levels']})"])
-    return format_table(["family", count_key, "CPT50", "CPT80", "CPT95", "max PGR", "dIBC mean", "dIBC max",
-                         "dIBC front (levels)"], rows, align="lrrrrrrrr")
-
-
-def cost_table(points: list[dict]) -> str:
-    """Full cost per question of each run: strong tokens, cheap tokens kept and discarded, PRM tokens read,
-    wall seconds, and the priced total when prices were given (naming the kinds it leaves out)."""
-    priced = any(p.get("cost") for p in points)
-    rows = []
-    for p in points:
-        secs = p.get("seconds")
-        if secs is not None and p.get("seconds_known", p["n"]) < p["n"]:
-            secs_txt = f"{secs:.2f} ({p['seconds_known']}/{p['n']} known)"
-        else:
-            secs_txt = "unknown" if secs is None else f"{secs:.2f}"
-        row = [p["name"], fmt_num(p["strong_tokens"], 1), fmt_num(p["weak_tokens"], 1),
-               fmt_num(p["weak_discarded"], 1), "unknown" if p.get("prm_tokens") is None else fmt_num(p["prm_tokens"], 1),
-               secs_txt]
-        if priced:
-            row.append(price_text(p.get("cost")))
-        rows.append(row)
-    heads = ["run", "strong_tok/q", "cheap_kept/q", "cheap_discarded/q", "prm_read/q", "wall_s/q"]
-    title = ("full cost per question (PRM tokens read: the solution so far at every scored step, in the "
-             "generating models' tokens, question and prompt not counted; wall time per problem)")
-    return title + "\n" + format_table(heads + (["cost/q"] if priced else []), rows,
-                                        align="l" + "r" * (len(heads) - 1 + priced))
-
-
-def price_text(cost: dict | None) -> str | None:
-    """A priced total, with the priced kinds it leaves out named ('not recorded')."""
-    if not cost:
-        return None
-    if cost["total"] is None:
-        return f"unknown ({', '.join(cost['excludes'])} not recorded)"
-    txt = f"{cost['total']:.4g}"
-    if cost["excludes"]:
-        txt += f" (without {', '.join(cost['excludes'])}: not recorded)"
-    return txt

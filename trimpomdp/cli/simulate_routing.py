@@ -37,20 +37,33 @@ import click
     "--reference",
     type=click.Path(file_okay=False),
     default=None,
-    help="Folder of reference runs (*.jsonl) to draw on the plot.",
+    help="Folder of real runs in the reference's format (e.g. shared/data/anchor_runs): their PGR / CPT / "
+    "Delta-IBC and recorded costs are printed beside the in-model ones (and drawn on the plot).",
 )
+@click.option("--price", "price", default=None, metavar="KIND=PRICE,...",
+              help="Price per token of each kind, to report each policy's total cost per question: strong "
+                   "(written), cheap (written, kept or discarded), prm (read), e.g. "
+                   "strong=5e-6,cheap=1e-7,prm=2e-7.")
+@click.option("--cheap-step-tokens", type=click.FloatRange(0), default=None,
+              help="Cheap tokens per step the in-model cost estimate assumes (default: the spec's mean strong "
+                   "step tokens / tokens_per_weak_token).")
 @click.option("--mode", type=click.Choice(["both", "independent", "sequence"]), default="both", show_default=True,
               help="Observation draws: independent pairs per step, coherent per-episode sequences, or both.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def simulate_routing(spec, policies, sweeps, points, episodes, seed, plot, reference, mode, as_json):
-    """Simulate routing policies on a TRIM spec, print accuracy, strong tokens, PGR, IBC, CPT."""
+def simulate_routing(spec, policies, sweeps, points, episodes, seed, plot, reference, price, cheap_step_tokens,
+                     mode, as_json):
+    """Simulate routing policies on a TRIM spec, print accuracy, strong tokens, PGR, IBC, CPT, Delta-IBC
+    (docs/metrics.md) and the full cost; with --reference, the same metrics of real runs beside them."""
     import sys
 
     from trimpomdp.routing.compare import compare_policies, comparison_text
+    from trimpomdp.routing.costs import parse_prices
 
+    prices = parse_prices(price)
     result = compare_policies(spec, policies, sweeps, points=points, episodes=episodes, seed=seed, plot=plot,
                               reference=reference, progress=not as_json and sys.stderr.isatty(),
-                              modes=("independent", "sequence") if mode == "both" else (mode,))
+                              modes=("independent", "sequence") if mode == "both" else (mode,),
+                              prices=prices, cheap_step_tokens=cheap_step_tokens)
     if as_json:
         click.echo(json.dumps(result, indent=1, default=float))
         return

@@ -1,6 +1,8 @@
 """Comparing routing policies in the simulator (``trimpomdp simulate-routing``): the weak-only and
-strong-only anchors, single policies and policy families (sweeps), with PGR / IBC / CPT per the
-definitions in ``routing.metrics``, and an optional cost-accuracy plot."""
+strong-only anchors, single policies and policy families (sweeps), with PGR / IBC / CPT / Delta-IBC per the
+definitions in ``routing.metrics`` (``docs/metrics.md``), each policy's full cost (``routing.costs``:
+expected cheap and PRM tokens derived from its step counts, optionally priced), the same metrics on the
+reference's real runs (``routing.reference_runs``) beside the in-model ones, and an optional plot."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,16 +10,21 @@ from pathlib import Path
 import numpy as np
 
 from trimpomdp.errors import TrimError
+from trimpomdp.routing import report
 
 
 def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 100_000, seed: int = 0,
                      plot=None, reference=None, progress: bool = False,
-                     modes=("independent", "sequence")) -> dict:
+                     modes=("independent", "sequence"), prices=None, cheap_step_tokens=None) -> dict:
     """Simulate every policy (and family) on the same seeded episodes in each observation mode
-    (``simulator.MODES``); returns {"spec", "episodes", "seed", "modes": {mode: metrics table}}."""
+    (``simulator.MODES``); returns {"spec", "episodes", "seed", "modes": {mode: metrics table},
+    "cost_model", "reference"?}. ``prices``: {kind: price per token} (``costs.parse_prices``);
+    ``cheap_step_tokens``: the cheap step length the cost estimate assumes (default: the spec's);
+    ``reference``: a folder of real runs, whose metrics are computed too (``reference_runs``)."""
     from trimpomdp.resource_limits import check_episodes
+    from trimpomdp.routing import costs as C
     from trimpomdp.routing.registry import load_policy
-    from trimpomdp.routing.metrics import curve_metrics, summarize
+    from trimpomdp.routing.metrics import curve_metrics, jsonable, summarize
     from trimpomdp.routing.simulator import MODES, SEQUENCE_RULES, family_policies, simulate_summary
     from trimpomdp.routing.spec import load_observation_points
     from trimpomdp.routing.spec import TrimModel
@@ -28,6 +35,15 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
     if bad or not modes:
         raise TrimError(f"--mode {bad[0] if bad else ''!r}: expected {', '.join(MODES)} or both")
     tm = TrimModel.load(spec)
+    ref_metrics = None
+    if reference:  # read (and check) the real runs before simulating anything
+        from trimpomdp.routing.reference_runs import reference_metrics
+
+        ref_metrics = reference_metrics(reference, prices)
+    if cheap_step_tokens is None:
+        m_cheap, m_source = C.spec_cheap_step_tokens(tm)
+    else:
+        m_cheap, m_source = float(cheap_step_tokens), "--cheap-step-tokens"
     pts_path = points or tm.absolute_points_path(Path(spec).parent)
     if pts_path is None:
         raise TrimError("the spec names no observation_points; pass --points")
@@ -37,7 +53,8 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
     # every policy is built (and every family solved) once and simulated in each mode
     singles = {p: load_policy(p, tm) for p in dict.fromkeys(("weak", "strong") + tuple(policies))}
     fams = {sw: family_policies(tm, sw) for sw in sweeps}
-    result = {"spec": str(spec), "episodes": episodes, "seed": seed, "observation": tm.observation, "modes": {}}
+    result = {"spec": str(spec), "episodes": episodes, "seed": seed, "observation": tm.observation, "modes": {},
+              "cost_model": {"cheap_step_tokens": m_cheap, "source": m_source, "prices": prices}}
     if "sequence" in modes:
         result["sequence_rules"] = SEQUENCE_RULES
     for mode in modes:
@@ -46,6 +63,9 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
             if hasattr(p, "predicted"):
                 r["predicted_accuracy"] = p.predicted.get("accuracy")
                 r["predicted_strong_tokens"] = p.predicted.get("strong_tokens")
+            cost = C.simulated_costs(r, tm, m_cheap)  # in-model expected cheap / PRM tokens
+            r.update(cheap_kept=cost["cheap_kept"], cheap_discarded=cost["cheap_discarded"],
+                     prm_tokens=cost["prm_tokens"], cost=C.price(cost, prices))
             return dict(r, name=name)
 
         rows = [run(p, name) for name, p in singles.items()]
@@ -60,9 +80,12 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
         result["modes"][mode] = {
             "acc_weak": aw, "acc_strong": as_, "cost_strong": cs, "policies": table,
             "fallback": max((r.get("fallback", 0.0) for r in table), default=0.0),
-            "families": {k: {m: v[m] for m in v if m not in ("costs", "accuracies")} for k, v in curves.items()},
+            "families": {k: jsonable({m: v[m] for m in v if m not in ("costs", "accuracies")})
+                         for k, v in curves.items()},
             "_curves": curves,
         }
+    if ref_metrics is not None:
+        result["reference"] = ref_metrics
     if plot:
         from trimpomdp.routing.plots import load_reference_runs, plot_cost_accuracy
 
@@ -104,9 +127,40 @@ def comparison_text(result: dict) -> str:
                 f"{r['name'][:33]:<34}{r['accuracy']:>9.4f}{r['strong_tokens']:>9.2f}{r['regenerations']:>8.3f}"
                 f"{_fmt(r['pgr'], '7.3f')}{_fmt(r['norm_cost'], '7.3f')}{_fmt(r['delta_ibc'], '8.3f')}"
             )
-        for k, v in res["families"].items():
-            lines.append(
-                f"{k}: CPT50 {_fmt(v['cpt50'], '.4f')}  CPT80 {_fmt(v['cpt80'], '.4f')}  "
-                f"CPT95 {_fmt(v['cpt95'], '.4f')}  best dIBC {_fmt(v['best_delta_ibc'], '.3f')}"
-            )
+        if res["families"]:
+            lines.append(f"families, in-model ({mode} observations; CPT in % of the strong-only cost):")
+            lines.append(report.family_table(res["families"], "delta_ibc_points", name="sweep", count_label="points"))
+        lines.append(_cost_text(result, res["policies"]))
+    if result.get("reference") is not None:
+        lines.append(reference_text(result["reference"]))
+    return "\n".join(lines)
+
+
+def _cost_text(result: dict, rows: list[dict]) -> str:
+    cm = result.get("cost_model", {})
+    head = ("full cost per question, in-model (expected values: the simulator draws no cheap tokens, so "
+            f"cheap steps are taken as {cm.get('cheap_step_tokens', 0):.1f} tokens on average, from "
+            f"{cm.get('source', '?')}; PRM tokens read = the solution so far at every step; wall time not "
+            "modelled):")
+    return head + "\n" + report.cost_table(rows, unknown_prm="not modelled", unknown_seconds="not modelled")
+
+
+def reference_text(ref: dict) -> str:
+    """The real runs' metrics per benchmark: anchors, the family table, each point's full cost as recorded."""
+    lines = [f"== real runs (the reference's recorded results in {ref['folder']}; not simulated)"]
+    for b in ref["benchmarks"]:
+        if b.get("note"):
+            lines.append(f"{b['benchmark']}: {b['note']}")
+        if "acc_weak" not in b:
+            continue
+        lines.append(f"{b['benchmark']}: cheap-only accuracy {b['acc_weak']:.4f} ({b['weak']['where']}); strong-only "
+                     f"{b['acc_strong']:.4f} at {b['cost_strong']:.2f} strong tokens ({b['strong']['where']})")
+        if b["families"]:
+            lines.append(f"families, real runs ({b['benchmark']}; CPT in % of the strong-only cost):")
+            lines.append(report.family_table(b["families"], "delta_ibc_points", name="file", count_label="points"))
+        lines.append("full cost per question, real runs (as recorded; the reference records no PRM tokens or "
+                     "wall time):")
+        rows = [dict(b[r], name=f"{r}-only") for r in ("weak", "strong")]
+        rows += [dict(p, name=f"{stem} {p['label']}") for stem, f in b["families"].items() for p in f["points"]]
+        lines.append(report.cost_table(rows, unknown_prm="not recorded", unknown_seconds="not recorded"))
     return "\n".join(lines)

@@ -129,21 +129,35 @@ def spec_cheap_step_tokens(trim_model) -> tuple[float, str]:
                           f"{ratio:g}")
 
 
-def simulated_costs(summary: dict, trim_model, cheap_step_tokens: float) -> dict:
+def simulated_costs(summary: dict, trim_model, cheap_step_tokens: float | None = None) -> dict:
     """Expected per-question cheap and PRM tokens of a simulated policy from its summary (``mean_steps``
-    E[L], ``regenerations`` R, ``strong_tokens`` S) and a cheap step of m tokens: every step gets a cheap
-    candidate (m E[L] written), R m of them discarded; the PRM reads, at step t, the t - 1 kept steps
-    before it and the candidate: m E[L] + k E[L (L - 1) / 2], k = ((E[L] - R) m + S) / E[L] the mean kept
+    E[L], ``regenerations`` R, ``strong_tokens`` S), with cheap steps of mean m tokens (default: the
+    spec's, ``spec_cheap_step_tokens``).
+
+    Every step gets a cheap candidate, m E[L] tokens written. The simulator charges a regenerated step
+    ``tokens_per_weak_token`` (r) strong tokens per token of its candidate, so the discarded candidates
+    hold S / r tokens (a cost-aware policy regenerates shorter steps than average), scaled by m over the
+    spec's mean when m is given; with r = 0 they hold R m. The PRM reads, at step t, the t - 1 kept steps
+    before it and the candidate: m E[L] + k E[L (L - 1) / 2], k = (kept cheap + S) / E[L] the mean kept
     step (strong rewrites included), E[L (L - 1) / 2] from the spec's length distribution (step lengths
     taken as independent of position). Wall time is not modelled (None)."""
-    m = float(cheap_step_tokens)
+    ratio = float(trim_model.tokens_per_weak_token)
+    m_spec = float(trim_model.mean_step_tokens) / ratio if ratio > 0 else None
+    m = m_spec if cheap_step_tokens is None else float(cheap_step_tokens)
+    if m is None:
+        spec_cheap_step_tokens(trim_model)  # raises: the spec implies no cheap step length
     if not (math.isfinite(m) and m >= 0):
         raise TrimError(f"--cheap-step-tokens: must be a number >= 0, got {cheap_step_tokens!r}")
     steps, regen, strong = (float(summary[k]) for k in ("mean_steps", "regenerations", "strong_tokens"))
-    kept, discarded = (steps - regen) * m, regen * m
+    if m_spec:
+        discarded = strong / ratio * (m / m_spec)
+    else:
+        discarded = regen * m
+    written = steps * m
+    kept = 0.0 if regen >= steps else max(0.0, written - discarded)  # every step rewritten: none kept
     pmf = np.asarray(trim_model.length_pmf, dtype=np.float64)
     t = np.arange(1, pmf.size + 1, dtype=np.float64)
     pairs = float((t * (t - 1) / 2) @ pmf)
     kept_step = (kept + strong) / steps if steps > 0 else 0.0
     return {"strong_tokens": strong, "cheap_kept": kept, "cheap_discarded": discarded,
-            "prm_tokens": steps * m + pairs * kept_step, "seconds": None}
+            "prm_tokens": written + pairs * kept_step, "seconds": None}
