@@ -119,7 +119,7 @@ def _anchor(points: list[RealPoint], role: str, folder, bench) -> RealPoint | No
     hits = [p for p in points if p.role == role]
     distinct = {(p.accuracy, p.strong_tokens) for p in hits}
     if len(distinct) > 1:
-        raise TrimError(f"{folder}: several different {role}-only runs on {bench} "
+        raise TrimError(f"{folder}: several different {'cheap' if role == 'weak' else role}-only runs on {bench} "
                         f"({', '.join(p.where for p in hits)}); keep one")
     return hits[0] if hits else None
 
