@@ -155,7 +155,18 @@ class ConcurrentDecoder:
         return None
 
     def _step(self, ep: Episode) -> None:
-        """Weak step, PRM score, routing decision, strong rewrite if asked, commit."""
+        """Weak step, PRM score, routing decision, strong rewrite if asked, commit (or, once the policy
+        has handed the question to the strong model, a strong step alone)."""
+        if ep.awaiting == "strong":
+            if self.strong is None:
+                ep.fail("policy handed the question to the strong model but none is loaded")
+                return
+            strong = self._generate(self.strong, ep, "s")
+            if strong is not None:
+                with self._lock:
+                    ep.write_strong(strong)
+                    self.stats.regenerations += 1
+            return
         weak = self._generate(self.weak, ep, "w")
         if weak is None:
             return

@@ -58,11 +58,13 @@ class Episode:
 
     @property
     def awaiting(self) -> str:
-        """What the episode needs next: 'observe', 'decide', 'commit' or 'nothing' (done)."""
+        """What the episode needs next: 'observe', 'decide', 'commit', 'strong' (the policy has handed the
+        rest of the question to the strong model: ``write_strong``) or 'nothing' (done)."""
         if self.done:
             return "nothing"
         if self._weak is None:
-            return "observe"
+            strong_writes = getattr(self.policy, "strong_writes", None)
+            return "strong" if strong_writes is not None and strong_writes(self.policy_state) else "observe"
         return "decide" if self._entry.get("action") is None else "commit"
 
     @property
@@ -153,10 +155,29 @@ class Episode:
         self.steps.append(e["text"])
         self.entries.append(e)
         self._weak = self._obs = self._entry = None
+        self._finish_step(chosen)
+
+    def _finish_step(self, chosen: StepOut) -> None:
         if chosen.finished:
             self.finish = "answer" if boxed_closed(join_steps(self.steps)) else "eos"
         elif len(self.steps) >= self.max_steps:
             self.finish = "max_steps"
+
+    def write_strong(self, strong: StepOut) -> None:
+        """A step the strong model writes on its own after a takeover (no cheap step, no score, nothing
+        decided): recorded as a regenerated step without observation."""
+        if self.awaiting != "strong":
+            raise TrimError(f"problem {self.problem.id}: write_strong() called while awaiting {self.awaiting}")
+        e = {"index": self.step, "text": strong.text, "model": "strong", "weak_text": None, "weak_tokens": 0,
+             "strong_tokens": int(strong.n_tokens), "prm_score": None, "observation": None, "obs_bin": None,
+             "belief_before": None, "belief_after": None, "action": "regenerate", "q_keep": None,
+             "q_regenerate": None, "policy_state": _jsonable(self.policy_state)}
+        self.tokens["strong"] += int(strong.n_tokens)
+        self.history.append(PastStep(float("nan"), 0, "regenerate", int(strong.n_tokens)))
+        self.prev_action = "regenerate"
+        self.steps.append(strong.text)
+        self.entries.append(e)
+        self._finish_step(strong)
 
     # -------------------------------------------------------------------------------------- output
     def record(self, policy_name: str, models: dict | None = None) -> dict:
@@ -184,9 +205,12 @@ def _floats(v):
 
 
 def _jsonable(state):
-    """A policy state as trace JSON: numbers and flat sequences of numbers; anything else is left out."""
+    """A policy state as trace JSON: numbers, flat sequences of numbers and objects of these (string keys);
+    anything else is left out."""
     if state is None or isinstance(state, (bool, int, float, str)):
         return state
+    if isinstance(state, dict):
+        return {str(k): _jsonable(v) for k, v in state.items()}
     if isinstance(state, (np.integer, np.floating)):
         return state.item()
     try:

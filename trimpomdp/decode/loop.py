@@ -185,6 +185,12 @@ class RoutedDecoder:
         return self._call_each(live, call, _takes_deadline(self.prm.score))
 
     def _iterate(self, active: list[Episode]) -> None:
+        takers = [s for s in active if s.awaiting == "strong"]  # the strong model writes their steps
+        if takers:
+            active = [s for s in active if s.awaiting != "strong"]
+            self._write_strong(takers)
+        if not active:
+            return
         t = time.perf_counter()
         weak_outs = self._generate(self.weak, active, "w")
         self.stats.weak_seconds += time.perf_counter() - t
@@ -215,6 +221,20 @@ class RoutedDecoder:
             if s.finish == "error":
                 continue
             self._commit(s, strong_outs.get(id(s)))
+
+    def _write_strong(self, eps: list[Episode]) -> None:
+        """A step of each episode whose policy handed the rest of its question to the strong model."""
+        if self.strong is None:
+            for s in eps:
+                s.fail("policy handed the question to the strong model but none is loaded")
+            return
+        t = time.perf_counter()
+        outs = self._generate(self.strong, eps, "s")
+        self.stats.strong_seconds += time.perf_counter() - t
+        for s, o in zip(eps, outs):
+            if o is not None:
+                s.write_strong(o)
+                self.stats.regenerations += 1
 
     def _route(self, ep: Episode, o: StepOut, score) -> bool:
         """Belief update + policy for one weak step; True when the step is to be regenerated."""

@@ -415,24 +415,7 @@ def _simulate_chunk(trim_model, policy: BatchRoutingPolicy, points: dict, N: int
 
 
 def family_policies(trim_model, sweep: str) -> list:
-    """Policies of a sweep: 'pomdp:lambda=lo:hi:n', 'pomdp:mean=a,b', 'threshold:lo:hi:n', 'threshold:a,b'."""
-    from trimpomdp.errors import TrimError
-    from trimpomdp.routing.budgets import parse_sweep
-    from trimpomdp.routing.solver import solve_budget
-    from trimpomdp.routing.policies import ThresholdPolicy
+    """The policies of a ``--sweep`` family (``registry.family_policies``, kept here for old callers)."""
+    from trimpomdp.routing.registry import family_policies as fam
 
-    kind, _, arg = sweep.partition(":")
-    kind = kind.lower()
-    if kind == "pomdp":
-        return [solve_budget(trim_model, b) for b in parse_sweep(arg)]
-    if kind in ("threshold", "thr"):
-        try:
-            if arg.count(":") == 2:
-                lo, hi, n = arg.split(":")
-                ks = np.linspace(float(lo), float(hi), int(n))
-            else:
-                ks = [float(v) for v in arg.split(",") if v.strip()]
-        except ValueError:
-            raise TrimError(f"--sweep {sweep!r}: expected threshold:lo:hi:n or threshold:a,b,c") from None
-        return [ThresholdPolicy(float(k)) for k in ks]
-    raise TrimError(f"--sweep {sweep!r}: expected pomdp:lambda=..., pomdp:mean=... or threshold:...")
+    return fam(trim_model, sweep)
