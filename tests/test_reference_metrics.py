@@ -109,7 +109,8 @@ def test_bad_reference_folders(tmp_path, anchors, capsys):
     with open(d / f"{POMDP}.jsonl", "a") as fh:
         fh.write(json.dumps({"accuracy": 0.3, "avg_target_tokens_per_question": 0.0,
                              "avg_target_calls_per_question": 0.0}) + "\n")
-    with pytest.raises(TrimError, match=rf"several different cheap-only runs on math500.*{POMDP}.jsonl:9.*{THR}.jsonl:1"):
+    msg = rf"several different cheap-only runs on math500.*{POMDP}.jsonl:9.*{THR}.jsonl:1"
+    with pytest.raises(TrimError, match=msg):
         reference_metrics(d)
     # a folder without the anchors is reported, not guessed at
     d = tmp_path / "pomdp_only"
