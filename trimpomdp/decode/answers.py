@@ -554,7 +554,7 @@ def latex_to_sympy(s: str):
 # ------------------------------------------------------------------------------------------- comparing
 def _close(x: complex, y: complex, rel: float = 1e-6) -> bool:
     """Relatively close; the absolute floor is tiny so that 1e-5 and 2e-5 (Minerva answers) differ."""
-    if cmath.isnan(x) or cmath.isnan(y):
+    if not (cmath.isfinite(x) and cmath.isfinite(y)):  # NaN, or a power too big for a float
         return False
     return abs(x - y) <= max(rel * max(abs(x), abs(y)), _ABS_FLOOR)
 
