@@ -78,7 +78,7 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
             a = [aw] + [r["accuracy"] for r in fam]
             curves[sw] = dict(curve_metrics(c, a, aw, as_, cs), costs=c, accuracies=a)
         result["modes"][mode] = {
-            "acc_weak": aw, "acc_strong": as_, "cost_strong": cs, "policies": table,
+            "acc_weak": aw, "acc_strong": as_, "cost_strong": cs, "policies": jsonable(table),
             "fallback": max((r.get("fallback", 0.0) for r in table), default=0.0),
             "families": {k: jsonable({m: v[m] for m in v if m not in ("costs", "accuracies")})
                          for k, v in curves.items()},
