@@ -26,6 +26,8 @@ COMMANDS = {
     "trim-model": ("trimpomdp.cli.trim_model:trim_model", "Build a TRIM routing model spec (JSON) from data."),
     "simulate-routing": ("trimpomdp.cli.simulate_routing:simulate_routing",
                          "Compare routing policies on real PRM observations."),
+    "train-router": ("trimpomdp.cli.train_router:train_router_cmd",
+                     "Train a TRIM-Agg or TRIM-Seq step router with PPO (simulator or live decoding)."),
     "models": ("trimpomdp.cli.models:models", "Locate or prepare the packaged small LLMs for decoding."),
     "score-steps": ("trimpomdp.cli.score_steps:score_steps", "Score labelled solution steps with a PRM."),
     "decode": ("trimpomdp.cli.decode:decode", "Routed step-level generation on a problem file."),
