@@ -28,6 +28,7 @@ COMMANDS = {
                          "Compare routing policies on real PRM observations."),
     "train-router": ("trimpomdp.cli.train_router:train_router_cmd",
                      "Train a TRIM-Agg or TRIM-Seq step router with PPO (simulator or live decoding)."),
+    "calibrate": ("trimpomdp.cli.calibrate:calibrate", "Fit question difficulty and step accuracies to real runs."),
     "models": ("trimpomdp.cli.models:models", "Locate or prepare the packaged small LLMs for decoding."),
     "score-steps": ("trimpomdp.cli.score_steps:score_steps", "Score labelled solution steps with a PRM."),
     "decode": ("trimpomdp.cli.decode:decode", "Routed step-level generation on a problem file."),

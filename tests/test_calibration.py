@@ -1,0 +1,127 @@
+"""Calibration against run summaries: exact evaluation, parameter recovery, bad run data."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trimpomdp.calibration import ClassModel, fit, load_run_dir, load_runs, predict
+from trimpomdp.calibration.model import evaluate_threshold
+from trimpomdp.calibration.runs import RunPoint
+from trimpomdp.cli.main import main
+from trimpomdp.errors import FormatError
+from trimpomdp.routing.spec import load_observation_points
+
+ROOT = Path(__file__).resolve().parents[1]
+POINTS = load_observation_points(ROOT / "data" / "prm_obs_processbench_math.npz")
+ANCHORS = ROOT.parent / "shared" / "data" / "anchor_runs"
+
+
+def test_exact_evaluation_by_hand():
+    """Two steps, one class: cheap-only, strong-only and a rewrite-every-flagged-step policy by hand."""
+    m = ClassModel([1.0], [0.8], [0.9], 0.0, [0.0, 1.0])
+    assert evaluate_threshold(m, [0, 0, 0]) == pytest.approx((0.8 ** 2, 0.0))
+    assert evaluate_threshold(m, [1, 1, 1]) == pytest.approx((0.9 ** 2, 2.0))
+    # rewrite only fresh errors, always: step 1 correct w.p. 0.8 + 0.2 * 0.9 = 0.98, likewise step 2
+    acc, calls = evaluate_threshold(m, [0, 1, 0])
+    assert acc == pytest.approx(0.98 ** 2) and calls == pytest.approx(0.2 + 0.98 * 0.2)
+    # two classes mix linearly
+    m2 = ClassModel([0.25, 0.75], [0.8, 0.5], [0.9, 0.9], 0.0, [0.0, 1.0])
+    assert evaluate_threshold(m2, [0, 0, 0])[0] == pytest.approx(0.25 * 0.64 + 0.75 * 0.25)
+
+
+def _summaries(model, n=20_000):
+    """Exact run summaries of a known model (accuracy rounded to n questions)."""
+    runs = []
+    for fam, k in [("cheap", 0.0)] + [("threshold", k) for k in (0.05, 0.2, 0.4, 0.6, 0.8, 0.95)] + [("strong", 1.0)]:
+        p = predict(model, fam, k, POINTS)
+        acc = round(p["accuracy"] * n) / n
+        runs.append(RunPoint(fam, k, acc, n, p["strong_tokens"], p["strong_calls"], p["cheap_tokens"],
+                             p["discarded_tokens"], "synthetic"))
+    return runs
+
+
+def test_recovers_a_known_difficulty_model():
+    pmf = np.full(8, 1 / 8)
+    true = ClassModel([0.7, 0.3], [0.93, 0.4], [0.97, 0.6], 0.5, pmf, rewrite_tokens=70.0, strong_step_tokens=60.0,
+                      cheap_step_tokens=50.0, discarded_step_tokens=75.0)
+    runs = _summaries(true)
+    got, info = fit(runs, POINTS, pmf, classes=2, starts=8, seed=1, anchor_weight=1.0)
+    order = np.argsort(-got.weights)
+    np.testing.assert_allclose(got.weights[order], true.weights, atol=0.05)
+    np.testing.assert_allclose(got.p_weak[order], true.p_weak, atol=0.05)
+    np.testing.assert_allclose(got.p_strong[order], true.p_strong, atol=0.08)
+    assert got.rewrite_tokens == pytest.approx(70.0) and got.strong_step_tokens == pytest.approx(60.0)
+    for r in runs:  # the refit reproduces the curve
+        p = predict(got, r.family, r.knob, POINTS)
+        assert abs(p["accuracy"] - r.accuracy) < 0.005 and abs(p["strong_calls"] - r.strong_calls) < 0.02
+
+
+def test_shared_anchor_runs_load():
+    runs = load_run_dir(ANCHORS)
+    fams = [r.family for r in runs]
+    assert fams.count("threshold") == 19 and fams.count("pomdp") == 8 and {"cheap", "strong"} <= set(fams)
+    assert all(r.questions == 500 for r in runs)
+    strong = next(r for r in runs if r.family == "strong")
+    assert strong.strong_tokens / strong.strong_calls == pytest.approx(61.7, abs=0.05)
+
+
+GOOD = {"threshold": 0.5, "accuracy": 0.5, "num_correct": 250, "avg_target_tokens_per_question": 10.0,
+        "avg_target_calls_per_question": 0.2, "avg_draft_tokens_per_question": 300.0,
+        "avg_discarded_draft_tokens_per_question": 12.0}
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda d: d.pop("avg_target_calls_per_question"), "missing field 'avg_target_calls_per_question'"),
+    (lambda d: d.update(threshold=1.0, avg_target_calls_per_question=0, avg_target_tokens_per_question=0),
+     "strong-only run (threshold 1) with no strong calls"),
+    (lambda d: d.update(accuracy="high"), "field 'accuracy'"),
+    (lambda d: d.update(num_correct=251.5), "expected a whole number"),
+    (lambda d: d.update(num_correct=7, accuracy=0.3), "no whole number of questions"),
+    (lambda d: d.pop("threshold"), "no policy knob"),
+])
+def test_bad_run_lines_name_file_and_line(tmp_path, edit, needle):
+    bad = dict(GOOD)
+    edit(bad)
+    p = tmp_path / "runs.jsonl"
+    p.write_text(json.dumps(GOOD) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(FormatError) as e:
+        load_runs(p)
+    msg = str(e.value)
+    assert needle in msg and f"{p}" in msg and ":2" in msg and "\n" not in msg
+
+
+def test_runs_of_different_problem_sets_are_refused(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps(GOOD) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps(dict(GOOD, num_correct=50, accuracy=0.5)) + "\n")
+    with pytest.raises(FormatError, match="different problem sets"):
+        load_run_dir(tmp_path)
+
+
+def test_cli_calibrate_one_line_error(tmp_path, capsys):
+    p = tmp_path / "r.jsonl"
+    p.write_text(json.dumps(replace_field(GOOD, "accuracy", None)) + "\n")
+    rc = main(["calibrate", "--runs", str(p), "--lengths", str(tmp_path / "nope.npz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Error:" in err
+
+
+def replace_field(d, k, v):
+    d = dict(d)
+    d[k] = v
+    return d
+
+
+def test_class_model_refuses_bad_parameters():
+    with pytest.raises(Exception, match="sum to 1"):
+        ClassModel([0.5, 0.6], [0.9, 0.9], [0.9, 0.9], 0.0, [1.0])
+    with pytest.raises(Exception, match="p_weak"):
+        ClassModel([1.0], [1.2], [0.9], 0.0, [1.0])
+
+
+def test_replace_keeps_runs_frozen():
+    r = load_run_dir(ANCHORS)[0]
+    assert replace(r, questions=1).questions == 1 and r.questions == 500

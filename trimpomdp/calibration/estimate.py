@@ -1,0 +1,101 @@
+"""Fitting a difficulty-class routing model to real run summaries by maximum likelihood.
+
+Each fitted run contributes the binomial log-likelihood of its number of correct answers and a Gaussian
+log-likelihood of its mean strong calls per question (variance of a mean of Poisson counts: calls / n).
+The K class weights, p_weak, p_strong and the derailed-score mixing ``alpha`` are optimised on unbounded
+(softmax / logit) coordinates by Nelder-Mead from several seeded starts; the token means have closed forms
+(tokens over calls of the runs that use them). Which runs are fitted is the caller's choice: the POMDP
+runs are kept out so that they test the model.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit, softmax
+
+from trimpomdp.calibration.model import ClassModel, evaluate_many, predict, regenerate_probs
+from trimpomdp.errors import TrimError
+
+FITTED_FAMILIES = ("cheap", "strong", "threshold")
+
+
+def token_means(runs) -> dict:
+    """Strong tokens per rewrite and per strong-only step, cheap tokens per kept and per discarded step."""
+    thr = [r for r in runs if r.family == "threshold" and r.strong_calls > 0]
+    strong = [r for r in runs if r.family == "strong"]
+    cheap = [r for r in runs if r.family == "cheap"]
+    if not thr or not strong or not cheap:
+        raise TrimError("calibration needs a cheap-only run, a strong-only run and at least one threshold run")
+    calls = sum(r.strong_calls for r in thr)
+    return {"rewrite_tokens": sum(r.strong_tokens for r in thr) / calls,
+            "strong_step_tokens": sum(r.strong_tokens for r in strong) / sum(r.strong_calls for r in strong),
+            "discarded_step_tokens": sum(r.discarded_tokens for r in thr) / calls,
+            "cheap_tokens_cheap_only": float(np.mean([r.cheap_tokens for r in cheap]))}
+
+
+def _unpack(theta, K, length_pmf, tokens):
+    w = softmax(np.concatenate([[0.0], theta[:K - 1]]))
+    pw = expit(theta[K - 1:2 * K - 1])
+    ps = expit(theta[2 * K - 1:3 * K - 1])
+    return ClassModel(w, pw, ps, float(expit(theta[-1])), length_pmf, **tokens)
+
+
+#: the cheap-only and strong-only runs weigh this many times their questions: every policy's PGR and
+#: normalised cost are measured against them, so they are matched more tightly than any one threshold run
+ANCHOR_WEIGHT = 50.0
+
+
+def fit(runs, points: dict, length_pmf, classes: int = 3, starts: int = 8, seed: int = 0,
+        anchor_weight: float = ANCHOR_WEIGHT) -> tuple[ClassModel, dict]:
+    """The (weighted) maximum-likelihood ClassModel for the cheap, strong and threshold runs, and the
+    fit's info."""
+    if classes < 1:
+        raise TrimError("--classes must be at least 1")
+    used = [r for r in runs if r.family in FITTED_FAMILIES]
+    tm = token_means(used)
+    length_pmf = np.asarray(length_pmf, dtype=np.float64)
+    tokens = {k: tm[k] for k in ("rewrite_tokens", "strong_step_tokens", "discarded_step_tokens")}
+    mean_steps = float(np.arange(1, length_pmf.size + 1) @ length_pmf)
+    tokens["cheap_step_tokens"] = tm["cheap_tokens_cheap_only"] / mean_steps
+    Q0 = np.array([np.zeros(3) if r.family == "cheap" else np.ones(3) if r.family == "strong"
+                   else regenerate_probs(points, r.knob, 0.0) for r in used])
+    is_thr = np.array([r.family == "threshold" for r in used])
+    n = np.array([r.questions * (anchor_weight if r.family in ("cheap", "strong") else 1.0) for r in used],
+                 dtype=np.float64)
+    k = np.array([r.accuracy for r in used]) * n
+    obs_calls = np.array([r.strong_calls for r in used])
+    has_calls = np.array([r.family != "cheap" for r in used])
+
+    def nll(theta):
+        m = _unpack(theta, classes, length_pmf, tokens)
+        Q = Q0.copy()  # a derailed step scores as a fresh error with probability alpha
+        Q[is_thr, 2] = (1 - m.alpha) * Q0[is_thr, 2] + m.alpha * Q0[is_thr, 1]
+        acc, calls = evaluate_many(m, Q)
+        acc = np.clip(acc, 1e-9, 1 - 1e-9)
+        out = -np.sum(k * np.log(acc) + (n - k) * np.log1p(-acc))
+        return out + np.sum((n * (calls - obs_calls) ** 2 / (2 * np.maximum(calls, 1e-3)))[has_calls])
+
+    rng = np.random.default_rng(seed)
+    best = None
+    for s in range(starts):
+        theta0 = np.concatenate([rng.normal(0, 1, classes - 1), rng.normal(2, 1, classes),
+                                 rng.normal(3, 1, classes), [rng.normal(0, 1)]])
+        r = minimize(nll, theta0, method="Nelder-Mead",
+                     options={"maxiter": 4000 * classes, "xatol": 1e-5, "fatol": 1e-7})
+        if best is None or r.fun < best.fun:
+            best = r
+    model = _unpack(best.x, classes, length_pmf, tokens)
+    return model, {"nll": float(best.fun), "fitted_runs": len(used), "classes": classes,
+                   "anchor_weight": anchor_weight, "starts": starts, "seed": seed}
+
+
+def fit_table(model: ClassModel, runs, points: dict) -> list[dict]:
+    """Observed vs predicted per run (POMDP runs have no exact evaluation here: predicted is None)."""
+    rows = []
+    order = {"cheap": 0, "threshold": 1, "strong": 2, "pomdp": 3}
+    for r in sorted(runs, key=lambda r: (order[r.family], r.knob)):
+        pred = predict(model, r.family, r.knob, points) if r.family in FITTED_FAMILIES else None
+        rows.append({"run": r.name, "family": r.family, "fitted": r.family in FITTED_FAMILIES,
+                     "accuracy": r.accuracy, "strong_tokens": r.strong_tokens, "strong_calls": r.strong_calls,
+                     "predicted": pred})
+    return rows

@@ -1,0 +1,42 @@
+"""``trimpomdp calibrate``: fit the routing model's question difficulty to real run summaries."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command(name="calibrate")
+@click.option("--runs", required=True, type=click.Path(),
+              help="Run summaries in the reference's format: a .jsonl file or a folder of them "
+                   "(e.g. ../shared/data/anchor_runs).")
+@click.option("--points", default=None, type=click.Path(dir_okay=False),
+              help="Labelled PRM points .npz of the runs' PRM [default: the packaged ProcessBench points].")
+@click.option("--lengths", required=True, type=click.Path(dir_okay=False),
+              help="Solution-length pmf .npz ('steps' and one pmf per model).")
+@click.option("--length-model", default="qwen2.5-1.5b-instruct", show_default=True,
+              help="Which pmf of --lengths (the cheap model's).")
+@click.option("--classes", type=click.IntRange(1, 6), default=3, show_default=True,
+              help="Latent difficulty classes of questions.")
+@click.option("--anchor-weight", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Weight of the cheap-only and strong-only runs against one threshold run [default: 50].")
+@click.option("--starts", type=click.IntRange(1, 100), default=8, show_default=True,
+              help="Optimiser starts (seeded).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Calibration JSON to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration record as JSON.")
+def calibrate(runs, points, lengths, length_model, classes, anchor_weight, starts, seed, output, as_json):
+    """Fit difficulty classes, step accuracies and token means to real runs; print observed vs predicted."""
+    from trimpomdp.calibration.report import calibrate as run, report_text, save
+    from trimpomdp.packaged import data_path
+
+    rec = run(runs, points or data_path("prm_obs_processbench_math.npz"), lengths, length_model, classes=classes,
+              starts=starts, seed=seed, anchor_weight=anchor_weight)
+    if output:
+        save(rec, output)
+    if as_json:
+        click.echo(json.dumps(rec, indent=1, default=float))
+        return
+    click.echo(report_text(rec))
+    if output:
+        click.echo(f"wrote {output}")
