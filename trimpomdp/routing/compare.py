@@ -76,9 +76,12 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
         for sw, fam in families.items():
             c = [0.0] + [r["strong_tokens"] for r in fam]
             a = [aw] + [r["accuracy"] for r in fam]
+            if family_level(sw) == "query":  # sending every question to the strong model is query-level too
+                c, a = c + [cs], a + [as_]
             curves[sw] = dict(curve_metrics(c, a, aw, as_, cs), costs=c, accuracies=a)
         result["modes"][mode] = {
             "acc_weak": aw, "acc_strong": as_, "cost_strong": cs, "policies": jsonable(table),
+            "paper": jsonable(paper_rows(table, curves, aw, as_, cs)),
             "fallback": max((r.get("fallback", 0.0) for r in table), default=0.0),
             "families": {k: jsonable({m: v[m] for m in v if m not in ("costs", "accuracies")})
                          for k, v in curves.items()},
@@ -127,6 +130,10 @@ def comparison_text(result: dict) -> str:
                 f"{r['name'][:33]:<34}{r['accuracy']:>9.4f}{r['strong_tokens']:>9.2f}{r['regenerations']:>8.3f}"
                 f"{_fmt(r['pgr'], '7.3f')}{_fmt(r['norm_cost'], '7.3f')}{_fmt(r['delta_ibc'], '8.3f')}"
             )
+        if res.get("paper"):
+            lines.append(f"paper layout, in-model ({mode} observations; acc / tokens / PGR at each family's most "
+                         "accurate point, CPT in % of the strong-only cost, dIBC mean over its points):")
+            lines.append(paper_table(res["paper"]))
         if res["families"]:
             lines.append(f"families, in-model ({mode} observations; CPT in % of the strong-only cost):")
             lines.append(report.family_table(res["families"], "delta_ibc_points", name="sweep", count_label="points"))
@@ -134,6 +141,55 @@ def comparison_text(result: dict) -> str:
     if result.get("reference") is not None:
         lines.append(reference_text(result["reference"]))
     return "\n".join(lines)
+
+
+def family_level(name: str) -> str:
+    """'query' for query-level routers, 'step+takeover' for the takeover ablation, else 'step'."""
+    kind = name.split(":", 1)[0].lower()
+    if kind in ("query", "query-oracle", "oracle"):
+        return "query"
+    return "step+takeover" if kind == "takeover" else "step"
+
+
+def paper_rows(table: list[dict], curves: dict, aw: float, as_: float, cs: float) -> list[dict]:
+    """One row per family in the layout of the paper's main table: the anchors, every ``--sweep`` family and
+    every other single policy as a one-point family (its front is the mix of cheap-only and that point).
+    Accuracy, strong tokens and PGR are those of the family's most accurate point (ties: the cheaper)."""
+    from trimpomdp.routing.metrics import curve_metrics
+
+    rows = []
+    for r in table[:2]:
+        rows.append({"family": f"{r['name']}-only", "level": "anchor", "points": 1, "accuracy": r["accuracy"],
+                     "strong_tokens": r["strong_tokens"], "pgr": r["pgr"]})
+    groups = {sw: [r for r in table if r.get("family") == sw] for sw in curves}
+    groups.update({r["name"]: [r] for r in table[2:] if "family" not in r})
+    for name, pts in groups.items():
+        if not pts:
+            continue
+        m = curves[name] if name in curves else curve_metrics(
+            [0.0, pts[0]["strong_tokens"]], [aw, pts[0]["accuracy"]], aw, as_, cs)
+        top = min(pts, key=lambda r: (-r["accuracy"], r["strong_tokens"]))
+        rows.append({"family": name, "level": family_level(name), "points": len(pts), "accuracy": top["accuracy"],
+                     "strong_tokens": top["strong_tokens"], "pgr": top["pgr"],
+                     **{k: m.get(k) for k in ("cpt50", "cpt80", "cpt95", "max_pgr", "delta_ibc_mean",
+                                              "delta_ibc_max")}})
+    return rows
+
+
+def paper_table(rows: list[dict]) -> str:
+    """The paper-layout rows as text (CPT 'not reached' where the family's front never gets there)."""
+    from trimpomdp.routing.metrics import cpt_text
+    from trimpomdp.tables import fmt_num, format_table
+
+    out = []
+    for r in rows:
+        anchor = r["level"] == "anchor"
+        out.append([r["family"], r["level"], r["points"], fmt_num(r["accuracy"], 4), fmt_num(r["strong_tokens"], 1),
+                    fmt_num(r["pgr"], 3), *(None if anchor else cpt_text(r.get(k)) for k in ("cpt50", "cpt80", "cpt95")),
+                    None if anchor else fmt_num(r.get("delta_ibc_mean")),
+                    None if anchor else fmt_num(r.get("delta_ibc_max"))])
+    return format_table(["family", "level", "points", "accuracy", "strong tok", "PGR", "CPT50", "CPT80", "CPT95",
+                         "dIBC mean", "dIBC max"], out, align="llrrrrrrrrr")
 
 
 def _cost_text(result: dict, rows: list[dict]) -> str:
