@@ -217,3 +217,42 @@ def test_episode_refuses_write_strong_out_of_turn(tm):
     ep = Episode(Problem("0", "q", "2"), load_policy("threshold:0.5"), BeliefFilter(tm))
     with pytest.raises(TrimError, match="write_strong\\(\\) called while awaiting observe"):
         ep.write_strong(StepOut("x", 3, False))
+
+
+# ------------------------------------------------------------------------------------ the paper-layout table
+def test_paper_rows_hand_computed():
+    from trimpomdp.routing.compare import paper_rows, paper_table
+    from trimpomdp.routing.metrics import curve_metrics, summarize
+
+    aw, as_, cs = 0.4, 0.8, 400.0
+    pts = [{"name": "weak", "accuracy": aw, "strong_tokens": 0.0}, {"name": "strong", "accuracy": as_,
+                                                                     "strong_tokens": cs},
+           {"name": "query-oracle", "accuracy": 0.9, "strong_tokens": 200.0},
+           {"name": "threshold:0.3", "accuracy": 0.7, "strong_tokens": 100.0, "family": "threshold:0.3,0.6"},
+           {"name": "threshold:0.6", "accuracy": 0.8, "strong_tokens": 200.0, "family": "threshold:0.3,0.6"}]
+    table = summarize(pts, aw, as_, cs)
+    curves = {"threshold:0.3,0.6": curve_metrics([0, 100, 200], [aw, 0.7, 0.8], aw, as_, cs)}
+    rows = {r["family"]: r for r in paper_rows(table, curves, aw, as_, cs)}
+    assert list(rows) == ["weak-only", "strong-only", "threshold:0.3,0.6", "query-oracle"]
+    thr, orc = rows["threshold:0.3,0.6"], rows["query-oracle"]
+    # PGR 0.5 = accuracy 0.6, reached on (0, 0.4)-(100, 0.7) at 66.7 tokens = 16.7% of 400
+    assert thr["level"] == "step" and thr["cpt50"] == pytest.approx(200 / 3 / 400)
+    assert (thr["accuracy"], thr["strong_tokens"], thr["pgr"]) == (0.8, 200.0, pytest.approx(1.0))
+    # the oracle alone: its front is the mix of cheap-only and its point, accuracy 0.6 at 80 tokens
+    assert orc["level"] == "query" and orc["points"] == 1 and orc["cpt50"] == pytest.approx(80 / 400)
+    # IBC = 0.5 / 200 against the strong-only 0.4 / 400: Delta-IBC 1.5
+    assert orc["delta_ibc_mean"] == pytest.approx(1.5)
+    text = paper_table(list(rows.values()))
+    assert "16.7%" in text and "20.0%" in text and text.splitlines()[0].split()[:3] == ["family", "level", "points"]
+
+
+def test_cli_prints_the_paper_layout(capsys):
+    from trimpomdp.cli.main import main
+
+    assert main(["simulate-routing", str(SPEC), "--sweep", "takeover:threshold:0.3,0.6", "--sweep", "query:0.3,0.6",
+                 "--policy", "query-oracle", "--episodes", "2000", "--mode", "sequence"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("paper layout"):].splitlines()
+    names = {ln.split()[0]: ln.split()[1] for ln in table[3:8]}
+    assert names == {"weak-only": "anchor", "strong-only": "anchor", "takeover:threshold:0.3,0.6": "step+takeover",
+                     "query:0.3,0.6": "query", "query-oracle": "query"}
