@@ -197,8 +197,9 @@ def train_router(tm, points: dict, cfg: TrainConfig, out, *, core=None, resume: 
                 if n >= self.next_eval:
                     e = evaluate()
                     self.next_eval = (n // cfg.eval_every + 1) * cfg.eval_every
-                    self.bar.write(f"eval at {n:,} steps: accuracy {e['accuracy']:.4f}, strong tokens "
-                                   f"{e['strong_tokens']:.1f}, reward {e['reward']:.4f}")
+                    msg = (f"eval at {n:,} steps: accuracy {e['accuracy']:.4f}, strong tokens "
+                           f"{e['strong_tokens']:.1f}, reward {e['reward']:.4f}")
+                    self.bar.write(msg) if progress else log(msg)
                 if n >= self.next_ckpt:
                     checkpoint()
                     self.next_ckpt = (n // cfg.checkpoint_every + 1) * cfg.checkpoint_every
