@@ -21,7 +21,8 @@ from trimpomdp.pipeline import DEFAULT_POLICY
 @click.option("--question-field", default=None, help="Field holding the question (auto-detected).")
 @click.option("--answer-field", default=None, help="Field holding the reference answer (auto-detected).")
 @click.option("--policy", "policy_spec", default=DEFAULT_POLICY, show_default=True,
-              help="pomdp:PATH.npz | pomdp:lambda=X (solved now) | threshold:K | weak | strong.")
+              help="pomdp:PATH.npz | pomdp:lambda=X (solved now) | threshold:K | agg:FILE | seq:FILE (trained with "
+                   "train-router on the --trim-model spec) | takeover:<policy> | query:K | weak | strong.")
 @click.option("--trim-model", "trim_model", default=None, type=click.Path(dir_okay=False),
               help="TRIM routing model spec (JSON) for the filter/solve [default: the packaged trim_math.json].")
 @click.option("--weak", default="smollm2", show_default=True, help="Weak model: packaged name, folder, .gguf, or http://server/v1?model=NAME.")

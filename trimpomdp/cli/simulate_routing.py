@@ -14,14 +14,15 @@ import click
     "--policy",
     "policies",
     multiple=True,
-    help="pomdp:PATH | pomdp:lambda=X | pomdp:mean=B | pomdp:cap=3regen | threshold:K | weak | strong "
-    "(repeatable).",
+    help="pomdp:PATH | pomdp:lambda=X | pomdp:mean=B | pomdp:cap=3regen | threshold:K | agg:FILE | seq:FILE | "
+    "takeover:<policy> | query:K | query-oracle | weak | strong (repeatable).",
 )
 @click.option(
     "--sweep",
     "sweeps",
     multiple=True,
-    help="A policy family: pomdp:lambda=0.01:1:12 | pomdp:mean=50,100 | threshold:0:1:21 (repeatable).",
+    help="A policy family: pomdp:lambda=0.01:1:12 | pomdp:mean=50,100 | threshold:0:1:21 | query:0:1:11 | "
+    "agg:F1,F2 | seq:F1,F2 | takeover:<family> (repeatable).",
 )
 @click.option(
     "--points",
