@@ -16,7 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from trimpomdp.calibration.report import calibrate, report_text
+from trimpomdp.routing import TrimModel, load_policy
+from trimpomdp.routing.simulator import simulate_summary
+from trimpomdp.routing.spec import load_observation_points
 
 
 def main() -> int:
@@ -32,11 +37,35 @@ def main() -> int:
                     data / "solution_length_pmf_math_train.npz", "qwen2.5-1.5b-instruct", classes=a.classes)
     print(report_text(rec))
     print(f"[fit {time.perf_counter() - t0:.1f} s]")
-    # baseline: the shipped (uncalibrated) spec simulated on the same anchors
-    from trimpomdp.routing import TrimModel, load_policy
-    from trimpomdp.routing.simulator import simulate_summary
-    from trimpomdp.routing.spec import load_observation_points
+    # held out: the reference's POMDP runs, its policy emulated in the calibrated world
+    from trimpomdp.calibration import ClassModel, load_run_dir
+    from trimpomdp.calibration.emulate import predict_reference_runs
 
+    m = rec["model"]
+    world = ClassModel(m["weights"], m["p_weak"], m["p_strong"], m["alpha"], m["length_pmf"], m["rewrite_tokens"],
+                       m["strong_step_tokens"], m["cheap_step_tokens"], m["discarded_step_tokens"])
+    spec0 = TrimModel.load(here / "data" / "trim_math.json")
+    pts0 = load_observation_points(here / "data" / "prm_obs_processbench_math.npz")
+    runs = load_run_dir(data / "anchor_runs")
+    t1 = time.perf_counter()
+    preds = predict_reference_runs(world, spec0, pts0, runs, a.episodes)
+    print(f"\nheld out: the reference's POMDP runs, its policy (its formulation solved exactly, memoryless pair "
+          f"posterior, closeness gate 0.4, 0.025 belief grid) simulated in the calibrated world, {a.episodes} "
+          f"questions each [{time.perf_counter() - t1:.1f} s]")
+    ea, et = [], []
+    for p in preds:
+        r = next(x for x in runs if x.name == p["run"])
+        ea.append(abs(p["accuracy"] - r.accuracy))
+        et.append(abs(p["strong_tokens"] / r.strong_tokens - 1))
+        print(f"  {r.name:<16} accuracy {p['accuracy']:.3f} (real {r.accuracy:.3f}), strong tokens "
+              f"{p['strong_tokens']:.1f} (real {r.strong_tokens:.1f}), calls {p['strong_calls']:.2f} "
+              f"(real {r.strong_calls:.2f})")
+    if ea:
+        print(f"{'PASS' if np.mean(ea) <= 0.04 else 'FAIL'} POMDP family mean |accuracy error|: {np.mean(ea):.3f} "
+              f"(target <= 0.04)")
+        print(f"{'PASS' if np.mean(et) <= 0.20 else 'FAIL'} POMDP family mean relative token error: "
+              f"{np.mean(et):.3f} (target <= 0.2)")
+    # baseline: the shipped (uncalibrated) spec simulated on the same anchors
     tm = TrimModel.load(here / "data" / "trim_math.json")
     pts = load_observation_points(here / "data" / "prm_obs_processbench_math.npz")
     print("\nbaseline: the shipped spec (no difficulty classes), simulated, sequence mode, vs the real runs")

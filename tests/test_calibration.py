@@ -125,3 +125,37 @@ def test_class_model_refuses_bad_parameters():
 def test_replace_keeps_runs_frozen():
     r = load_run_dir(ANCHORS)[0]
     assert replace(r, questions=1).questions == 1 and r.questions == 500
+
+
+# ----------------------------------------------------------------------------- the reference's decode rule
+def test_reference_rule_reads_the_pair_alone_and_gates():
+    from trimpomdp.routing import TrimModel, solve_trim
+    from trimpomdp.routing.reference import ReferencePolicy, reference_formulation, snap
+
+    spec = TrimModel.load(ROOT / "data" / "trim_math.json")
+    ref = reference_formulation(spec)
+    assert ref.observation == "pair" and ref.obs.dims == 2 and ref.token_values.tolist() == [60.0]
+    pol = ReferencePolicy(solve_trim(ref, lam=0.15, evaluate=False))
+    b = pol.posteriors([0.55], [0.2])[0]
+    assert b[1] == pytest.approx(0.683, abs=0.005)  # the review's figure for the memoryless posterior
+    # confident 'correct' (b(C) - b(E) >= 0.4): kept without consulting the solved policy
+    hi = pol.posteriors([1.0], [0.99])[0]
+    assert hi.max() - hi[1] >= 0.4 and not pol.regenerate([1.0], [0.99], 3, [60.0])[0]
+    s = snap(np.array([[0.333, 0.333, 0.334], [0.9, 0.07, 0.03]]))
+    np.testing.assert_allclose(s.sum(axis=1), 1) and np.testing.assert_allclose(s * 40, np.round(s * 40))
+
+
+def test_world_simulation_agrees_with_the_exact_evaluation():
+    """A threshold policy simulated in the calibrated world matches the closed-form prediction."""
+    from trimpomdp.calibration.emulate import run_policy
+    from trimpomdp.routing import TrimModel, load_policy
+
+    spec = TrimModel.load(ROOT / "data" / "trim_math.json")
+    pmf = np.zeros(30)
+    pmf[4:10] = 1 / 6
+    world = ClassModel([0.6, 0.4], [0.95, 0.5], [0.98, 0.7], 0.5, pmf, rewrite_tokens=70.0)
+    sim = run_policy(world, spec, POINTS, load_policy("threshold:0.5", spec), episodes=20_000, seed=3)
+    exact = predict(world, "threshold", 0.5, POINTS)
+    assert sim["accuracy"] == pytest.approx(exact["accuracy"], abs=0.015)
+    assert sim["strong_calls"] == pytest.approx(exact["strong_calls"], rel=0.03)
+    assert sim["strong_tokens"] == pytest.approx(70.0 * sim["strong_calls"])
