@@ -267,3 +267,25 @@ def test_live_training_through_the_decode_loop(tm, pts, tmp_path):
     assert rep["env"] == "decode" and rep["timesteps"] == 16
     assert core.records and all(len(r["steps"]) <= 3 for r in core.records)
     assert load_policy(f"agg:{tmp_path / 'live.npz'}", tm).meta["training"]["env"] == "decode"
+
+
+@pytest.mark.parametrize("kind", ["agg", "seq"])
+def test_decode_with_a_router_records_what_it_saw(tm, trained, kind, monkeypatch):
+    from trimpomdp.decode.loop import RoutedDecoder
+    from trimpomdp.decode.trace import validate_record
+    from trimpomdp.routing import BeliefFilter
+
+    monkeypatch.setattr("trimpomdp.decode.loop.render", lambda style, q, steps: "".join(s + "\n\n" for s in steps))
+    router = trained[kind]
+    prm = Scored([0.9, 0.05, 0.9, 0.9])
+    dec = RoutedDecoder(Script("w", 60), Script("s", 60), prm, router, BeliefFilter(tm), policy_name=kind,
+                        batch_size=1, max_steps=6)
+    (rec,) = dec.run([Problem("0", "1+1?", "2", "plain")])
+    validate_record(rec)
+    steps = rec["steps"]
+    acts = [int(s["action"] == "regenerate") for s in steps]
+    for k, s in enumerate(steps):
+        assert s["policy_state"]["scores"] == pytest.approx([0.9, 0.05, 0.9, 0.9][:k])
+        assert s["policy_state"]["regenerated"] == acts[:k]
+        d, _ = router.act(s["policy_state"], StepObservation(k + 1, 60, s["prm_score"]))
+        assert d.action == s["action"]  # the decision follows from what the trace says it saw
