@@ -20,6 +20,13 @@ token distribution (a step's regeneration cost is the strong tokens drawn for it
 cost). Vectorised over episodes and seeded; the belief update is ``posterior.correct_rows``, the kernel the
 decode filter runs.
 
+The dynamics live in ``StepSimulator`` (``observe()`` draws the next step of every alive episode, ``step()``
+applies the decisions): ``simulate`` runs on it and so do the learned routers' training environments
+(``trimpomdp.learned.env``, with ``autoreset``). A policy with ``takeover = True`` (``routing.baselines``)
+hands the rest of a question to the strong model after its first regeneration; one with ``oracle = True``
+is the cheap-only and strong-only runs of the same draws combined per question; one with ``act_many``
+(learned routers) keeps per-episode state. ``regenerations`` counts every strong-written step.
+
 Episodes run in chunks of ``CHUNK`` (chunk k > 0 draws from ``default_rng([seed, k])``, chunk 0 from
 ``default_rng(seed)``), so the working memory does not grow with the episode count; ``simulate_summary``
 keeps only running totals and is what the CLI uses. At most ``MAX_EPISODES`` episodes per run.
