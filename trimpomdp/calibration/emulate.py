@@ -2,7 +2,7 @@
 
 The calibrated ``ClassModel`` is the world: each simulated question draws its difficulty class (its cheap
 and strong step accuracies), solutions follow the calibrated length distribution, a derailed step's PRM
-pair is drawn from the fresh-error points with probability ``alpha``, and a rewrite costs the calibrated
+score is a fresh error's with probability ``alpha``, and a rewrite costs the calibrated
 strong tokens per rewrite. The policy is the reference's own (``routing.reference``): its formulation
 solved at the run's cost per token, run with its memoryless decode rule and closeness gate. The routing
 simulator's ``StepSimulator`` runs the dynamics (independent pair draws, as the calibration assumes).
@@ -32,12 +32,16 @@ class WorldSimulator(StepSimulator):
 
 
 def world_points(points: dict, alpha: float, seed: int = 0) -> dict:
-    """Labelled points whose derailed pool holds fresh-error pairs with weight ``alpha``."""
+    """Labelled points whose derailed pool scores like a fresh error with weight ``alpha``: those extra
+    pairs keep a derailed point's min-earlier coordinate (the history is still derailed) and take a fresh
+    error's current score."""
     C, E, D = (np.asarray(points[s]) for s in TRIM_STATES)
     extra = int(round(alpha / max(1 - alpha, 1e-9) * len(D)))
     rng = np.random.default_rng(seed)
-    mixed = np.concatenate([D, E[rng.integers(0, len(E), extra)]]) if extra else D
-    return {TRIM_STATES[0]: C, TRIM_STATES[1]: E, TRIM_STATES[2]: mixed}
+    if not extra:
+        return dict(points)
+    mixed = np.stack([D[rng.integers(0, len(D), extra), 0], E[rng.integers(0, len(E), extra), 1]], axis=1)
+    return {TRIM_STATES[0]: C, TRIM_STATES[1]: E, TRIM_STATES[2]: np.concatenate([D, mixed])}
 
 
 def world_spec(world, spec):
