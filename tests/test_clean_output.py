@@ -276,7 +276,9 @@ def test_decoding_warns_nothing(recwarn, capfd):
     capfd.readouterr()
     outs = g.generate_steps(["Tom has", "So"], 6, keys=["a", "b"])  # batched decode with cache reuse
     outs += g.generate_steps(["Tom has 3"], 6, keys=["a"])  # cropped cache, one row
-    assert len(outs) == 3 and all(o.n_tokens >= 1 for o in outs)
+    outs += HFStepGenerator(model, tok, name="t", prompt_style="plain", reuse_cache=False).generate_steps(
+        ["Tom has", "So"], 6)  # model.generate with step stopping
+    assert len(outs) == 5 and all(o.n_tokens >= 1 for o in outs)
     assert [str(w.message) for w in recwarn if "deprecat" in str(w.message).lower()] == []
     assert "deprecated" not in capfd.readouterr().err
 
