@@ -1,19 +1,26 @@
-"""RockSample[n, k] (Smith & Simmons, UAI 2004) as a tabular POMDP and a Cassandra ``.pomdp`` file.
+"""RockSample[n, k] (Smith & Simmons, UAI 2004) as SARSOP writes it: a factored ``.pomdpx`` file with the rover
+position fully observed, its flat POMDP, or a Cassandra ``.pomdp`` file.
 
-Follows Trey Smith's zmdp generators: grid n x n, k rocks; state = (x, y, rock qualities) plus one
-absorbing terminal state. Actions: north, south, east, west, sample, check_1..check_k. Moving east off the
-grid ends the episode with +10; sampling a good rock gives +10 and makes it bad, a bad rock -10; illegal
-moves (other walls) and sampling an empty cell cost -100 and end the episode. check_i reports the true
-quality with probability (1 + 2^(-d / d0)) / 2, d the Euclidean distance, d0 the half-efficiency distance
-(4 for [4,4] and [5,5], 20 otherwise, as in zmdp); other actions always observe ``good``. Discount 0.95; the robot starts at the standard cell with every rock good with prob. 1/2.
-Rock layouts for (4,4), (5,5), (5,7), (7,8), (11,11) are the standard ones (as in pomdpsol's / DESPOT's
-instances); other (n, k) get a deterministic pseudo-random layout (seeded numpy generator).
+The layout, rules and numbers are those of the ``RockSample_7_8.pomdpx`` / ``RockSample_11_11.pomdpx``
+examples of the SARSOP distribution (``write_pomdpx(7, 8)`` gives the shared file but for its
+<Description>): state = rover position ``s<x><y>`` (x slowest) or the absorbing ``st``, times one good/bad
+variable per rock (the rocks stay in the state at ``st``, where nothing earns anything); actions
+``amn ame ams amw`` (north = y + 1, east = x + 1), ``ac0..ac<k-1>`` (check rock i), ``as`` (sample). Moving east
+off the grid ends the episode with +10; the other walls and sampling a cell without a rock cost -100 and end
+it; sampling a rock gives +10 if good, -10 if bad, and leaves it bad. Check i reports the true quality with
+probability p = (1 + 2^(-d / d0)) / 2 rounded to 6 decimals, d the Euclidean distance, d0 the half-efficiency
+distance (20, or zmdp's 4 on [4,4] and [5,5]); every other action observes ``ogood``. Discount 0.95; the rover
+starts at (0, n // 2) with every rock good with probability 1/2. Rock layouts for (4,4), (5,5), (5,7),
+(7,8), (11,11) are the standard ones; other (n, k) get a deterministic pseudo-random layout.
 
-Usage: python bench/rocksample.py N K [-o FILE]
+Values are written as SARSOP's generator printed them (``%.15g``), so the files parse to the same numbers.
+
+Usage: python bench/rocksample.py N K [-o FILE.pomdpx | FILE.pomdp]
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -28,12 +35,14 @@ LAYOUTS = {
     (11, 11): ((0, 5), [(0, 3), (0, 7), (1, 8), (2, 4), (3, 3), (3, 8), (4, 3), (5, 8), (6, 1), (9, 3),
                         (9, 9)]),
 }
-#: sensor half-efficiency distance d0 per instance (zmdp's generators: 4 for the small grids, 20 above)
+#: sensor half-efficiency distance d0 per instance (20 in SARSOP's [7,8] and [11,11]; zmdp's 4 for the small
+#: grids, whose SARSOP files are not at hand)
 HALF_EFFICIENCY = {(4, 4): 4.0, (5, 5): 4.0}
 DEFAULT_HALF_EFFICIENCY = 20.0
-EXIT_REWARD = 10.0
-ILLEGAL_PENALTY = -100.0
+EXIT_REWARD = 10
+ILLEGAL_PENALTY = -100
 DISCOUNT = 0.95
+MOVES = (("amn", 0, 1), ("ame", 1, 0), ("ams", 0, -1), ("amw", -1, 0))
 
 
 def half_efficiency_distance(n: int, k: int) -> float:
@@ -50,121 +59,155 @@ def layout(n: int, k: int, seed: int = 0):
     return (0, n // 2), [(int(c % n), int(c // n)) for c in cells]
 
 
-def rocksample_arrays(n: int, k: int, seed: int = 0):
-    """Dense-free construction: returns (T list of (rows, cols, probs) per action, O, R, b0, names)."""
+def sensor_accuracy(n: int, k: int, x: int, y: int, rock) -> float:
+    """P(check reports the true quality) from (x, y), rounded as SARSOP's files print it."""
+    d = math.hypot(x - rock[0], y - rock[1])
+    return round((1.0 + 2.0 ** (-d / half_efficiency_distance(n, k))) / 2.0, 6)
+
+
+def _g(v: float) -> str:
+    return "%.15g" % v
+
+
+def pomdpx_text(n: int, k: int, seed: int = 0) -> str:
+    """The ``.pomdpx`` document of RockSample[n, k] in SARSOP's layout."""
     start, rocks = layout(n, k, seed)
-    nr = 1 << k
-    S = n * n * nr + 1
-    term = S - 1
-    A = 5 + k
-    rock_at = {pos: i for i, pos in enumerate(rocks)}
+    pos = [f"s{x}{y}" for x in range(n) for y in range(n)]
+    acts = [m for m, _, _ in MOVES] + [f"ac{i}" for i in range(k)] + ["as"]
+    rock_at = {cell: i for i, cell in enumerate(rocks)}
+    w = []
+    w.append('<?xml version="1.0" encoding="ISO-8859-1"?>\n\n')
+    w.append(f'<pomdpx version="1.0" id="RockSample{n}{k}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"\n'
+             ' xsi:noNamespaceSchemaLocation="pomdpx.xsd">\n\n')
+    where = " ".join(f"Rock{i} is at ({x},{y})" for i, (x, y) in enumerate(rocks))
+    w.append(f"<Description>RockSample problem for map size {n} x {n}\n"
+             f"Robot's initial position is at ({start[0]} {start[1]}).\n"
+             f"Written by trimpomdp bench/rocksample.py in the layout of SARSOP's examples. {where} \n"
+             "</Description>\n\n")
+    w.append(f"<Discount>{DISCOUNT}</Discount>\n\n<Variable>\n\n")
+    w.append('\t<StateVar vnamePrev="robot_0" vnameCurr= "robot_1" fullyObs="true">\n'
+             f'\t\t<ValueEnum>{" ".join(pos)} st</ValueEnum>\n\t</StateVar>\n\n')
+    for i in range(k):
+        w.append(f'\t<StateVar vnamePrev="rock{i}_0" vnameCurr= "rock{i}_1" fullyObs="false">\n'
+                 '\t\t<ValueEnum>bad good</ValueEnum>\n\t</StateVar>\n\n')
+    w.append('\t<ObsVar vname="obs_sensor">\n\t\t<ValueEnum>ogood obad</ValueEnum>\n\t</ObsVar>\n\n')
+    w.append(f'\t<ActionVar vname="action_robot">\n\t\t<ValueEnum>{" ".join(acts)}</ValueEnum>\n'
+             '\t</ActionVar>\n\n\t<RewardVar vname="reward_robot"/>\n\n</Variable>\n\n')
+    # initial belief: the start cell, every rock uniform
+    w.append("<InitialStateBelief>\n")
+    start_tab = ["0"] * (n * n + 1)
+    start_tab[pos.index(f"s{start[0]}{start[1]}")] = "1"
+    for var, tab in [("robot_0", " ".join(start_tab))] + [(f"rock{i}_0", "uniform") for i in range(k)]:
+        w.append(f"\t<CondProb>\n\t\t<Var>{var}</Var>\n\t\t<Parent>null</Parent>\n"
+                 '\t\t<Parameter type = "TBL">\n\t\t\t<Entry>\n\t\t\t\t<Instance>-</Instance>\n'
+                 f"\t\t\t\t\t<ProbTable>{tab}</ProbTable>\n\t\t\t</Entry>\n\t\t</Parameter>\n\t</CondProb>\n\n")
+    w.append("\n\n</InitialStateBelief>\n\n<StateTransitionFunction>\n\n")
+    # the rover: one entry per (cell, action)
+    w.append("\t<CondProb>\n\t\t<Var>robot_1</Var>\n\t\t<Parent>action_robot robot_0</Parent>\n"
+             '\t\t<Parameter type="TBL">\n\n')
 
-    def sid(x, y, bits):
-        return (y * n + x) * nr + bits
+    def entry(inst, tab, tag="ProbTable"):
+        w.append(f"\t\t\t<Entry>\n\t\t\t\t<Instance>{inst}</Instance>\n\t\t\t\t<{tag}>{tab}</{tag}>\n"
+                 "\t\t\t</Entry>\n")
 
-    T = [([], [], []) for _ in range(A)]
-    O = [([], [], []) for _ in range(A)]  # rows s', cols o (0 good, 1 bad)
-    R = np.zeros((S, A))
-    moves = {0: (0, 1), 1: (0, -1), 2: (1, 0), 3: (-1, 0)}
-    d0 = half_efficiency_distance(n, k)
-
-    def put(a, s, sp_, r=0.0):
-        T[a][0].append(s), T[a][1].append(sp_), T[a][2].append(1.0)
-        R[s, a] = r
-
-    for y in range(n):
+    for x in range(n):
+        for y in range(n):
+            here = f"s{x}{y}"
+            for name, dx, dy in MOVES:
+                nx, ny = x + dx, y + dy
+                entry(f"{name} {here} {f's{nx}{ny}' if 0 <= nx < n and 0 <= ny < n else 'st'}", "1.0")
+            for i in range(k):
+                entry(f"ac{i} {here} {here}", "1.0")
+            entry(f"as {here} {here if (x, y) in rock_at else 'st'}", "1.0")
+    entry("* st st", "1.0")
+    w.append("\n\t\t</Parameter>\n\t</CondProb>\n\n")
+    # each rock keeps its quality but turns bad when sampled
+    for i, (x, y) in enumerate(rocks):
+        w.append(f"\t<CondProb>\n\t<Var>rock{i}_1</Var>\n\t\t<Parent>action_robot robot_0 rock{i}_0</Parent>\n"
+                 '\t\t<Parameter type="TBL">\n\n')
+        entry("* * - -", "1 0 0 1")
+        entry(f"as s{x}{y} * -", "1 0")
+        w.append("\n\t\t</Parameter>\n\t</CondProb>\n" + ("\n" if i < k - 1 else ""))
+    w.append("</StateTransitionFunction>\n\n\n<ObsFunction>\n")
+    rock_vars = " ".join(f"rock{i}_1" for i in range(k))
+    w.append(f"\t<CondProb>\n\t\t<Var>obs_sensor</Var>\n\t\t<Parent>action_robot robot_1 {rock_vars}</Parent>\n"
+             '\t\t<Parameter type="TBL">\n')
+    stars = " ".join(["*"] * k)
+    for name, _, _ in MOVES:
+        entry(f"{name} * {stars} -", "1.0 0.0")
+    for i, rock in enumerate(rocks):
+        dims = " ".join("-" if j == i else "*" for j in range(k))
         for x in range(n):
-            for bits in range(nr):
-                s = sid(x, y, bits)
-                for a, (dx, dy) in moves.items():
-                    nx_, ny_ = x + dx, y + dy
-                    if nx_ >= n:
-                        put(a, s, term, EXIT_REWARD)
-                    elif 0 <= nx_ < n and 0 <= ny_ < n:
-                        put(a, s, sid(nx_, ny_, bits))
-                    else:
-                        put(a, s, term, ILLEGAL_PENALTY)
-                r = rock_at.get((x, y))
-                if r is None:
-                    put(4, s, term, ILLEGAL_PENALTY)
-                else:
-                    good = (bits >> r) & 1
-                    put(4, s, sid(x, y, bits & ~(1 << r)), 10.0 if good else -10.0)
-                for r in range(k):
-                    a = 5 + r
-                    put(a, s, s)
-                    d = np.hypot(x - rocks[r][0], y - rocks[r][1])
-                    eff = 2.0 ** (-d / d0)
-                    pg = eff * ((bits >> r) & 1) + (1.0 - eff) * 0.5
-                    for o, p in ((0, pg), (1, 1.0 - pg)):
-                        if p > 0:
-                            O[a][0].append(s), O[a][1].append(o), O[a][2].append(p)
-                for a in range(5):
-                    O[a][0].append(s), O[a][1].append(0), O[a][2].append(1.0)
-    for a in range(A):
-        T[a][0].append(term), T[a][1].append(term), T[a][2].append(1.0)
-        O[a][0].append(term), O[a][1].append(0), O[a][2].append(1.0)
-    b0 = np.zeros(S)
-    for bits in range(nr):
-        b0[sid(start[0], start[1], bits)] = 1.0 / nr
-    states = [None] * (S - 1)
-    for y in range(n):
-        for x in range(n):
-            for bits in range(nr):
-                states[sid(x, y, bits)] = f"x{x}y{y}r{bits:0{k}b}"
-    states.append("exit")
-    actions = ["north", "south", "east", "west", "sample"] + [f"check{r + 1}" for r in range(k)]
-    return T, O, R, b0, states, actions, ["good", "bad"], term
+            for y in range(n):
+                p = sensor_accuracy(n, k, x, y, rock)
+                entry(f"ac{i} s{x}{y} {dims} -", f"{_g(1 - p)} {_g(p)} {_g(p)} {_g(1 - p)}")
+        entry(f"ac{i} st {stars} -", "1 0")
+    entry(f"as * {stars} -", "1.0 0.0")
+    w.append("\n\t\t</Parameter>\n\t</CondProb>\n</ObsFunction>\n\n")
+    # rewards, one entry per non-zero (action, cell[, rock quality])
+    rock_prev = " ".join(f"rock{i}_0" for i in range(k))
+    w.append(f"<RewardFunction>\n\t<Func>\n\t\t<Var>reward_robot</Var>\n"
+             f"\t\t<Parent>action_robot robot_0 {rock_prev}</Parent>\n"
+             '\t\t<Parameter type= "TBL">\n\n')
+    for x in range(n):
+        for y in range(n):
+            here = f"s{x}{y}"
+            for name, dx, dy in MOVES:
+                nx, ny = x + dx, y + dy
+                if nx >= n:
+                    entry(f"{name} {here} {stars}", str(EXIT_REWARD), "ValueTable")
+                elif not (0 <= nx < n and 0 <= ny < n):
+                    entry(f"{name} {here} {stars}", str(ILLEGAL_PENALTY), "ValueTable")
+            r = rock_at.get((x, y))
+            if r is None:
+                entry(f"as {here} {stars}", str(ILLEGAL_PENALTY), "ValueTable")
+            else:
+                for quality, value in (("bad", -10), ("good", 10)):
+                    inst = " ".join(quality if j == r else "*" for j in range(k))
+                    entry(f"as {here} {inst}", str(value), "ValueTable")
+    w.append("\t</Parameter>\n\t</Func>\n</RewardFunction>\n\n\n</pomdpx>\n")
+    return "".join(w)
+
+
+def write_pomdpx(n: int, k: int, path, seed: int = 0) -> Path:
+    path = Path(path)
+    path.write_text(pomdpx_text(n, k, seed), encoding="latin-1")
+    return path
+
+
+def rocksample_momdp(n: int, k: int, seed: int = 0):
+    """The MOMDP (position visible, rocks hidden)."""
+    from trimpomdp.pomdp.pomdpx import parse_pomdpx
+
+    return parse_pomdpx(pomdpx_text(n, k, seed), name=f"RockSample_{n}_{k}", momdp=True)
 
 
 def rocksample_model(n: int, k: int, seed: int = 0):
-    """The POMDP container (terminal = the exit state)."""
-    import scipy.sparse as sp
+    """The flat POMDP (the position folded into the observations, as the flat ``.pomdpx`` reader does)."""
+    from trimpomdp.pomdp.pomdpx import parse_pomdpx
 
-    from trimpomdp.pomdp.model import POMDP
-
-    T, O, R, b0, states, actions, obs, term = rocksample_arrays(n, k, seed)
-    S = len(states)
-    Tm = [sp.csr_matrix((v, (r, c)), shape=(S, S)) for r, c, v in T]
-    Om = [sp.csr_matrix((v, (r, c)), shape=(S, 2)) for r, c, v in O]
-    terminal = np.zeros(S, bool)
-    terminal[term] = True
-    return POMDP.from_arrays(Tm, Om, R, DISCOUNT, b0, states, actions, obs, terminal=terminal,
-                             name=f"RockSample_{n}_{k}")
+    return parse_pomdpx(pomdpx_text(n, k, seed), name=f"RockSample_{n}_{k}")
 
 
 def write_cassandra(n: int, k: int, path, seed: int = 0) -> Path:
-    """Write the standard Cassandra text file (sparse entries only)."""
-    T, O, R, b0, states, actions, obs, term = rocksample_arrays(n, k, seed)
-    path = Path(path)
-    with path.open("w") as f:
-        f.write(f"# RockSample[{n},{k}] (Smith & Simmons 2004), written by trimpomdp bench/rocksample.py\n")
-        f.write(f"discount: {DISCOUNT}\nvalues: reward\n")
-        f.write("states: " + " ".join(states) + "\n")
-        f.write("actions: " + " ".join(actions) + "\n")
-        f.write("observations: " + " ".join(obs) + "\n")
-        f.write("start: " + " ".join(f"{p:.10g}" for p in b0) + "\n\n")
-        for a, (rows, cols, vals) in enumerate(T):
-            for r, c, v in zip(rows, cols, vals):
-                f.write(f"T: {actions[a]} : {states[r]} : {states[c]} {v:.10g}\n")
-        for a, (rows, cols, vals) in enumerate(O):
-            for r, c, v in zip(rows, cols, vals):
-                f.write(f"O: {actions[a]} : {states[r]} : {obs[c]} {v:.10g}\n")
-        nz = np.argwhere(R != 0)
-        for s, a in nz:
-            f.write(f"R: {actions[a]} : {states[s]} : * : * {R[s, a]:.10g}\n")
-    return path
+    """The flat model as a Cassandra ``.pomdp`` file."""
+    from trimpomdp.pomdp.cassandra import write_pomdp
+
+    return write_pomdp(rocksample_model(n, k, seed), Path(path))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n", type=int)
     ap.add_argument("k", type=int)
-    ap.add_argument("-o", "--output", default=None)
+    ap.add_argument("-o", "--output", default=None, help=".pomdpx (default) or .pomdp (flat, Cassandra)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    out = args.output or f"RockSample_{args.n}_{args.k}.pomdp"
-    write_cassandra(args.n, args.k, out, args.seed)
+    out = Path(args.output or f"RockSample_{args.n}_{args.k}.pomdpx")
+    if out.suffix.lower() == ".pomdp":
+        write_cassandra(args.n, args.k, out, args.seed)
+    else:
+        write_pomdpx(args.n, args.k, out, args.seed)
     print(out)
     return 0
 

@@ -38,10 +38,10 @@ def test_npz_refuses_pickle_wrong_format_and_newer_version(tmp_path):
         AlphaVectorPolicy.load(pickled)
     from trimpomdp.artifacts import save_npz
 
-    save_npz(tmp_path / "v2.npz", {"alphas": np.zeros((1, 2)), "actions": np.zeros(1)}, {},
-             "trimpomdp.alpha_policy", version=2)
-    with pytest.raises(FormatError, match="version 2"):
-        AlphaVectorPolicy.load(tmp_path / "v2.npz")
+    save_npz(tmp_path / "v3.npz", {"alphas": np.zeros((1, 2)), "actions": np.zeros(1)}, {},
+             "trimpomdp.alpha_policy", version=3)
+    with pytest.raises(FormatError, match="version 3"):
+        AlphaVectorPolicy.load(tmp_path / "v3.npz")
     save_npz(tmp_path / "other.npz", {"x": np.zeros(1)}, {}, "something.else")
     with pytest.raises(FormatError, match="alpha_policy"):
         AlphaVectorPolicy.load(tmp_path / "other.npz")
@@ -79,7 +79,9 @@ def test_xml_sparse_vectors_and_errors(tmp_path):
     assert pol.alphas.tolist() == [[0, 0, 4.5], [1, 2, 3]] and pol.actions.tolist() == [1, 0]
     cases = {
         "numVectors=5": head.format(n=1, k=5, body='<Vector action="0" obsValue="0">1 2 3</Vector>'),
-        "MOMDP": head.format(n=2, k=1, body='<Vector action="0" obsValue="0">1 2 3</Vector>'),
+        "obsValue 2 is outside 0..1": head.format(n=2, k=1, body='<Vector action="0" obsValue="2">1 2 3</Vector>'),
+        "no obsValue attribute": head.format(n=2, k=1, body='<Vector action="0">1 2 3</Vector>'),
+        "numObsValue must be": head.format(n=0, k=1, body='<Vector action="0" obsValue="0">1 2 3</Vector>'),
         "2 entries": head.format(n=1, k=1, body='<Vector action="0" obsValue="0">1 2</Vector>'),
         "non-numeric": head.format(n=1, k=1, body='<Vector action="0" obsValue="0">1 x 3</Vector>'),
         "action": head.format(n=1, k=1, body='<Vector obsValue="0">1 2 3</Vector>'),

@@ -66,7 +66,7 @@ def test_policy_meta_and_round_trip(tmp_path):
 
 def test_rocksample_4_4_reaches_optimum():
     m = rocksample_model(4, 4)
-    assert m.n_states == 257 and m.n_actions == 9
+    assert m.n_states == 272 and m.n_actions == 9  # (16 cells + the exit) x 16 rock qualities
     res = SARSOPSolver(precision=1e-3, timeout=3).solve(m)
     check_history(res.history)
     # optimum of this instance is 18.0247 (converged bounds 18.02468 / 18.02490)
@@ -118,7 +118,7 @@ def test_rocksample_generator_round_trip(tmp_path):
     path = write_cassandra(3, 2, tmp_path / "rs32.pomdp")
     loaded = load_model(path)
     m = rocksample_model(3, 2)
-    assert loaded.n_states == m.n_states == 3 * 3 * 4 + 1
+    assert loaded.n_states == m.n_states == (3 * 3 + 1) * 4  # the exit 'st' keeps the rocks, as SARSOP's files do
     np.testing.assert_allclose(loaded.R, m.R)
     for a in range(m.n_actions):
         np.testing.assert_allclose(loaded.T[a].toarray(), m.T[a].toarray())

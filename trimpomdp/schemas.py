@@ -525,12 +525,24 @@ TRIM_POLICY = Schema(
     rules=(_trim_policy_rules, _obs_rules(("obs_probs", "obs_truth")), _obs_dims),
 )
 
+def _alpha_visible(a, meta, n):
+    if "visible" in a and n["K"] and a["visible"].max() >= meta.get("n_visible", 1):
+        k = int(np.argmax(a["visible"] >= meta.get("n_visible", 1)))
+        raise Invalid("array 'visible'", f"vector {k} belongs to visible value {int(a['visible'][k])}, but "
+                      f"n_visible is {meta.get('n_visible', 1)}")
+
+
+# version 2: ``visible`` (the visible value of each vector of a MOMDP policy) and ``n_visible``; the vectors
+# are then over the hidden values (S = Y). Version 1 files have neither and are flat policies.
 ALPHA_POLICY = Schema(
     "trimpomdp.alpha_policy",
-    1,
-    fields=(Field("model_fingerprint", "str", required=False),),
-    arrays=(Array("alphas", ("K", "S")), Array("actions", ("K",), kind="i", ge=0)),
+    2,
+    fields=(Field("model_fingerprint", "str", required=False),
+            Field("n_visible", "int", required=False, ge=1, le=2**31)),
+    arrays=(Array("alphas", ("K", "S")), Array("actions", ("K",), kind="i", ge=0),
+            Array("visible", ("K",), kind="i", ge=0, optional=True)),
     min_sizes={"K": 1, "S": 1},
+    rules=(_alpha_visible,),
 )
 
 

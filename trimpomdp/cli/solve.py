@@ -21,15 +21,21 @@ from trimpomdp.errors import TrimError
               help="Cap (MB) on the SARSOP tree: least recently used leaf beliefs are dropped, then it stops.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Policy file (.npz; .policy/.xml for pomdpsol-style XML). Default: <model stem>.policy.npz")
+@click.option("--flat", is_flag=True,
+              help="Solve a .pomdpx file flat even when it has fully observed variables (default: as a MOMDP).")
 @click.option("--progress", type=click.Choice(["table", "bar", "none"]), default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="End stdout with one JSON object of the results.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--budget", type=str, default=None, help="TRIM models (.json) only: one budget.")
 @click.option("--sweep", type=str, default=None, help="TRIM models (.json) only: a budget sweep.")
 @click.option("--curve", type=click.Path(dir_okay=False), default=None, help="TRIM models only: curve output.")
-def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, progress, as_json, seed, budget,
-          sweep, curve):
+def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, flat, progress, as_json, seed,
+          budget, sweep, curve):
     """Solve MODEL (.pomdp/.pomdpx with SARSOP, QMDP or the exact solver; .json TRIM specs).
+
+    SARSOP solves a .pomdpx file with fully observed variables (``fullyObs="true"``) as a MOMDP: beliefs and
+    alpha vectors over the hidden variables only, one set per value of the visible ones (``--flat`` folds
+    them into the observations instead). The policy then records each vector's visible value.
 
     A model with discount 1 is solved only when its value is certified finite (see ``trimpomdp info``);
     otherwise the solve is refused with the reason.
@@ -38,7 +44,7 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
     if path.suffix.lower() == ".json":
         # a TRIM spec is solved exactly by its structured solver: the point-based options do not apply
         ctx = click.get_current_context()
-        for name in ("solver", "precision", "timeout", "max_iterations", "memory_mb", "seed"):
+        for name in ("solver", "precision", "timeout", "max_iterations", "memory_mb", "seed", "flat"):
             if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
                 opt = "--" + ("memory" if name == "memory_mb" else name.replace("_", "-"))
                 raise TrimError(f"solve: {opt} applies to POMDP files (.pomdp/.pomdpx); a TRIM spec ({path.name}) "
@@ -73,7 +79,10 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
                           memory_mb=memory_mb, verbose=(progress == "table"),
                           callback=on_progress if bar is not None else None,
                           report_every=1.0 if progress == "table" else 0.2)
-    pomdp = load_model(path)
+    if solver == "sarsop" and not flat and path.suffix.lower() == ".pomdpx":
+        pomdp = _as_momdp(path)
+    else:
+        pomdp = load_model(path)
     try:
         res = solve_model(pomdp, engine)
     finally:
@@ -83,9 +92,28 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
     summary = res.summary()
     summary["output"] = written
     summary["solver"] = solver
-    click.echo(f"{solver}: lower {res.lower:.6g}  upper {res.upper:.6g}  gap {res.gap:.3g}  "
+    X = getattr(pomdp, "n_visible", 1)
+    if X > 1:
+        summary["momdp"] = {"visible": X, "hidden": pomdp.n_hidden}
+    kind = f" (MOMDP, {X} visible x {pomdp.n_hidden} hidden values)" if X > 1 else ""
+    click.echo(f"{solver}{kind}: lower {res.lower:.6g}  upper {res.upper:.6g}  gap {res.gap:.3g}  "
                f"time {res.solve_seconds:.3f} s CPU (+{res.jit_seconds:.2f} s JIT)  alphas {res.alphas}  "
                f"beliefs {res.beliefs}{'  converged' if res.converged else ''}")
     click.echo(f"policy written to {written}")
     if as_json:
         click.echo(json.dumps(summary))
+
+
+def _as_momdp(path: Path):
+    """The MOMDP of a .pomdpx file with fully observed variables, else its flat model: when it has none, or
+    when the initial belief is unsure of them (the MOMDP solver starts from one visible value)."""
+    from trimpomdp.pomdp.io import load_model
+
+    m = load_model(path, momdp=True)
+    if m.n_visible == 1:
+        return m.flat
+    if m.initial_visible() is None:
+        click.echo(f"warning: {path.name}: the initial belief is unsure of the fully observed variables; "
+                   "solving it flat", err=True)
+        return load_model(path)  # the flat path's state order, which the policy's fingerprint then matches
+    return m

@@ -1,9 +1,13 @@
 """APPL/SARSOP ``.policy`` XML files, so that our policies run in APPL's tools and theirs run in ours.
 
-The format (written by ``pomdpsol``): a ``<Policy>`` root holding one ``<AlphaVector vectorLength=S
-numObsValue=1 numVectors=K>`` with one ``<Vector action="a" obsValue="0">v_1 ... v_S</Vector>`` per alpha
+The format (written by ``pomdpsol``): a ``<Policy>`` root holding one ``<AlphaVector vectorLength=Y
+numObsValue=X numVectors=K>`` with one ``<Vector action="a" obsValue="x">v_1 ... v_Y</Vector>`` per alpha
 vector; APPL may also write ``<SparseVector>`` elements with ``<Entry>state value</Entry>`` children.
-``numObsValue > 1`` is APPL's MOMDP factoring (fully observed variables), which we do not support.
+``numObsValue`` is the number of values of the fully observed state variables (APPL's MOMDP factoring,
+1 for a flat model), ``obsValue`` the one a vector belongs to and ``vectorLength`` the number of hidden
+values: vectors are over the hidden state only. Both programs number visible and hidden values alike (each
+the product of its variables in declaration order, the first slowest), so a policy of either runs in the
+other's tools. pomdpsol writes the vectors grouped by ``obsValue``, as we do.
 """
 from __future__ import annotations
 
@@ -28,16 +32,16 @@ def write_policy_xml(policy: AlphaVectorPolicy, model=None, path=None, model_nam
     if model is not None:
         policy.check_model(model)
     name = model_name or (getattr(model, "name", "") if model is not None else "") or "model"
-    K, S = policy.alphas.shape
+    K, Y = policy.alphas.shape
     lines = [
         "<?xml version='1.0' encoding='ISO-8859-1'?>",
         f'<Policy version="0.1" type="value" model="{_escape(name)}" xmlns:xsi="{_XSI}" '
         'xsi:noNamespaceSchemaLocation="policyx.xsd">',
-        f'<AlphaVector vectorLength="{S}" numObsValue="1" numVectors="{K}">',
+        f'<AlphaVector vectorLength="{Y}" numObsValue="{policy.n_visible}" numVectors="{K}">',
     ]
-    for a, vec in zip(policy.actions, policy.alphas):
-        lines.append(f'<Vector action="{int(a)}" obsValue="0">' + " ".join(repr(float(v)) for v in vec)
-                     + " </Vector>")
+    for k in np.argsort(policy.visible, kind="stable"):
+        lines.append(f'<Vector action="{int(policy.actions[k])}" obsValue="{int(policy.visible[k])}">'
+                     + " ".join(repr(float(v)) for v in policy.alphas[k]) + " </Vector>")
     lines += ["</AlphaVector> </Policy>", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="latin-1")
@@ -75,15 +79,24 @@ def read_policy_xml(path) -> AlphaVectorPolicy:
                           str(path))
     if S > MAX_ENTRIES:
         raise FormatError(f"<AlphaVector> vectorLength={S} exceeds {MAX_ENTRIES} states", str(path))
-    if n_obs != 1:
-        raise FormatError(f"numObsValue={n_obs}: MOMDP policies (factored observed variables) are not supported",
-                          str(path))
-    alphas, actions = [], []
+    if not 1 <= n_obs <= MAX_ENTRIES:
+        raise FormatError(f"<AlphaVector> numObsValue must be in 1..{MAX_ENTRIES}, got {n_obs}", str(path))
+    alphas, actions, visible = [], [], []
     for k, el in enumerate(block):
         try:
             a = int(el.get("action"))
         except (TypeError, ValueError):
             raise FormatError(f"vector {k}: missing or non-integer action attribute", str(path)) from None
+        x_text = el.get("obsValue")
+        if x_text is None and n_obs > 1:
+            raise FormatError(f"vector {k}: no obsValue attribute (numObsValue={n_obs})", str(path))
+        try:
+            x = int(x_text) if x_text is not None else 0
+        except ValueError:
+            raise FormatError(f"vector {k}: obsValue {x_text[:20]!r} is not an integer", str(path)) from None
+        if not 0 <= x < n_obs:
+            raise FormatError(f"vector {k}: obsValue {x} is outside 0..{n_obs - 1} (numObsValue={n_obs})",
+                              str(path))
         if el.tag == "Vector":
             try:
                 vec = np.array([float(x) for x in (el.text or "").split()])
@@ -117,12 +130,14 @@ def read_policy_xml(path) -> AlphaVectorPolicy:
             raise FormatError(f"the policy holds more than {MAX_ENTRIES} alpha values", str(path))
         alphas.append(vec)
         actions.append(a)
+        visible.append(x)
     if not alphas:
         raise FormatError("the policy holds no vectors", str(path))
     if K_decl is not None and K_decl != len(alphas):
         raise FormatError(f"numVectors={K_decl} but {len(alphas)} vectors found", str(path))
     return AlphaVectorPolicy(np.array(alphas), np.array(actions), {"source": "appl_policy_xml",
-                                                                   "model": root.get("model", "")})
+                                                                   "model": root.get("model", "")},
+                             visible=np.array(visible) if n_obs > 1 else None, n_visible=n_obs)
 
 
 def _escape(text: str) -> str:

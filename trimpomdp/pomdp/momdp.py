@@ -154,6 +154,14 @@ class MOMDP:
     def name(self) -> str:
         return self.flat.name
 
+    def value_problem(self) -> str | None:
+        """``POMDP.value_problem`` of the flat form."""
+        return self.flat.value_problem()
+
+    def check_value_finite(self) -> "MOMDP":
+        self.flat.check_value_finite()
+        return self
+
     def fingerprint(self) -> str:
         """The flat form's fingerprint: a policy solved on the MOMDP fits its flat form and vice versa."""
         return self.flat.fingerprint()

@@ -2,7 +2,8 @@
 
 Numba cannot take scipy matrices, so each per-action CSR matrix is flattened into one ``indptr`` row per
 action (absolute offsets into shared ``indices``/``data`` arrays). Terminal states are made absorbing with
-zero reward here, once, so that no kernel needs to know about them.
+zero reward here, once, so that no kernel needs to know about them. A ``MOMDP`` gives the arrays of its flat
+form plus its sizes (X visible x Y hidden values, Zo observations); a flat POMDP is X = 1, Y = S, Zo = Z.
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ class SparseModel:
     terminal: np.ndarray  # (S,) bool, all False when the model has none
     T: tuple  # per-action scipy CSR with terminal rows made absorbing (for the bound computations)
     O: tuple
+    X: int = 1  # visible values (joint state s = x * Y + y; flat observation o * X + x')
+    Y: int = 0  # hidden values (S when X == 1)
+    Zo: int = 0  # observations proper (Z when X == 1)
 
 
 def _flatten(mats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,11 +50,17 @@ def _flatten(mats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.ascontiguousarray(np.stack(ptrs)), np.concatenate(idx), np.concatenate(val)
 
 
-def to_sparse(model: POMDP) -> SparseModel:
-    """Convert (and cache on the model) the flat arrays the kernels read."""
+def to_sparse(model) -> SparseModel:
+    """Convert (and cache on the model) the flat arrays the kernels read; ``model`` is a POMDP or a MOMDP."""
     cached = model._cache.get("sparse_model")
     if cached is not None:
         return cached
+    if not isinstance(model, POMDP):  # a MOMDP: its flat form's arrays, with its sizes
+        from dataclasses import replace
+
+        sm = replace(to_sparse(model.flat), X=model.n_visible, Y=model.n_hidden, Zo=model.n_observations)
+        model._cache["sparse_model"] = sm
+        return sm
     S, A = model.n_states, model.n_actions
     term = np.zeros(S, dtype=bool) if model.terminal is None else np.asarray(model.terminal, dtype=bool)
     T, R = effective_dynamics(model)  # terminal states absorbing at zero reward
@@ -61,6 +71,6 @@ def to_sparse(model: POMDP) -> SparseModel:
     b0 = np.asarray(model.initial_belief, dtype=np.float64)
     b0 = b0 / b0.sum()
     sm = SparseModel(S, A, model.n_observations, float(model.discount), Tp, Ti, Tv, Op, Oi, Ov, R, b0, term,
-                     tuple(T), tuple(O))
+                     tuple(T), tuple(O), 1, S, model.n_observations)
     model._cache["sparse_model"] = sm
     return sm

@@ -99,8 +99,11 @@ class SARSOPSolver:
                 "seed": self.seed, "max_depth": self.max_depth, "targets": self.targets,
                 "prune_delay": self.prune_delay, "memory_mb": self.memory_mb}
 
-    def solve(self, model: POMDP) -> SolveResult:
-        model.check_value_finite()  # once, before anything is compiled or allocated
+    def solve(self, model) -> SolveResult:
+        """Solve a ``POMDP`` or a ``MOMDP`` (whose vectors then belong to visible values, see
+        ``AlphaVectorPolicy.visible``); a flat POMDP is solved as the MOMDP with one visible value."""
+        flat = model if isinstance(model, POMDP) else model.flat
+        flat.check_value_finite()  # once, before anything is compiled or allocated
         jit = warm_up()
         t0 = time.process_time()
         run = Run(to_sparse(model), model, self.precision, self.timeout, self.max_iterations, self.verbose,
@@ -112,14 +115,17 @@ class SARSOPSolver:
         solve_seconds = time.process_time() - t0
         for h in run.history:  # times measured from the start of the solve, bounds included
             h["time"] += init_seconds
-        alphas, acts = run.policy()
+        alphas, acts, xval = run.policy()
         meta = {"model_fingerprint": model.fingerprint(), "solver": "sarsop", "settings": self.settings(),
                 "lower": final["lower"], "upper": final["upper"], "solve_seconds": solve_seconds,
                 "wall_seconds": run.wall + init_seconds, "jit_seconds": jit, "init_seconds": init_seconds,
                 "trials": run.trials, "backups": run.backups, "beliefs": run.tree.n_nodes,
                 "evictions": run.evictions, "stop_reason": run.stop_reason, "converged": run.converged,
                 "model": model.name}
-        policy = AlphaVectorPolicy(alphas, acts, meta)
+        X = run.model.X
+        if X > 1:
+            meta["momdp"] = {"visible": X, "hidden": run.Y}
+        policy = AlphaVectorPolicy(alphas, acts, meta, visible=xval if X > 1 else None, n_visible=X)
         return SolveResult(policy, final["lower"], final["upper"], solve_seconds, jit, int(alphas.shape[0]),
                            run.tree.n_nodes, run.trials, run.converged, run.history)
 

@@ -1,11 +1,14 @@
 """Backups: the bounds' values at a belief, a node's cached bounds, and the Bellman backup of a node.
 
-The lower bound is the upper envelope of the alpha vectors, the upper bound the sawtooth interpolation of
-the points above the FIB corner values. Each node caches both and only reads the vectors/points added since
+The lower bound is the upper envelope of the alpha vectors of the belief's visible value (a MOMDP belief
+(x, b_y) is stored as a flat belief over the joint states x * Y + y of one x; a flat POMDP is X = 1), the
+upper bound the sawtooth interpolation of the points above the FIB corner values (points of other visible
+values never contain the belief's support, so they drop out by themselves). Each node caches both and only reads the vectors/points added since
 its last refresh, so a backup costs about the new entries, not the whole sets.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from trimpomdp.solvers.sarsop.state import DONE, NEED_ALPHA_ROOM, NEED_BELIEFS, NEED_POINT_ROOM
@@ -14,17 +17,21 @@ NEG_INF = -1e300
 
 
 @njit(cache=True, inline="always")
-def lower_value(bi, bv, alphas, n_alpha):
-    """max_k alphas.vectors[k] . b over live vectors, and the maximising k."""
-    vectors, alive = alphas.vectors, alphas.alive
+def lower_value(bi, bv, alphas, n_alpha, Y):
+    """max_k alphas.vectors[k] . b over the live vectors of b's visible value, and the maximising k.
+
+    b's support (joint states x * Y + y) lies within one visible value x."""
+    vectors, alive, xval = alphas.vectors, alphas.alive, alphas.xval
+    x = bi[0] // Y
+    base = x * Y
     best = NEG_INF
     kb = -1
     for k in range(n_alpha):
-        if not alive[k]:
+        if not alive[k] or xval[k] != x:
             continue
         v = 0.0
         for t in range(bi.shape[0]):
-            v += vectors[k, bi[t]] * bv[t]
+            v += vectors[k, bi[t] - base] * bv[t]
         if v > best:
             best = v
             kb = k
@@ -67,11 +74,11 @@ def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
 
 
 @njit(cache=True, inline="always")
-def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense):
+def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense, Y):
     """Bring node c's bounds up to date, reading only vectors/points added since its last refresh.
 
-    The lower value stays the value of a live alpha vector (``best_alpha``), so the policy achieves it; the
-    upper value is the minimum of valid sawtooth values over time.
+    The lower value stays the value of a live alpha vector of c's visible value (``best_alpha``), so the
+    policy achieves it; the upper value is the minimum of valid sawtooth values over time.
     """
     # fields first, groups never again: an inlined group parameter holds a reference to each of its
     # arrays until its last use, which costs about as much as a cheap refresh when it lasts to the end
@@ -79,9 +86,11 @@ def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense):
     best_alpha, alphas_seen, points_seen = tree.best_alpha, tree.alphas_seen, tree.points_seen
     cs = tree.b_start[c]
     cl = tree.b_len[c]
-    vectors, alive = alphas.vectors, alphas.alive
+    vectors, alive, xval = alphas.vectors, alphas.alive, alphas.xval
     ci = pool_idx[cs:cs + cl]
     cv = pool_val[cs:cs + cl]
+    x = ci[0] // Y
+    base = x * Y
     kb = best_alpha[c]
     if kb >= 0 and alive[kb]:
         best = lower[c]
@@ -91,11 +100,11 @@ def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense):
         kb = -1
         k_from = 0
     for k in range(k_from, n_alpha):
-        if not alive[k]:
+        if not alive[k] or xval[k] != x:
             continue
         v = 0.0
         for t in range(cl):
-            v += vectors[k, ci[t]] * cv[t]
+            v += vectors[k, ci[t] - base] * cv[t]
         if v > best:
             best = v
             kb = k
@@ -127,19 +136,19 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
     act_ptr, child, prob, obs, reward = tree.act_ptr, tree.child, tree.prob, tree.obs, tree.reward
     q_lower, q_upper, best_alpha = tree.q_lower, tree.q_upper, tree.best_alpha
     Tp, Ti, Tv, Op, Oi, Ov = model.Tp, model.Ti, model.Tv, model.Op, model.Oi, model.Ov
-    R, gamma = model.R, model.gamma
+    R, gamma, X, Y, Zo = model.R, model.gamma, model.X, model.Y, model.Zo
+    xr_ptr, xr_idx, floor = model.xr_ptr, model.xr_idx, model.floor
     vectors, used = alphas.vectors, alphas.used
     dense, kobs, h, new_alpha = scratch.dense, scratch.kobs, scratch.h, scratch.new_alpha
     n_alpha = st.n_alpha
     n_pts = st.n_pts
-    if n_alpha >= vectors.shape[0]:
+    if n_alpha >= vectors.shape[0] or st.n_succ + model.max_succ > alphas.succ.shape[0]:
         return NEED_ALPHA_ROOM
     if n_pts + 1 >= points.gap.shape[0]:
         return NEED_POINT_ROOM
     stamp = st.stamp + 1
     A = act_ptr.shape[1] - 1
-    S = h.shape[0]
-    lb_here, k_here, ub_here = refresh_node(n, tree, alphas, n_alpha, points, n_pts, dense)
+    lb_here, k_here, ub_here = refresh_node(n, tree, alphas, n_alpha, points, n_pts, dense, Y)
     cut = lb_here - 1e-9 * (1.0 + abs(lb_here))  # pruning threshold, with room for rounding
     for a in range(A):
         if q_upper[n, a] >= cut:
@@ -163,7 +172,7 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
         ql = reward[n, a]
         qu = ql
         for e in range(act_ptr[n, a], act_ptr[n, a + 1]):
-            lv, k, uv = refresh_node(child[e], tree, alphas, n_alpha, points, n_pts, dense)
+            lv, k, uv = refresh_node(child[e], tree, alphas, n_alpha, points, n_pts, dense, Y)
             p = prob[e]
             ql += gamma * p * lv
             qu += gamma * p * uv
@@ -174,24 +183,46 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
             a_best = a
         if qu > best_qu:
             best_qu = qu
+    x_here = pool_idx[b_start[n]] // Y
     if a_best >= 0:
-        # the backed-up vector: observations impossible from b keep the vector best at b itself
-        for o in range(model.Z):
-            kobs[o] = k_here
+        # the backed-up vector of n's visible value x, over all its hidden values: each outcome (x', o)
+        # takes its child's best vector; outcomes impossible from b take the vector best at b itself (x' = x),
+        # else a sibling's vector of x', else x''s floor vector -- any vector of x' keeps the result a bound
+        p0 = xr_ptr[a_best, x_here]
+        p1 = xr_ptr[a_best, x_here + 1]
+        for j in range(p0, p1):
+            xp = xr_idx[j]
+            fill = k_here if xp == x_here else -1
+            for o in range(Zo):
+                kobs[o * X + xp] = fill
         for e in range(act_ptr[n, a_best], act_ptr[n, a_best + 1]):
             k = best_alpha[child[e]]
             kobs[obs[e]] = k
             used[k] = stamp
-        for s in range(S):
-            acc = 0.0
-            for j in range(Op[a_best, s], Op[a_best, s + 1]):
-                acc += Ov[j] * vectors[kobs[Oi[j]], s]
-            h[s] = acc
-        for s in range(S):
+        for j in range(p0, p1):
+            xp = xr_idx[j]
+            if xp != x_here:
+                sib = floor[xp]
+                for o in range(Zo):
+                    if kobs[o * X + xp] >= 0:
+                        sib = kobs[o * X + xp]
+                        break
+                for o in range(Zo):
+                    if kobs[o * X + xp] < 0:
+                        kobs[o * X + xp] = sib
+            for s in range(xp * Y, xp * Y + Y):
+                acc = 0.0
+                ys = s - xp * Y
+                for q in range(Op[a_best, s], Op[a_best, s + 1]):
+                    acc += Ov[q] * vectors[kobs[Oi[q]], ys]
+                h[s] = acc
+        base = x_here * Y
+        for y in range(Y):
+            s = base + y
             acc = 0.0
             for j in range(Tp[a_best, s], Tp[a_best, s + 1]):
                 acc += Tv[j] * h[Ti[j]]
-            new_alpha[s] = R[s, a_best] + gamma * acc
+            new_alpha[y] = R[s, a_best] + gamma * acc
     st.stamp = stamp
     tree.last_backup[n] = stamp
     st.backups += 1
@@ -199,6 +230,25 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
         k = st.n_alpha
         vectors[k, :] = new_alpha
         alphas.action[k] = a_best
+        alphas.xval[k] = x_here
+        # its successors: the distinct vectors of the outcomes it was backed up from
+        succ = alphas.succ
+        q0 = st.n_succ
+        q = q0
+        for j in range(xr_ptr[a_best, x_here], xr_ptr[a_best, x_here + 1]):
+            xp = xr_idx[j]
+            for o in range(Zo):
+                succ[q] = kobs[o * X + xp]
+                q += 1
+        seg = np.sort(succ[q0:q])
+        m = 0
+        for t in range(seg.shape[0]):
+            if t == 0 or seg[t] != seg[t - 1]:
+                succ[q0 + m] = seg[t]
+                m += 1
+        alphas.succ_start[k] = q0
+        alphas.succ_len[k] = m
+        st.n_succ = q0 + m
         alphas.alive[k] = True
         used[k] = stamp
         st.n_alpha = k + 1

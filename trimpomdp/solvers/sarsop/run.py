@@ -46,7 +46,7 @@ def default_depth(sm: SparseModel, precision: float) -> int:
 class Run:
     """The state of one solve: tree, alpha vectors, sawtooth points (see ``state``) and progress."""
 
-    def __init__(self, sm: SparseModel, model: POMDP, precision, timeout, max_iterations, verbose,
+    def __init__(self, sm: SparseModel, model, precision, timeout, max_iterations, verbose,
                  report_every, callback, max_depth=None, prune_delay=50, targets=True, memory_mb=None):
         self.precision = float(precision)
         self.timeout = timeout
@@ -64,25 +64,38 @@ class Run:
         self.state = new_state(bool(targets))
         self.st = self.state[0]  # a view: kernels and Python read and write the same record
         self.path = np.zeros(depth + 3, np.int64)
-        self.model = kernel_model(sm)
-        self.scratch = new_scratch(sm.S, sm.Z)
-        self.tree = BeliefTree(self.model, self.scratch, sm.A)
-        # lower bound: the blind policies with a finite value (all of them when discounted)
-        blind = blind_alphas(model)
+        flat = model if isinstance(model, POMDP) else model.flat
+        X, Y = sm.X, sm.Y
+        bi = np.flatnonzero(sm.b0 > 0).astype(np.int64)
+        if X > 1 and np.unique(bi // Y).size > 1:
+            raise ModelError(f"{model.name or 'model'}: the initial belief spreads over "
+                             f"{np.unique(bi // Y).size} visible values; the MOMDP solver starts from one "
+                             "(solve the flat model instead)")
+        # lower bound: the blind policies with a finite value (all of them when discounted), one vector per
+        # visible value each: the floor, never pruned
+        blind = blind_alphas(flat)
         keep = np.flatnonzero(np.isfinite(blind).all(axis=1))
-        self.alphas = new_alphas(max(64, 2 * sm.A), sm.S)
-        self.alphas.vectors[: keep.size] = blind[keep]
-        self.alphas.action[: keep.size] = keep
-        self.alphas.alive[: keep.size] = True
-        self.st["n_alpha"] = self.st["n_alive"] = self.n_floor = keep.size
+        self.n_floor = keep.size * X
+        self.alphas = new_alphas(max(64, 2 * self.n_floor), Y)
+        vec = blind[keep].reshape(keep.size, X, Y).transpose(1, 0, 2)  # (X, kept actions, Y)
+        self.alphas.vectors[: self.n_floor] = vec.reshape(-1, Y)
+        self.alphas.action[: self.n_floor] = np.tile(keep, X)
+        self.alphas.xval[: self.n_floor] = np.repeat(np.arange(X), keep.size)
+        self.alphas.alive[: self.n_floor] = True
+        floor = np.arange(X) * keep.size + vec.mean(axis=2).argmax(axis=1)
+        self.st["n_alpha"] = self.st["n_alive"] = self.n_floor
+        self.model = kernel_model(sm, floor)
+        self.alphas = self.alphas._replace(succ=np.zeros(max(4096, 64 * self.model.max_succ), np.int64))
+        self.Y = Y
+        self.scratch = new_scratch(sm.S, sm.Z, Y)
+        self.tree = BeliefTree(self.model, self.scratch, sm.A)
         # upper bound: FIB corners, sawtooth points to come
         try:
-            corner = fib_alphas(model).max(axis=0)
+            corner = fib_alphas(flat).max(axis=0)
         except ArithmeticError as exc:
             raise ModelError(f"cannot bound the value of {model.name or 'the model'}: {exc}") from None
         self.points = new_points(corner)
         self.history: list[dict] = []
-        bi = np.flatnonzero(sm.b0 > 0).astype(np.int64)
         bv = sm.b0[bi].copy()
         bv /= bv.sum()
         self.tree.add(bi, bv, belief_key(bi, bv))
@@ -104,7 +117,8 @@ class Run:
         elif code == NEED_BELIEFS:
             self.tree.materialise(need)
         elif code == NEED_ALPHA_ROOM:
-            self.alphas = make_alpha_room(self.alphas, self.st, self.tree.arrays, self.tree.n_nodes)
+            self.alphas = make_alpha_room(self.alphas, self.st, self.tree.arrays, self.tree.n_nodes,
+                                          self.model.max_succ)
         elif code == NEED_POINT_ROOM:
             self.points = make_point_room(self.points, self.st)
         else:  # pragma: no cover - a new return code without a handler
@@ -122,9 +136,11 @@ class Run:
     def trials_until(self, max_trials, alive_limit=1 << 62, max_backups=1 << 62):
         """Run up to ``max_trials`` trials (or about ``max_backups`` backups) in numba; returns DONE,
         CONVERGED or MAINTENANCE."""
-        while True:
-            code = run_trials(self.state, self.path, max_trials, max_backups, alive_limit, self.settings,
-                              self.model, self.tree.arrays, self.alphas, self.points, self.scratch)
+        t0, b0 = self.trials, self.backups
+        while True:  # the counts left, not the counts asked: a request hands back mid-way
+            code = run_trials(self.state, self.path, max_trials - (self.trials - t0),
+                              max_backups - (self.backups - b0), alive_limit, self.settings, self.model,
+                              self.tree.arrays, self.alphas, self.points, self.scratch)
             if code in (DONE, CONVERGED, MAINTENANCE):
                 return code
             self._serve(code)
@@ -139,7 +155,7 @@ class Run:
     # ------------------------------------------------------------------ pruning and memory
     def prune(self, protect=True):
         prune_alphas(self.alphas, self.st, self.tree.arrays, self.tree.n_nodes, self.prune_delay,
-                     self.n_floor, protect)
+                     self.n_floor, self.Y, protect)
         self.alive_after_prune = int(self.st["n_alive"])
 
     def compact_points(self):
@@ -176,7 +192,7 @@ class Run:
     # ------------------------------------------------------------------ main loop
     def root_bounds(self):
         bi, bv = self.tree.belief(0)
-        lb, _ = lower_value(bi, bv, self.alphas, self.st["n_alpha"])
+        lb, _ = lower_value(bi, bv, self.alphas, self.st["n_alpha"], self.Y)
         return lb, self.tree.arrays.upper[0]
 
     def record(self, t_cpu, t_wall, force=False):
@@ -258,5 +274,6 @@ class Run:
               file=sys.stderr)
 
     def policy(self):
+        """The live vectors, their actions and their visible values."""
         live = np.flatnonzero(self.alphas.alive[: self.st["n_alpha"]])
-        return self.alphas.vectors[live].copy(), self.alphas.action[live].copy()
+        return self.alphas.vectors[live].copy(), self.alphas.action[live].copy(), self.alphas.xval[live].copy()

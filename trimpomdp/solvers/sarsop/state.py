@@ -41,6 +41,7 @@ STATE = np.dtype([
     ("trials", i8), ("backups", i8),
     ("stamp", i8),        # one tick per backup: when a vector was last useful, a node last backed up
     ("n_alpha", i8),      # vector rows in use (dead ones included)
+    ("n_succ", i8),       # entries of the successor pool in use
     ("n_alive", i8),      # live vectors
     ("n_pts", i8),        # point rows in use (dead ones included)
     ("p_dead", i8),       # dead points among them
@@ -65,7 +66,12 @@ class Settings(NamedTuple):
 
 
 class Model(NamedTuple):
-    """The sparse model (``sparse.SparseModel``) as the kernels read it."""
+    """The sparse model (``sparse.SparseModel``) as the kernels read it, with its mixed observability.
+
+    Joint states are s = x * Y + y and flat observations o * X + x' (``pomdp.momdp``); a flat POMDP has
+    X = 1. Alpha vectors are Y long and belong to one visible value; the visible values x' that action a
+    can lead to from x are ``xr_idx[xr_ptr[a, x]:xr_ptr[a, x + 1]]``, and ``floor[x]`` is a vector of x
+    that is never pruned (a backup's default for an outcome the belief cannot reach)."""
 
     Tp: np.ndarray
     Ti: np.ndarray
@@ -75,12 +81,36 @@ class Model(NamedTuple):
     Ov: np.ndarray
     R: np.ndarray  # (S, A)
     gamma: float
-    Z: int
+    Z: int  # flat observations, Zo * X
+    X: int
+    Y: int
+    Zo: int
+    xr_ptr: np.ndarray  # (A, X + 1)
+    xr_idx: np.ndarray
+    floor: np.ndarray  # (X,)
+    max_succ: int  # the most successor entries one backup can record (reachable x' values x Zo)
 
 
-def kernel_model(sm: SparseModel) -> Model:
+def reachable_visible(sm: SparseModel) -> tuple[np.ndarray, np.ndarray]:
+    """(xr_ptr, xr_idx): for each action and visible value x, the sorted visible values x' that some
+    transition from a state (x, y) reaches."""
+    X, Y, A = sm.X, sm.Y, sm.A
+    ptr = np.zeros((A, X + 1), i8)
+    idx = []
+    for a in range(A):
+        rows = np.repeat(np.arange(sm.S), np.diff(sm.Tp[a]))
+        pairs = np.unique((rows // Y) * X + sm.Ti[sm.Tp[a, 0]:sm.Tp[a, -1]] // Y)
+        ptr[a, 1:] = np.cumsum(np.bincount(pairs // X, minlength=X))
+        idx.append(pairs % X)
+    off = np.concatenate([[0], np.cumsum([len(i) for i in idx])[:-1]])
+    return np.ascontiguousarray(ptr + off[:, None]), np.concatenate(idx).astype(i8)
+
+
+def kernel_model(sm: SparseModel, floor: np.ndarray) -> Model:
+    xr_ptr, xr_idx = reachable_visible(sm)
     return Model(Tp=sm.Tp, Ti=sm.Ti, Tv=sm.Tv, Op=sm.Op, Oi=sm.Oi, Ov=sm.Ov, R=sm.R, gamma=sm.discount,
-                 Z=sm.Z)
+                 Z=sm.Z, X=sm.X, Y=sm.Y, Zo=sm.Zo, xr_ptr=xr_ptr, xr_idx=xr_idx,
+                 floor=np.ascontiguousarray(floor, dtype=i8), max_succ=int(np.diff(xr_ptr, axis=1).max()) * sm.Zo)
 
 
 class Tree(NamedTuple):
@@ -133,21 +163,31 @@ def new_tree(A: int, nodes: int = 256, edges: int = 1024, pool: int = 1024) -> T
 
 class Alphas(NamedTuple):
     """The lower bound: alpha vectors (row k is the value of doing ``action[k]`` then following the vectors
-    it was backed up from); dead rows are reused once compacted."""
+    it was backed up from, over the hidden values of visible value ``xval[k]``); dead rows are reused once
+    compacted.
 
-    vectors: np.ndarray  # (K, S)
+    The vectors a vector was backed up from (one per outcome, deduplicated) are its successors,
+    ``succ[succ_start[k]:succ_start[k] + succ_len[k]]`` (-1 once dropped): pruning keeps them as long as
+    the vector lives, so that following the best vector achieves its value (``prune.prune_alphas``)."""
+
+    vectors: np.ndarray  # (K, Y)
     action: np.ndarray
+    xval: np.ndarray  # the visible value each vector belongs to
     alive: np.ndarray
     used: np.ndarray  # stamp of the last backup where the vector was some node's maximiser
+    succ_start: np.ndarray
+    succ_len: np.ndarray
+    succ: np.ndarray  # the successor pool (not one row per vector)
 
 
 def new_alpha_rows(n: int) -> dict:
     """Fresh rows for n vectors, but the vectors themselves (grown in place: they are most of the memory)."""
-    return dict(action=np.zeros(n, i8), alive=np.zeros(n, bool), used=np.zeros(n, i8))
+    return dict(action=np.zeros(n, i8), xval=np.zeros(n, i8), alive=np.zeros(n, bool), used=np.zeros(n, i8),
+                succ_start=np.zeros(n, i8), succ_len=np.zeros(n, i8))
 
 
-def new_alphas(n: int, S: int) -> Alphas:
-    return Alphas(vectors=np.zeros((n, S)), **new_alpha_rows(n))
+def new_alphas(n: int, Y: int, pool: int = 1024) -> Alphas:
+    return Alphas(vectors=np.zeros((n, Y)), **new_alpha_rows(n), succ=np.zeros(pool, i8))
 
 
 class Points(NamedTuple):
@@ -183,17 +223,17 @@ class Scratch(NamedTuple):
     """Work arrays of the kernels; ``dense``, ``pred``, ``pz`` and ``cnt`` are left zeroed by every call."""
 
     dense: np.ndarray  # (S,) a belief spread out, for sawtooth ratios
-    kobs: np.ndarray  # (Z,) the child vector per observation in a backup
-    h: np.ndarray  # (S,) sum_o O(o | a, s') alpha_o(s') in a backup
-    new_alpha: np.ndarray  # (S,) the backed-up vector
+    kobs: np.ndarray  # (Z,) the child vector per flat observation in a backup
+    h: np.ndarray  # (S,) sum_o O(o | a, s') alpha_o(y') in a backup
+    new_alpha: np.ndarray  # (Y,) the backed-up vector
     pred: np.ndarray  # (S,) predicted belief in ``successors``
     touched: np.ndarray  # (S,) its support
     pz: np.ndarray  # (Z,) P(o | b, a)
     cnt: np.ndarray  # (Z,) children's support sizes
 
 
-def new_scratch(S: int, Z: int) -> Scratch:
-    return Scratch(dense=np.zeros(S), kobs=np.zeros(Z, i8), h=np.zeros(S), new_alpha=np.zeros(S),
+def new_scratch(S: int, Z: int, Y: int) -> Scratch:
+    return Scratch(dense=np.zeros(S), kobs=np.zeros(Z, i8), h=np.zeros(S), new_alpha=np.zeros(Y),
                    pred=np.zeros(S), touched=np.zeros(S, i8), pz=np.zeros(Z), cnt=np.zeros(Z, i8))
 
 

@@ -43,11 +43,12 @@ def successors(bi, bv, model, min_prob, scratch):
     are act_ptr[a]..act_ptr[a+1]. Uses ``scratch.pred/touched/pz/cnt``.
     """
     Tp, Ti, Tv, Op, Oi, Ov = model.Tp, model.Ti, model.Tv, model.Op, model.Oi, model.Ov
-    R, Z = model.R, model.Z
+    R = model.R
     pred, touched, pz, cnt = scratch.pred, scratch.touched, scratch.pz, scratch.cnt
     A = Tp.shape[0]
     n_b = bi.shape[0]
     act_ptr = np.zeros(A + 1, np.int64)
+    olist = np.empty(16, np.int64)  # the observations reached, so that nothing loops over all Z of them
     obs = np.empty(16, np.int64)
     prob = np.empty(16, np.float64)
     cptr = np.zeros(17, np.int64)
@@ -71,15 +72,22 @@ def successors(bi, bv, model, min_prob, scratch):
                 pred[sp] += w * Tv[j]
         rew[a] = r
         tl = np.sort(touched[:nt])
+        no = 0
         for k in range(nt):
             sp = tl[k]
             p = pred[sp]
             for j in range(Op[a, sp], Op[a, sp + 1]):
                 o = Oi[j]
+                if cnt[o] == 0:
+                    olist = _grow_i(olist, no + 1)
+                    olist[no] = o
+                    no += 1
                 pz[o] += p * Ov[j]
                 cnt[o] += 1
+        ol = np.sort(olist[:no])
         # lay out the children of this action
-        for o in range(Z):
+        for i in range(no):
+            o = ol[i]
             if pz[o] > min_prob:
                 obs = _grow_i(obs, nc + 1)
                 prob = _grow_f(prob, nc + 1)
@@ -118,9 +126,9 @@ def successors(bi, bv, model, min_prob, scratch):
                 cval[q] /= z
         for k in range(nt):
             pred[touched[k]] = 0.0
-        for o in range(Z):
-            pz[o] = 0.0
-            cnt[o] = 0
+        for i in range(no):
+            pz[ol[i]] = 0.0
+            cnt[ol[i]] = 0
         act_ptr[a + 1] = nc
         ne = cptr[nc]
     return (act_ptr, obs[:nc].copy(), prob[:nc].copy(), cptr[: nc + 1].copy(), cidx[:ne].copy(),
