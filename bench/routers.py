@@ -137,8 +137,7 @@ def main(argv=None) -> None:
     print(f"simulated every family on the same {args.episodes:,} questions (seed {args.seed}, sequence mode) "
           f"in {time.perf_counter() - t:.1f} s")
     res = result["modes"]["sequence"]
-    short = {agg_sweep: "agg (5 lambdas)", seq_sweep: f"seq ({len(SEQ_LAMBDAS)} lambdas)"}
-    paper = [dict(r, family=short.get(r["family"], r["family"])) for r in res["paper"]]
+    paper = res["paper"]
     print("paper layout, in-model (sequence observations; acc / tokens / PGR at each family's most accurate "
           "point, CPT in % of the strong-only cost, dIBC mean over its points):")
     print(paper_table(paper))

@@ -95,9 +95,10 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
         ref = load_reference_runs(reference) if reference else None
         last = modes[-1]
         res = result["modes"][last]
-        pts_plot = {r["name"]: (r["strong_tokens"], r["accuracy"]) for r in res["policies"] if "family" not in r}
+        pts_plot = {family_label(r["name"]): (r["strong_tokens"], r["accuracy"]) for r in res["policies"]
+                    if "family" not in r}
         plot_cost_accuracy(
-            {f"{k} [{m}]": (v["costs"], v["accuracies"]) for m in modes
+            {f"{family_label(k)} [{m}]": (v["costs"], v["accuracies"]) for m in modes
              for k, v in result["modes"][m]["_curves"].items()},
             plot,
             reference=ref,
@@ -143,6 +144,18 @@ def comparison_text(result: dict) -> str:
     return "\n".join(lines)
 
 
+def family_label(name: str, width: int = 40) -> str:
+    """A family's name for tables and legends: ``agg:F1,F2,...`` as ``agg (2 routers)``, long names cut."""
+    kind, _, arg = name.partition(":")
+    inner = arg.partition(":")[2] if kind == "takeover" else arg
+    if (kind in ("agg", "seq") or (kind == "takeover" and arg.split(":")[0] in ("agg", "seq"))) and inner:
+        files = [f.strip() for f in inner.split(",") if f.strip()]
+        k = arg.split(":")[0] if kind == "takeover" else kind
+        base = f"{k}:{Path(files[0]).name}" if len(files) == 1 else f"{k} ({len(files)} routers)"
+        return f"takeover:{base}" if kind == "takeover" else base
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
 def family_level(name: str) -> str:
     """'query' for query-level routers, 'step+takeover' for the takeover ablation, else 'step'."""
     kind = name.split(":", 1)[0].lower()
@@ -169,7 +182,8 @@ def paper_rows(table: list[dict], curves: dict, aw: float, as_: float, cs: float
         m = curves[name] if name in curves else curve_metrics(
             [0.0, pts[0]["strong_tokens"]], [aw, pts[0]["accuracy"]], aw, as_, cs)
         top = min(pts, key=lambda r: (-r["accuracy"], r["strong_tokens"]))
-        rows.append({"family": name, "level": family_level(name), "points": len(pts), "accuracy": top["accuracy"],
+        rows.append({"family": family_label(name), "sweep": name, "level": family_level(name), "points": len(pts),
+                     "accuracy": top["accuracy"],
                      "strong_tokens": top["strong_tokens"], "pgr": top["pgr"],
                      **{k: m.get(k) for k in ("cpt50", "cpt80", "cpt95", "max_pgr", "delta_ibc_mean",
                                               "delta_ibc_max")}})
