@@ -159,3 +159,53 @@ def test_world_simulation_agrees_with_the_exact_evaluation():
     assert sim["accuracy"] == pytest.approx(exact["accuracy"], abs=0.015)
     assert sim["strong_calls"] == pytest.approx(exact["strong_calls"], rel=0.03)
     assert sim["strong_tokens"] == pytest.approx(70.0 * sim["strong_calls"])
+
+
+# ----------------------------------------------------------------------------- from our own decode traces
+def _trace(path, policy, n, n_correct, regen_steps, n_steps=4):
+    from trimpomdp.decode.trace import TraceWriter
+
+    with TraceWriter(path, header={"policy": policy}) as w:
+        for i in range(n):
+            steps = [{"index": k, "text": "t", "model": "strong" if k in regen_steps else "weak", "weak_text": "w",
+                      "weak_tokens": 10, "strong_tokens": 30 if k in regen_steps else 0, "prm_score": 0.5,
+                      "observation": [1.0, 0.5], "obs_bin": 0, "belief_before": [1.0, 0.0, 0.0],
+                      "belief_after": [1.0, 0.0, 0.0], "action": "regenerate" if k in regen_steps else "keep",
+                      "q_keep": None, "q_regenerate": None} for k in range(1, n_steps + 1)]
+            w.write({"id": str(i), "question": "q", "reference": "1", "policy": policy,
+                     "models": {"weak": "w", "strong": "s", "prm": "p"}, "solution": "s", "answer": "1",
+                     "correct": i < n_correct, "tokens": {"weak_kept": 10 * (n_steps - len(regen_steps)),
+                                                          "weak_discarded": 10 * len(regen_steps),
+                                                          "strong": 30 * len(regen_steps)},
+                     "finish": "answer", "error": None, "seconds": 0.1, "steps": steps})
+    return str(path)
+
+
+def test_runs_from_traces(tmp_path):
+    from trimpomdp.calibration.runs import length_pmf_from_traces, runs_from_traces
+
+    paths = [_trace(tmp_path / "w.jsonl", "weak", 10, 4, ()),
+             _trace(tmp_path / "s.jsonl", "strong", 10, 8, (1, 2, 3, 4)),
+             _trace(tmp_path / "t.jsonl", "threshold:0.5", 10, 6, (2,))]
+    runs = runs_from_traces(paths)
+    assert [r.family for r in runs] == ["cheap", "strong", "threshold"] and runs[2].knob == 0.5
+    assert runs[0].accuracy == 0.4 and runs[1].strong_calls == pytest.approx(4) and runs[2].strong_calls == 1
+    assert runs[2].strong_tokens == 30 and runs[2].discarded_tokens == 10 and runs[2].name == "threshold:0.5"
+    np.testing.assert_allclose(length_pmf_from_traces(paths)[:5], [0, 0, 0, 1, 0])
+    other = _trace(tmp_path / "o.jsonl", "threshold:0.7", 9, 6, (2,))
+    with pytest.raises(FormatError, match="differ from"):
+        runs_from_traces(paths + [other])
+    with pytest.raises(FormatError, match="calibration reads"):
+        runs_from_traces([_trace(tmp_path / "q.jsonl", "query:0.5", 10, 6, (2,))])
+
+
+def test_points_from_a_score_sequence_file(tmp_path):
+    from trimpomdp.calibration.report import labelled_points
+
+    p = tmp_path / "scores.jsonl"
+    p.write_text('{"id": "a", "scores": [0.9, 0.8, 0.2, 0.3], "label": 2, "prm": "x"}\n'
+                 '{"id": "b", "scores": [0.95, 0.9], "label": -1, "prm": "x"}\n')
+    pts = labelled_points(p)
+    np.testing.assert_allclose(pts["fresh_error"], [[0.8, 0.2]])  # (min of the earlier scores, this score)
+    np.testing.assert_allclose(pts["derailed"], [[0.2, 0.3]])
+    assert len(pts["correct"]) == 4 and [1.0, 0.9] in pts["correct"].tolist()

@@ -14,20 +14,38 @@ FORMAT, VERSION = "trimpomdp.calibration", 1
 
 def calibrate(runs_path, points_path, lengths_path, length_model: str, classes: int = 3, starts: int = 8,
               seed: int = 0, anchor_weight: float | None = None) -> dict:
-    """Fit a difficulty-class model to run summaries; returns the calibration record (see ``save``)."""
+    """Fit a difficulty-class model to run summaries (a file or folder in the reference's format) or to
+    our decode traces (a list of trace files); returns the calibration record (see ``save``)."""
     from trimpomdp.calibration.estimate import ANCHOR_WEIGHT, fit, fit_table
-    from trimpomdp.calibration.runs import load_run_dir
-    from trimpomdp.routing.spec import load_observation_points
-
-    runs = load_run_dir(runs_path)
-    points = load_observation_points(points_path)
-    pmf = load_length_pmf(lengths_path, length_model)
+    from trimpomdp.calibration.runs import length_pmf_from_traces, load_run_dir, runs_from_traces
+    from trimpomdp.errors import TrimError
+    traces = isinstance(runs_path, (list, tuple))
+    runs = runs_from_traces(runs_path) if traces else load_run_dir(runs_path)
+    points = labelled_points(points_path)
+    if lengths_path is None and traces:
+        pmf = length_pmf_from_traces(runs_path)
+    elif lengths_path is None:
+        raise TrimError("--lengths is needed with run summaries (traces give their own lengths)")
+    else:
+        pmf = load_length_pmf(lengths_path, length_model)
     model, info = fit(runs, points, pmf, classes=classes, starts=starts, seed=seed,
                       anchor_weight=ANCHOR_WEIGHT if anchor_weight is None else anchor_weight)
     return {"format": FORMAT, "version": VERSION, "model": model.to_dict(), "fit": info,
-            "inputs": {"runs": str(runs_path), "points": str(points_path), "lengths": str(lengths_path),
+            "inputs": {"runs": [str(p) for p in runs_path] if isinstance(runs_path, (list, tuple)) else str(runs_path), "points": str(points_path), "lengths": None if lengths_path is None else str(lengths_path),
                        "length_model": length_model},
             "table": fit_table(model, runs, points), "targets": targets(fit_table(model, runs, points))}
+
+
+def labelled_points(path) -> dict:
+    """Labelled PRM pairs per state from a points .npz or from a PRM score-sequence file (``score-steps``)."""
+    from trimpomdp.observation_models import sequences as sq
+    from trimpomdp.observation_models.binned import TRIM_STATES
+    from trimpomdp.routing.spec import load_observation_points
+
+    if not sq.is_sequence_file(path):
+        return load_observation_points(path)
+    data, _ = sq.labelled_steps([q for q in sq.load_sequences(path) if q.labelled], 2)
+    return {s: data.X[data.y == s] for s in TRIM_STATES}
 
 
 def load_length_pmf(path, model: str) -> np.ndarray:
@@ -88,7 +106,9 @@ def report_text(record: dict) -> str:
                      f"{p['strong_calls']:.2f}" if p else "-"])
     classes = "; ".join(f"class {i + 1}: weight {w:.3f}, p_weak {a:.3f}, p_strong {b:.3f}"
                         for i, (w, a, b) in enumerate(zip(m["weights"], m["p_weak"], m["p_strong"])))
-    lines = [f"calibrated on {record['fit']['fitted_runs']} runs of {record['inputs']['runs']} "
+    src = record["inputs"]["runs"]
+    src = f"{len(src)} traces" if isinstance(src, list) else src
+    lines = [f"calibrated on {record['fit']['fitted_runs']} runs of {src} "
              f"({record['fit']['classes']} difficulty classes, anchors weighted x{record['fit']['anchor_weight']:g})",
              classes,
              f"derailed steps score as fresh errors with probability {m['alpha']:.3f}; strong tokens per rewrite "

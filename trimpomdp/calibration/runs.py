@@ -33,9 +33,12 @@ class RunPoint:
     cheap_tokens: float
     discarded_tokens: float
     source: str
+    label: str | None = None  # the policy spec of a decode trace
 
     @property
     def name(self) -> str:
+        if self.label:
+            return self.label
         return {"cheap": "cheap only", "strong": "strong only", "threshold": f"threshold {self.knob:g}",
                 "pomdp": f"pomdp cost {self.knob:g}"}[self.family]
 
@@ -110,3 +113,68 @@ def load_run_dir(folder) -> list[RunPoint]:
         raise FormatError(f"{other.questions} questions here but {first.questions} in {first.source}: runs of "
                           "different problem sets cannot be calibrated together", other.source)
     return runs
+
+
+def runs_from_traces(paths) -> list[RunPoint]:
+    """Run points of our own decode traces, one per file: ``weak`` is the cheap-only run, ``strong`` the
+    strong-only run, ``threshold:K`` a threshold run; ``pomdp:...`` runs are held out (predicted, not
+    fitted). Every problem must have a verdict, and all files must hold the same problems."""
+    from trimpomdp.analysis.runs import run_point
+    from trimpomdp.decode.trace import read_run
+
+    out, ids = [], None
+    for path in paths:
+        run = read_run(path)
+        if not run.records:
+            raise FormatError("no problems in this trace", str(path))
+        pol = run.policy or ""
+        kind, _, arg = pol.partition(":")
+        if kind == "weak":
+            family, knob = "cheap", 0.0
+        elif kind == "strong":
+            family, knob = "strong", 1.0
+        elif kind in ("threshold", "pomdp"):
+            family = kind
+            try:
+                knob = float(arg) if kind == "threshold" else float(arg.split("=", 1)[1]) if "=" in arg else math.nan
+            except ValueError:
+                knob = math.nan
+            if kind == "threshold" and not 0 <= knob <= 1:
+                raise FormatError(f"policy {pol!r}: expected threshold:K with K in [0, 1]", str(path))
+        else:
+            raise FormatError(f"policy {pol!r}: calibration reads weak, strong, threshold:K and pomdp:... runs",
+                              str(path))
+        these = {r["id"] for r in run.records}
+        if ids is not None and these != ids:
+            raise FormatError(f"its {len(these)} problems differ from the {len(ids)} of {paths[0]}: decode the "
+                              "same problems with every policy", str(path))
+        ids = these
+        unchecked = [r["id"] for r in run.records if r.get("correct") is None]
+        if unchecked:
+            raise FormatError(f"{len(unchecked)} problems without a verdict (first: {unchecked[0]!r}); calibration "
+                              "needs problems with reference answers", str(path))
+        pt = run_point(run)
+        calls = pt["regen_frac"] * pt["steps"]
+        if family == "strong" and calls <= 0:
+            raise FormatError("a strong-only run with no strong steps", str(path))
+        out.append(RunPoint(family, knob, pt["accuracy"], pt["n"], pt["strong_tokens"], calls, pt["weak_tokens"],
+                            pt["weak_discarded"], str(path), label=None if family in ("cheap", "strong") else pol))
+    if not out:
+        raise FormatError("no traces given", "")
+    return out
+
+
+def length_pmf_from_traces(paths, max_steps: int = 30):
+    """P(L = t), t = 1..max_steps, from the step counts of the cheap-only (``weak``) trace."""
+    import numpy as np
+
+    from trimpomdp.decode.trace import read_run
+
+    for path in paths:
+        run = read_run(path)
+        if run.policy == "weak":
+            n = np.array([len(r["steps"]) for r in run.records if r["steps"]], dtype=np.int64)
+            if n.size == 0:
+                raise FormatError("the cheap-only trace has no steps", str(path))
+            return np.bincount(np.minimum(n, max_steps) - 1, minlength=max_steps) / n.size
+    raise FormatError("no cheap-only (weak) trace among --traces to read solution lengths from", str(paths[0]))

@@ -7,13 +7,17 @@ import click
 
 
 @click.command(name="calibrate")
-@click.option("--runs", required=True, type=click.Path(),
+@click.option("--runs", default=None, type=click.Path(),
               help="Run summaries in the reference's format: a .jsonl file or a folder of them "
                    "(e.g. ../shared/data/anchor_runs).")
+@click.option("--traces", multiple=True, type=click.Path(dir_okay=False),
+              help="Our decode traces instead (repeatable): a weak, a strong and threshold:K runs of the same "
+                   "problems (pomdp:... runs are held out and reported).")
 @click.option("--points", default=None, type=click.Path(dir_okay=False),
               help="Labelled PRM points .npz of the runs' PRM [default: the packaged ProcessBench points].")
-@click.option("--lengths", required=True, type=click.Path(dir_okay=False),
-              help="Solution-length pmf .npz ('steps' and one pmf per model).")
+@click.option("--lengths", default=None, type=click.Path(dir_okay=False),
+              help="Solution-length pmf .npz ('steps' and one pmf per model); with --traces the cheap-only "
+                   "trace's step counts are used instead.")
 @click.option("--length-model", default="qwen2.5-1.5b-instruct", show_default=True,
               help="Which pmf of --lengths (the cheap model's).")
 @click.option("--classes", type=click.IntRange(1, 6), default=3, show_default=True,
@@ -25,12 +29,15 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Calibration JSON to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration record as JSON.")
-def calibrate(runs, points, lengths, length_model, classes, anchor_weight, starts, seed, output, as_json):
+def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weight, starts, seed, output, as_json):
     """Fit difficulty classes, step accuracies and token means to real runs; print observed vs predicted."""
     from trimpomdp.calibration.report import calibrate as run, report_text, save
+    from trimpomdp.errors import TrimError
     from trimpomdp.packaged import data_path
 
-    rec = run(runs, points or data_path("prm_obs_processbench_math.npz"), lengths, length_model, classes=classes,
+    if bool(runs) == bool(traces):
+        raise TrimError("give either --runs (run summaries) or --traces (decode traces)")
+    rec = run(list(traces) if traces else runs, points or data_path("prm_obs_processbench_math.npz"), lengths, length_model, classes=classes,
               starts=starts, seed=seed, anchor_weight=anchor_weight)
     if output:
         save(rec, output)
