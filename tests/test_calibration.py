@@ -78,8 +78,8 @@ GOOD = {"threshold": 0.5, "accuracy": 0.5, "num_correct": 250, "avg_target_token
     (lambda d: d.pop("avg_target_calls_per_question"), "missing field 'avg_target_calls_per_question'"),
     (lambda d: d.update(threshold=1.0, avg_target_calls_per_question=0, avg_target_tokens_per_question=0),
      "strong-only run (threshold 1) with no strong calls"),
-    (lambda d: d.update(accuracy="high"), "field 'accuracy'"),
-    (lambda d: d.update(num_correct=251.5), "expected a whole number"),
+    (lambda d: d.update(accuracy="high"), "accuracy"),
+    (lambda d: d.update(num_correct=251.5), "num_correct"),
     (lambda d: d.update(num_correct=7, accuracy=0.3), "no whole number of questions"),
     (lambda d: d.pop("threshold"), "no policy knob"),
 ])

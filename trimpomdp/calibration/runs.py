@@ -43,59 +43,42 @@ class RunPoint:
                 "pomdp": f"pomdp cost {self.knob:g}"}[self.family]
 
 
-def _num(rec, key, path, ln, lo=0.0, hi=math.inf) -> float:
-    v = rec.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-        raise FormatError(f"field {key!r}: expected a number in [{lo:g}, {hi:g}], found {v!r}", str(path), ln)
-    return float(v)
-
-
 def load_runs(path) -> list[RunPoint]:
-    """The run points of one summary file (see the module docstring)."""
-    from trimpomdp.observation_models.data import read_jsonl
+    """The run points of one summary file (see the module docstring): read and schema-checked by
+    ``routing.reference_runs``, then held to what a calibration needs."""
+    from trimpomdp.routing.reference_runs import read_reference_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError("file not found", str(path))
     out = []
-    for ln, rec in read_jsonl(path):
-        if not isinstance(rec, dict):
-            raise FormatError("expected a JSON object (one run summary a line)", str(path), ln)
-        missing = [k for k in REQUIRED if k not in rec]
+    for p in read_reference_file(path):
+        where = (p.path, p.line)
+        got = {"num_correct": p.n_correct, "avg_target_calls_per_question": p.strong_calls,
+               "avg_draft_tokens_per_question": p.cheap_kept,
+               "avg_discarded_draft_tokens_per_question": p.cheap_discarded}
+        missing = [k for k, v in got.items() if v is None]
         if missing:
-            raise FormatError(f"missing field {missing[0]!r} (a run summary needs {', '.join(REQUIRED)})",
-                              str(path), ln)
-        acc = _num(rec, "accuracy", path, ln, 0.0, 1.0)
-        correct = _num(rec, "num_correct", path, ln)
-        if correct != int(correct):
-            raise FormatError(f"field 'num_correct': expected a whole number, found {correct:g}", str(path), ln)
-        if "num_questions" in rec:  # optional; needed when the accuracy is 0
-            n = int(_num(rec, "num_questions", path, ln, 1.0))
-        else:
-            n = round(correct / acc) if acc > 0 else None
-        if n is None or n < 1 or abs(correct / n - acc) > 1e-3:
-            raise FormatError(f"num_correct {correct:g} and accuracy {acc:g} give no whole number of questions",
-                              str(path), ln)
-        if "threshold" in rec:
-            knob = _num(rec, "threshold", path, ln, 0.0, 1.0)
+            raise FormatError(f"missing field {missing[0]!r} (a run summary needs {', '.join(REQUIRED)})", *where)
+        n = p.n_questions if p.n_questions is not None else round(p.n_correct / p.accuracy) if p.accuracy else None
+        if n is None or n < 1 or abs(p.n_correct / n - p.accuracy) > 1e-3:
+            raise FormatError(f"num_correct {p.n_correct} and accuracy {p.accuracy:g} give no whole number of "
+                              "questions (add num_questions)", *where)
+        if p.knob is None or p.knob[0] not in ("threshold", "cost_per_token"):
+            raise FormatError("no policy knob: expected 'threshold' or 'cost_per_token'", *where)
+        name, knob = p.knob
+        if name == "threshold":
+            if not 0 <= knob <= 1:
+                raise FormatError(f"field 'threshold': expected a number in [0, 1], found {knob:g}", *where)
             family = "cheap" if knob == 0.0 else "strong" if knob == 1.0 else "threshold"
-        elif "cost_per_token" in rec:
-            knob, family = _num(rec, "cost_per_token", path, ln), "pomdp"
         else:
-            raise FormatError("no policy knob: expected 'threshold' or 'cost_per_token'", str(path), ln)
-        p = RunPoint(family, knob, acc, int(n), _num(rec, "avg_target_tokens_per_question", path, ln),
-                     _num(rec, "avg_target_calls_per_question", path, ln),
-                     _num(rec, "avg_draft_tokens_per_question", path, ln),
-                     _num(rec, "avg_discarded_draft_tokens_per_question", path, ln), f"{path}:{ln}")
-        if family == "strong" and p.strong_calls <= 0:
-            raise FormatError("a strong-only run (threshold 1) with no strong calls", str(path), ln)
-        if family == "cheap" and p.strong_calls > 0:
-            raise FormatError("a cheap-only run (threshold 0) with strong calls", str(path), ln)
-        if p.strong_calls == 0 and p.strong_tokens > 0:
-            raise FormatError("strong tokens without strong calls", str(path), ln)
-        out.append(p)
-    if not out:
-        raise FormatError("no run summaries", str(path))
+            family = "pomdp"
+        r = RunPoint(family, knob, p.accuracy, int(n), p.strong_tokens, p.strong_calls, p.cheap_kept,
+                     p.cheap_discarded, p.where)
+        if family == "strong" and r.strong_calls <= 0:
+            raise FormatError("a strong-only run (threshold 1) with no strong calls", *where)
+        if family == "cheap" and r.strong_calls > 0:
+            raise FormatError("a cheap-only run (threshold 0) with strong calls", *where)
+        if r.strong_calls == 0 and r.strong_tokens > 0:
+            raise FormatError("strong tokens without strong calls", *where)
+        out.append(r)
     return out
 
 

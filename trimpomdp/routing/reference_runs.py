@@ -28,6 +28,8 @@ REFERENCE_RUN = (
     schemas.Field("avg_target_calls_per_question", _N, ge=0, required=False),
     schemas.Field("avg_draft_tokens_per_question", _N, ge=0, required=False),
     schemas.Field("avg_discarded_draft_tokens_per_question", _N, ge=0, required=False),
+    schemas.Field("num_correct", "int", ge=0, required=False),
+    schemas.Field("num_questions", "int", ge=1, required=False),
     schemas.Field("threshold", _N, required=False, null=True),
     schemas.Field("cost_per_token", _N, required=False, null=True),
 )
@@ -47,6 +49,9 @@ class RealPoint:
     strong_calls: float | None
     cheap_kept: float | None
     cheap_discarded: float | None
+    knob: tuple[str, float] | None = None  # (field, value) of the policy's knob, e.g. ("threshold", 0.5)
+    n_correct: int | None = None
+    n_questions: int | None = None
 
     @property
     def role(self) -> str | None:
@@ -87,8 +92,9 @@ def read_reference_file(path) -> list[RealPoint]:
         except RecursionError:
             raise FormatError("invalid JSON (nested too deeply)", str(p), lineno) from None
         schemas.check_fields(REFERENCE_RUN, rec, str(p), line=lineno)
-        knob = next((f"{k}={rec[k]:g}" for k in _KNOBS if isinstance(rec.get(k), (int, float))
-                     and not isinstance(rec.get(k), bool)), f"line {lineno}")
+        kv = next(((k, float(rec[k])) for k in _KNOBS if isinstance(rec.get(k), (int, float))
+                   and not isinstance(rec.get(k), bool)), None)
+        knob = f"{kv[0]}={kv[1]:g}" if kv else f"line {lineno}"
         get = rec.get
         out.append(RealPoint(str(p), lineno, knob, float(rec["accuracy"]),
                              float(rec["avg_target_tokens_per_question"]),
@@ -97,7 +103,8 @@ def read_reference_file(path) -> list[RealPoint]:
                              None if get("avg_draft_tokens_per_question") is None
                              else float(get("avg_draft_tokens_per_question")),
                              None if get("avg_discarded_draft_tokens_per_question") is None
-                             else float(get("avg_discarded_draft_tokens_per_question"))))
+                             else float(get("avg_discarded_draft_tokens_per_question")),
+                             kv, get("num_correct"), get("num_questions")))
     if not out:
         raise FormatError("no operating points (expected one JSON object a line with accuracy and "
                           "avg_target_tokens_per_question)", str(p))
