@@ -8,7 +8,6 @@ its last refresh, so a backup costs about the new entries, not the whole sets.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from trimpomdp.solvers.sarsop.state import DONE, NEED_ALPHA_ROOM, NEED_BELIEFS, NEED_POINT_ROOM
@@ -17,24 +16,38 @@ NEG_INF = -1e300
 
 
 @njit(cache=True, inline="always")
+def dot(vectors, k, ci, cv, base, full):
+    """alpha_k . b for a belief over joint states ``ci`` of one visible value (``full``: all of its hidden
+    values, in order, so the vector is read contiguously)."""
+    v = 0.0
+    if full:
+        for t in range(ci.shape[0]):
+            v += vectors[k, t] * cv[t]
+    else:
+        for t in range(ci.shape[0]):
+            v += vectors[k, ci[t] - base] * cv[t]
+    return v
+
+
+@njit(cache=True, inline="always")
 def lower_value(bi, bv, alphas, n_alpha, Y):
     """max_k alphas.vectors[k] . b over the live vectors of b's visible value, and the maximising k.
 
     b's support (joint states x * Y + y) lies within one visible value x."""
-    vectors, alive, xval = alphas.vectors, alphas.alive, alphas.xval
+    vectors, alive, xnext = alphas.vectors, alphas.alive, alphas.xnext
     x = bi[0] // Y
     base = x * Y
+    full = bi.shape[0] == Y
     best = NEG_INF
     kb = -1
-    for k in range(n_alpha):
-        if not alive[k] or xval[k] != x:
-            continue
-        v = 0.0
-        for t in range(bi.shape[0]):
-            v += vectors[k, bi[t] - base] * bv[t]
-        if v > best:
-            best = v
-            kb = k
+    k = alphas.xhead[x]
+    while k >= 0:
+        if k < n_alpha and alive[k]:
+            v = dot(vectors, k, bi, bv, base, full)
+            if v > best:
+                best = v
+                kb = k
+        k = xnext[k]
     return best, kb
 
 
@@ -58,14 +71,16 @@ def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
         while i >= start:
             g = gap[i]
             if alive[i] and g < best:
+                # g * phi improves on best only while phi > thr; a ratio is divided out only when it lowers phi
+                thr = best / g
                 phi = 1e300
                 for j in range(ptr[i, 0], ptr[i, 1]):
-                    r = dense[pool_idx[j]] / pool_val[j]
-                    if r < phi:
-                        phi = r
-                        if g * phi >= best:
+                    d = dense[pool_idx[j]]
+                    if d < phi * pool_val[j]:
+                        phi = d / pool_val[j]
+                        if phi <= thr:
                             break
-                if g * phi < best:
+                if phi > thr:
                     best = g * phi
             i = nxt[i]
     for t in range(bi.shape[0]):
@@ -86,11 +101,12 @@ def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense, Y):
     best_alpha, alphas_seen, points_seen = tree.best_alpha, tree.alphas_seen, tree.points_seen
     cs = tree.b_start[c]
     cl = tree.b_len[c]
-    vectors, alive, xval = alphas.vectors, alphas.alive, alphas.xval
+    vectors, alive, xnext = alphas.vectors, alphas.alive, alphas.xnext
     ci = pool_idx[cs:cs + cl]
     cv = pool_val[cs:cs + cl]
     x = ci[0] // Y
     base = x * Y
+    full = cl == Y
     kb = best_alpha[c]
     if kb >= 0 and alive[kb]:
         best = lower[c]
@@ -99,15 +115,22 @@ def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense, Y):
         best = NEG_INF
         kb = -1
         k_from = 0
-    for k in range(k_from, n_alpha):
-        if not alive[k] or xval[k] != x:
-            continue
-        v = 0.0
-        for t in range(cl):
-            v += vectors[k, ci[t] - base] * cv[t]
-        if v > best:
-            best = v
-            kb = k
+    if alphas.xhead.shape[0] == 1:  # one visible value: a plain scan of the new vectors
+        for k in range(k_from, n_alpha):
+            if alive[k]:
+                v = dot(vectors, k, ci, cv, base, full)
+                if v > best:
+                    best = v
+                    kb = k
+    else:  # the new vectors of c's visible value only, newest first
+        k = alphas.xhead[x]
+        while k >= k_from:
+            if alive[k]:
+                v = dot(vectors, k, ci, cv, base, full)
+                if v > best:
+                    best = v
+                    kb = k
+            k = xnext[k]
     lower[c] = best
     best_alpha[c] = kb
     alphas_seen[c] = n_alpha
@@ -142,7 +165,7 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
     dense, kobs, h, new_alpha = scratch.dense, scratch.kobs, scratch.h, scratch.new_alpha
     n_alpha = st.n_alpha
     n_pts = st.n_pts
-    if n_alpha >= vectors.shape[0] or st.n_succ + model.max_succ > alphas.succ.shape[0]:
+    if n_alpha >= vectors.shape[0]:
         return NEED_ALPHA_ROOM
     if n_pts + 1 >= points.gap.shape[0]:
         return NEED_POINT_ROOM
@@ -231,24 +254,8 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
         vectors[k, :] = new_alpha
         alphas.action[k] = a_best
         alphas.xval[k] = x_here
-        # its successors: the distinct vectors of the outcomes it was backed up from
-        succ = alphas.succ
-        q0 = st.n_succ
-        q = q0
-        for j in range(xr_ptr[a_best, x_here], xr_ptr[a_best, x_here + 1]):
-            xp = xr_idx[j]
-            for o in range(Zo):
-                succ[q] = kobs[o * X + xp]
-                q += 1
-        seg = np.sort(succ[q0:q])
-        m = 0
-        for t in range(seg.shape[0]):
-            if t == 0 or seg[t] != seg[t - 1]:
-                succ[q0 + m] = seg[t]
-                m += 1
-        alphas.succ_start[k] = q0
-        alphas.succ_len[k] = m
-        st.n_succ = q0 + m
+        alphas.xnext[k] = alphas.xhead[x_here]
+        alphas.xhead[x_here] = k
         alphas.alive[k] = True
         used[k] = stamp
         st.n_alpha = k + 1

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from trimpomdp.solvers.sarsop.backup import lower_value, upper_value
-from trimpomdp.solvers.sarsop.state import Alphas, Points, Tree, grown, new_alpha_rows, new_point_rows
+from trimpomdp.solvers.sarsop.state import Alphas, Points, Tree, grown, link_alphas, new_alpha_rows, new_point_rows
 
 
 @njit(cache=True)
@@ -63,50 +63,34 @@ def mark_used_at(nodes, tree, alphas, n_alpha, stamp, Y):
             alphas.used[k] = stamp
 
 
-@njit(cache=True)
-def keep_successors(keep, alive, succ_start, succ_len, succ):
-    """Extend ``keep`` (in place) to every live vector reachable through successor lists."""
-    stack = np.empty(keep.shape[0], np.int64)
-    top = 0
-    for k in range(keep.shape[0]):
-        if keep[k]:
-            stack[top] = k
-            top += 1
-    while top > 0:
-        top -= 1
-        k = stack[top]
-        for q in range(succ_start[k], succ_start[k] + succ_len[k]):
-            c = succ[q]
-            if c >= 0 and alive[c] and not keep[c]:
-                keep[c] = True
-                stack[top] = c
-                top += 1
-
-
-def prune_alphas(alphas: Alphas, st, tree: Tree, n_nodes: int, delay: int, n_floor: int, Y: int, protect=True):
+def prune_alphas(alphas: Alphas, st, tree: Tree, n_nodes: int, delay: int, n_floor: int, Y: int, protect=True,
+                 leaves=False):
     """Drop vectors that were nobody's maximiser for ``delay`` backups, except the first ``n_floor`` (the
     blind policies' vectors, the floor every refresh starts from), the root's best and, with ``protect``,
-    the best vector of every expanded node and the successors of every vector kept.
+    the best vector of every expanded node -- of every node with ``leaves``.
 
-    Staleness alone is not enough: a vector is "act, then continue with the vectors of the outcomes" and
-    the greedy policy only achieves its value if, at each next belief, the kept set still holds something
-    as good. Keeping every kept vector's successors keeps that promise everywhere: then V_policy(b) >=
-    max_k alpha_k . b by induction over the steps (dropping the best vectors of expanded nodes made Tiger's
-    policy worth -14 against a bound of 19.37; dropping successors made a RockSample[7,8] MOMDP policy worth
-    17.0 against 20.98). Under memory pressure ``protect=False`` drops that guarantee.
+    Staleness alone is not enough: a vector is "act, then continue with the best vectors of the children"
+    and the greedy policy only achieves its value if, at each child belief, the kept set still holds
+    something as good. A node's best vector only ever improves at its own belief, so keeping it keeps that
+    promise on the expanded part of the tree (dropping it made Tiger's policy worth -14 against a bound of
+    19.37). A flat model's leaves, far more numerous, only rely on recent use: any vector is defined on
+    every state, and the ones kept serve them well enough. A MOMDP's vectors of a visible value come only
+    from beliefs with that value, so there the leaves keep their best vectors too (``leaves``: SARSOP's
+    rule, a vector lives while it is the best at some belief of the tree); without it a RockSample[7,8]
+    policy was worth 17.0 against a bound of 20.98 (20.7 against 20.7 with it). Under memory pressure
+    ``protect=False`` drops the promise.
     """
     n, stamp = int(st["n_alpha"]), int(st["stamp"])
     if protect:
-        bk = tree.best_alpha[:n_nodes][tree.expanded[:n_nodes]]
+        bk = tree.best_alpha[:n_nodes]
+        if not leaves:
+            bk = bk[tree.expanded[:n_nodes]]
         alphas.used[bk[bk >= 0]] = stamp
     mark_used_at(np.zeros(1, np.int64), tree, alphas, n, stamp, Y)
-    alive = alphas.alive[:n]
-    keep = alive & (alphas.used[:n] >= stamp - delay)
-    keep[:n_floor] = alive[:n_floor]
-    if protect:
-        keep_successors(keep, alive, alphas.succ_start[:n], alphas.succ_len[:n], alphas.succ)
-    alive &= keep
-    st["n_alive"] = int(alive.sum())
+    stale = alphas.alive[:n] & (alphas.used[:n] < stamp - delay)
+    stale[:n_floor] = False
+    alphas.alive[:n][stale] = False
+    st["n_alive"] = int(alphas.alive[:n].sum())
 
 
 def compact_alphas(alphas: Alphas, st, tree: Tree, n_nodes: int, shrink=False) -> Alphas:
@@ -115,21 +99,13 @@ def compact_alphas(alphas: Alphas, st, tree: Tree, n_nodes: int, shrink=False) -
     live = np.flatnonzero(alphas.alive[: st["n_alpha"]])
     remap = np.full(alphas.alive.shape[0], -1, np.int64)
     remap[live] = np.arange(live.size)
-    # the successor pool: the lists of live vectors, renumbered (dropped successors become -1), packed
-    lens = alphas.succ_len[live]
-    total = int(lens.sum())
-    pos = np.repeat(alphas.succ_start[live] - (np.cumsum(lens) - lens), lens) + np.arange(total)
-    old = alphas.succ[pos]
-    alphas.succ[:total] = np.where(old >= 0, remap[np.maximum(old, 0)], -1)
-    alphas.succ_start[live] = np.cumsum(lens) - lens
-    st["n_succ"] = total
-    for name in alphas._fields:
-        if name != "succ":
-            arr = getattr(alphas, name)
-            arr[: live.size] = arr[live]
+    for name in ("vectors",) + tuple(new_alpha_rows(0)):  # the fields with one row per vector
+        arr = getattr(alphas, name)
+        arr[: live.size] = arr[live]
     alphas.alive[:] = False
     alphas.alive[: live.size] = True
     st["n_alpha"] = live.size
+    link_alphas(alphas, live.size)
     bk = tree.best_alpha[:n_nodes]
     tree.best_alpha[:n_nodes] = np.where(bk >= 0, remap[np.maximum(bk, 0)], -1)
     tree.alphas_seen[:n_nodes] = np.searchsorted(live, tree.alphas_seen[:n_nodes])
@@ -137,21 +113,14 @@ def compact_alphas(alphas: Alphas, st, tree: Tree, n_nodes: int, shrink=False) -
         return alphas
     rows = min(alphas.alive.shape[0], max(64, live.size + live.size // 4))
     alphas.vectors.resize((rows, alphas.vectors.shape[1]), refcheck=False)
-    alphas.succ.resize(max(1024, total + total // 4), refcheck=False)
     return grown(alphas, new_alpha_rows(rows), live.size)
 
 
-def make_alpha_room(alphas: Alphas, st, tree: Tree, n_nodes: int, max_succ: int) -> Alphas:
-    """Room for one more vector and its successors: compact when a quarter of the rows are dead, else grow
-    the rows (or the successor pool) by half."""
+def make_alpha_room(alphas: Alphas, st, tree: Tree, n_nodes: int) -> Alphas:
+    """Room for one more vector: compact when a quarter of the rows are dead, else grow by half."""
     n = int(st["n_alpha"])
     if alphas.alive[:n].sum() < 0.75 * n:
-        alphas = compact_alphas(alphas, st, tree, n_nodes)
-    if int(st["n_succ"]) + max_succ > alphas.succ.shape[0]:
-        alphas.succ.resize(int(st["n_succ"]) + max_succ + alphas.succ.shape[0] // 2, refcheck=False)
-    n = int(st["n_alpha"])
-    if n < alphas.vectors.shape[0]:
-        return alphas
+        return compact_alphas(alphas, st, tree, n_nodes)
     rows = alphas.vectors.shape[0] + alphas.vectors.shape[0] // 2
     alphas.vectors.resize((rows, alphas.vectors.shape[1]), refcheck=False)  # in place, no transient copy
     return grown(alphas, new_alpha_rows(rows), n)

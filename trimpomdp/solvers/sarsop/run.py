@@ -20,8 +20,8 @@ from trimpomdp.solvers.sarsop.prune import (compact_alphas, compact_points, foll
                                             make_point_room, prune_alphas)
 from trimpomdp.solvers.sarsop.sample import run_trials
 from trimpomdp.solvers.sarsop.state import (CONVERGED, DONE, MAINTENANCE, NEED_ALPHA_ROOM, NEED_BELIEFS,
-                                            NEED_EXPAND, NEED_POINT_ROOM, Settings, kernel_model, new_alphas,
-                                            new_points, new_scratch, new_state)
+                                            NEED_EXPAND, NEED_POINT_ROOM, Settings, kernel_model, link_alphas,
+                                            new_alphas, new_points, new_scratch, new_state)
 from trimpomdp.solvers.sarsop.tree import BeliefTree, belief_key
 from trimpomdp.solvers.sparse import SparseModel
 
@@ -76,16 +76,16 @@ class Run:
         blind = blind_alphas(flat)
         keep = np.flatnonzero(np.isfinite(blind).all(axis=1))
         self.n_floor = keep.size * X
-        self.alphas = new_alphas(max(64, 2 * self.n_floor), Y)
+        self.alphas = new_alphas(max(64, 2 * self.n_floor), Y, X)
         vec = blind[keep].reshape(keep.size, X, Y).transpose(1, 0, 2)  # (X, kept actions, Y)
         self.alphas.vectors[: self.n_floor] = vec.reshape(-1, Y)
         self.alphas.action[: self.n_floor] = np.tile(keep, X)
         self.alphas.xval[: self.n_floor] = np.repeat(np.arange(X), keep.size)
         self.alphas.alive[: self.n_floor] = True
+        link_alphas(self.alphas, self.n_floor)
         floor = np.arange(X) * keep.size + vec.mean(axis=2).argmax(axis=1)
         self.st["n_alpha"] = self.st["n_alive"] = self.n_floor
         self.model = kernel_model(sm, floor)
-        self.alphas = self.alphas._replace(succ=np.zeros(max(4096, 64 * self.model.max_succ), np.int64))
         self.Y = Y
         self.scratch = new_scratch(sm.S, sm.Z, Y)
         self.tree = BeliefTree(self.model, self.scratch, sm.A)
@@ -117,8 +117,7 @@ class Run:
         elif code == NEED_BELIEFS:
             self.tree.materialise(need)
         elif code == NEED_ALPHA_ROOM:
-            self.alphas = make_alpha_room(self.alphas, self.st, self.tree.arrays, self.tree.n_nodes,
-                                          self.model.max_succ)
+            self.alphas = make_alpha_room(self.alphas, self.st, self.tree.arrays, self.tree.n_nodes)
         elif code == NEED_POINT_ROOM:
             self.points = make_point_room(self.points, self.st)
         else:  # pragma: no cover - a new return code without a handler
@@ -155,7 +154,7 @@ class Run:
     # ------------------------------------------------------------------ pruning and memory
     def prune(self, protect=True):
         prune_alphas(self.alphas, self.st, self.tree.arrays, self.tree.n_nodes, self.prune_delay,
-                     self.n_floor, self.Y, protect)
+                     self.n_floor, self.Y, protect, leaves=self.model.X > 1)
         self.alive_after_prune = int(self.st["n_alive"])
 
     def compact_points(self):

@@ -41,7 +41,6 @@ STATE = np.dtype([
     ("trials", i8), ("backups", i8),
     ("stamp", i8),        # one tick per backup: when a vector was last useful, a node last backed up
     ("n_alpha", i8),      # vector rows in use (dead ones included)
-    ("n_succ", i8),       # entries of the successor pool in use
     ("n_alive", i8),      # live vectors
     ("n_pts", i8),        # point rows in use (dead ones included)
     ("p_dead", i8),       # dead points among them
@@ -88,7 +87,6 @@ class Model(NamedTuple):
     xr_ptr: np.ndarray  # (A, X + 1)
     xr_idx: np.ndarray
     floor: np.ndarray  # (X,)
-    max_succ: int  # the most successor entries one backup can record (reachable x' values x Zo)
 
 
 def reachable_visible(sm: SparseModel) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +108,7 @@ def kernel_model(sm: SparseModel, floor: np.ndarray) -> Model:
     xr_ptr, xr_idx = reachable_visible(sm)
     return Model(Tp=sm.Tp, Ti=sm.Ti, Tv=sm.Tv, Op=sm.Op, Oi=sm.Oi, Ov=sm.Ov, R=sm.R, gamma=sm.discount,
                  Z=sm.Z, X=sm.X, Y=sm.Y, Zo=sm.Zo, xr_ptr=xr_ptr, xr_idx=xr_idx,
-                 floor=np.ascontiguousarray(floor, dtype=i8), max_succ=int(np.diff(xr_ptr, axis=1).max()) * sm.Zo)
+                 floor=np.ascontiguousarray(floor, dtype=i8))
 
 
 class Tree(NamedTuple):
@@ -164,30 +162,39 @@ def new_tree(A: int, nodes: int = 256, edges: int = 1024, pool: int = 1024) -> T
 class Alphas(NamedTuple):
     """The lower bound: alpha vectors (row k is the value of doing ``action[k]`` then following the vectors
     it was backed up from, over the hidden values of visible value ``xval[k]``); dead rows are reused once
-    compacted.
-
-    The vectors a vector was backed up from (one per outcome, deduplicated) are its successors,
-    ``succ[succ_start[k]:succ_start[k] + succ_len[k]]`` (-1 once dropped): pruning keeps them as long as
-    the vector lives, so that following the best vector achieves its value (``prune.prune_alphas``)."""
+    compacted. The vectors of each visible value form a list, newest first (``xhead``/``xnext``), so that a
+    belief only reads the vectors of its own visible value."""
 
     vectors: np.ndarray  # (K, Y)
     action: np.ndarray
     xval: np.ndarray  # the visible value each vector belongs to
     alive: np.ndarray
     used: np.ndarray  # stamp of the last backup where the vector was some node's maximiser
-    succ_start: np.ndarray
-    succ_len: np.ndarray
-    succ: np.ndarray  # the successor pool (not one row per vector)
+    xnext: np.ndarray  # the next older vector of the same visible value (-1: none)
+    xhead: np.ndarray  # (X,) the newest vector of each visible value
 
 
 def new_alpha_rows(n: int) -> dict:
     """Fresh rows for n vectors, but the vectors themselves (grown in place: they are most of the memory)."""
     return dict(action=np.zeros(n, i8), xval=np.zeros(n, i8), alive=np.zeros(n, bool), used=np.zeros(n, i8),
-                succ_start=np.zeros(n, i8), succ_len=np.zeros(n, i8))
+                xnext=np.full(n, -1, i8))
 
 
-def new_alphas(n: int, Y: int, pool: int = 1024) -> Alphas:
-    return Alphas(vectors=np.zeros((n, Y)), **new_alpha_rows(n), succ=np.zeros(pool, i8))
+def new_alphas(n: int, Y: int, X: int = 1) -> Alphas:
+    return Alphas(vectors=np.zeros((n, Y)), **new_alpha_rows(n), xhead=np.full(X, -1, i8))
+
+
+def link_alphas(alphas: Alphas, n: int) -> None:
+    """Rebuild the per-visible-value lists of vectors 0..n-1 (newest first)."""
+    alphas.xhead[:] = -1
+    order = np.argsort(alphas.xval[:n], kind="stable")
+    xs = alphas.xval[order]
+    nxt = np.full(n, -1, i8)
+    same = xs[1:] == xs[:-1]
+    nxt[order[1:][same]] = order[:-1][same]
+    alphas.xnext[:n] = nxt
+    last = np.r_[~same, True]
+    alphas.xhead[xs[last]] = order[last]
 
 
 class Points(NamedTuple):
