@@ -324,3 +324,18 @@ def test_building_the_package_prints_no_license_warning(tmp_path):
     text = res.stdout + res.stderr
     assert "Successfully built trimpomdp" in text
     assert not re.search(r"license", "\n".join(ln for ln in text.splitlines() if "arn" in ln), re.I)
+
+
+def test_openmp_threads_sleep_while_waiting_only_on_a_busy_cpu(monkeypatch):
+    import os
+
+    from trimpomdp.cli import main as cli_main
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for load, preset, expected in ((5.0, None, "PASSIVE"), (0.3, None, None), (5.0, "ACTIVE", "ACTIVE")):
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        if preset:
+            monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        cli_main._passive_waits_when_busy()
+        assert os.environ.get("OMP_WAIT_POLICY") == expected
