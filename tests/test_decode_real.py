@@ -36,7 +36,7 @@ def test_real_models_routed_decode(data_dir, tmp_path):
     assert rc == 0
     run = read_run(out)  # validates every record against the trace schema
     assert [r["id"] for r in sorted(run.records, key=lambda r: int(r["id"]))] == ["0", "1", "2"]
-    tm = TrimModel.load(default_spec_path())
+    tm = TrimModel.load(default_spec_path("judge:smollm2"))  # decode reads the packaged judge through its own spec
     filt, policy = BeliefFilter(tm), load_policy(policy_spec)
     for rec in run.records:
         assert rec["models"] == {"weak": "smollm2", "strong": "gemma3", "prm": "judge:smollm2"}

@@ -66,7 +66,8 @@ class ModelPool:
 
 
 def load_trim_model(path=None):
-    """The routing spec at ``path``, or the packaged default (fitted on MATH statistics)."""
+    """The routing spec at ``path``, or the packaged default (fitted on MATH statistics and
+    Qwen2.5-Math-PRM scores)."""
     from trimpomdp.routing.spec import TrimModel
 
     p = Path(path) if path else default_spec_path()
@@ -136,7 +137,9 @@ def decode_file(problems, out=None, *, policy: str = DEFAULT_POLICY, trim_model=
         from trimpomdp.decode.trace import check_resume_settings
 
         check_resume_settings(out, header, RESUME_FIELDS)
-    pol, filt = build_policy(policy, trim_model)
+    # no spec given: the one fitted for this PRM's own scores when it is a packaged PRM (the demo's judge),
+    # else the default (the header keeps None: the choice follows from the PRM)
+    pol, filt = build_policy(policy, trim_model if trim_model is not None else default_spec_path(prm))
     random.seed(seed)
     try:
         import torch

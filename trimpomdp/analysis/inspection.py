@@ -173,10 +173,10 @@ def inspection_text(run: TraceRun, chosen: list[dict], all_listed: bool = True) 
     return "\n".join(lines)
 
 
-#: how the same command reaches real models (README: Decoding with real models)
+#: how the same command reaches real models (the README's vLLM recipe)
 SERVERS_HINT = ("for real models run the same command against servers: --weak/--strong "
                 "'http://HOST:PORT/v1?model=NAME' --prm 'vllm-pooling:http://HOST:PORT?model=Qwen/Qwen2.5-Math-PRM-7B' "
-                "(README: Decoding with real models)")
+                "(README: Serving models with vLLM)")
 
 
 def routing_summary(run: TraceRun) -> str:
@@ -192,9 +192,9 @@ def routing_summary(run: TraceRun) -> str:
     models = (run.records[0].get("models") or {}) if run.records else {}
     cal = prm_calibration(models.get("prm"))
     if cal is not None:
-        parts.append(f"the judge {models['prm']} told a step's first error from a correct step with AUC "
-                     f"{cal['prm_auc']:.2f} (0.5 = chance) on {cal['prm_steps']:,} labelled {cal['prm_data']} "
-                     "steps, so one score moves the belief little")
+        parts.append(f"{models['prm']} told a solution's first wrong step from a correct one with AUC "
+                     f"{cal['prm_auc']:.2f} (0.5 = chance) on {cal['prm_correct_steps'] + cal['prm_first_wrong_steps']:,} "
+                     f"labelled {cal['prm_data']} steps, so one score moves the belief little")
     if models.get("weak") in PACKAGED and models.get("strong") in (*PACKAGED, None):
         right = sum(r.get("correct") is True for r in run.records)
         parts.append(f"{right} of {len(run.records)} correct: 135M/270M models rarely solve these problems; "

@@ -24,7 +24,8 @@ from trimpomdp.pipeline import DEFAULT_POLICY
               help="pomdp:PATH.npz | pomdp:lambda=X (solved now) | threshold:K | agg:FILE | seq:FILE (trained with "
                    "train-router on the --trim-model spec) | takeover:<policy> | query:K | weak | strong.")
 @click.option("--trim-model", "trim_model", default=None, type=click.Path(dir_okay=False),
-              help="TRIM routing model spec (JSON) for the filter/solve [default: the packaged trim_math.json].")
+              help="TRIM routing model spec (JSON) for the filter/solve [default: the packaged spec fitted for "
+                   "--prm: trim_judge_smollm2.json for judge:smollm2, else trim_math.json].")
 @click.option("--weak", default="smollm2", show_default=True, help="Weak model: packaged name, folder, .gguf, or http://server/v1?model=NAME.")
 @click.option("--strong", default="gemma3", show_default=True, help="Strong model: packaged name, folder, .gguf, or http://server/v1?model=NAME[&api=chat].")
 @click.option("--prm", "prm_spec", default="judge:smollm2", show_default=True, help="judge:<model> | qwen:<folder> | http-score:URL | http-judge:SERVER | vllm-pooling:SERVER?model=NAME.")
