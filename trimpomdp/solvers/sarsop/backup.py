@@ -55,36 +55,49 @@ def lower_value(bi, bv, alphas, n_alpha, Y):
 
 
 @njit(cache=True, inline="always")
+def bucket(points, s):
+    """The bucket of a point whose support starts at joint state s (``state.Points``)."""
+    nb = points.head.shape[0]
+    S = points.corner.shape[0]
+    return s if nb == S else s // (S // nb)
+
+
+@njit(cache=True, inline="always")
 def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
     """Sawtooth interpolation: corner . b + min_i phi_i(b) * (v_i - corner . b_i), over points i >= start.
 
-    A point can only contribute when its whole support lies inside supp(b), so only the buckets of supp(b)
-    are read, and a bucket is left as soon as it reaches points older than ``start`` (callers keep the
-    minimum over older points). ``dense`` is a zeroed (S,) scratch array, left zeroed.
+    A point can only contribute when its whole support lies inside supp(b): on a flat model only the
+    buckets of supp(b) are read; a bucket is left as soon as it reaches points older than ``start``
+    (callers keep the minimum over older points). ``dense`` is a zeroed (S,) scratch array, left zeroed.
     """
     corner, head, nxt = points.corner, points.head, points.next
-    ptr, gap, alive = points.ptr, points.gap, points.alive
+    ptr, gap, alive, top = points.ptr, points.gap, points.alive, points.top
     v0 = 0.0
     for t in range(bi.shape[0]):
         v0 += corner[bi[t]] * bv[t]
         dense[bi[t]] = bv[t]
     best = 0.0
-    for t in range(bi.shape[0]):
-        i = head[bi[t]]
+    by_state = head.shape[0] == corner.shape[0]
+    n_lists = bi.shape[0] if by_state else 1
+    for t in range(n_lists):
+        i = head[bi[t]] if by_state else head[bucket(points, bi[0])]
         while i >= start:
             g = gap[i]
             if alive[i] and g < best:
-                # g * phi improves on best only while phi > thr; a ratio is divided out only when it lowers phi
+                # g * phi improves on best only while phi > thr; the ratio at the point's largest entry bounds
+                # phi first (most points stop there), and a ratio is divided out only when it lowers phi
                 thr = best / g
-                phi = 1e300
-                for j in range(ptr[i, 0], ptr[i, 1]):
-                    d = dense[pool_idx[j]]
-                    if d < phi * pool_val[j]:
-                        phi = d / pool_val[j]
-                        if phi <= thr:
-                            break
+                j = ptr[i, 0] + top[i]
+                phi = dense[pool_idx[j]] / pool_val[j]
                 if phi > thr:
-                    best = g * phi
+                    for j in range(ptr[i, 0], ptr[i, 1]):
+                        d = dense[pool_idx[j]]
+                        if d < phi * pool_val[j]:
+                            phi = d / pool_val[j]
+                            if phi <= thr:
+                                break
+                    if phi > thr:
+                        best = g * phi
             i = nxt[i]
     for t in range(bi.shape[0]):
         dense[bi[t]] = 0.0
@@ -279,16 +292,20 @@ def backup_update(n, state, tol, model, tree, alphas, points, scratch):
         m = b_len[n]
         v0 = 0.0
         corner = points.corner
+        top = 0
         for t in range(m):
             v0 += corner[pool_idx[s0 + t]] * pool_val[s0 + t]
+            if pool_val[s0 + t] > pool_val[s0 + top]:
+                top = t
         points.node[i] = n
         points.ptr[i, 0] = s0
         points.ptr[i, 1] = s0 + m
+        points.top[i] = top
         points.gap[i] = ub - v0
         points.alive[i] = True
-        first = pool_idx[s0]
-        points.next[i] = points.head[first]
-        points.head[first] = i
+        key = bucket(points, pool_idx[s0])
+        points.next[i] = points.head[key]
+        points.head[key] = i
         tree.point[n] = i
         st.n_pts = i + 1
     tree.lower[n] = lb_here

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from trimpomdp.solvers.sarsop.backup import lower_value, upper_value
+from trimpomdp.solvers.sarsop.backup import bucket, lower_value, upper_value
 from trimpomdp.solvers.sarsop.state import Alphas, Points, Tree, grown, link_alphas, new_alpha_rows, new_point_rows
 
 
@@ -40,13 +40,13 @@ def prune_dominated_points(points, n_pts, pool_idx, pool_val, dense):
 
 @njit(cache=True)
 def link_points(points, n_pts, pool_idx):
-    """Rebuild the buckets (newest first per first support state) of points 0..n_pts-1."""
+    """Rebuild the buckets (newest first, ``state.Points``) of points 0..n_pts-1."""
     head, nxt, ptr = points.head, points.next, points.ptr
     head[:] = -1
     for i in range(n_pts):
-        s0 = pool_idx[ptr[i, 0]]
-        nxt[i] = head[s0]
-        head[s0] = i
+        key = bucket(points, pool_idx[ptr[i, 0]])
+        nxt[i] = head[key]
+        head[key] = i
     for i in range(n_pts, nxt.shape[0]):
         nxt[i] = -1
 
@@ -138,7 +138,7 @@ def compact_points(points: Points, st, tree: Tree, n_nodes: int, dense):
     n = int(st["n_pts"])
     prune_dominated_points(points, n, tree.pool_idx, tree.pool_val, dense)
     live = np.flatnonzero(points.alive[:n])
-    for arr in (points.ptr, points.node, points.gap):
+    for arr in (points.ptr, points.node, points.gap, points.top):
         arr[: live.size] = arr[live]
     points.alive[:n] = False
     points.alive[: live.size] = True

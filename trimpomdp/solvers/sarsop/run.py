@@ -94,7 +94,7 @@ class Run:
             corner = fib_alphas(flat).max(axis=0)
         except ArithmeticError as exc:
             raise ModelError(f"cannot bound the value of {model.name or 'the model'}: {exc}") from None
-        self.points = new_points(corner)
+        self.points = new_points(corner, X)
         self.history: list[dict] = []
         bv = sm.b0[bi].copy()
         bv /= bv.sum()

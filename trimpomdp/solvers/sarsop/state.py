@@ -202,28 +202,31 @@ class Points(NamedTuple):
 
     Point i's belief is node ``node[i]``'s pool slice ``ptr[i, 0]:ptr[i, 1]`` (shared, not copied: half the
     memory on large supports; ``prune.follow_pool`` re-points them when the pool is compacted), its value
-    ``corner . b + gap[i]``. Points are bucketed by the first state of their support: ``head[s]`` is the
-    newest point of bucket s and ``next[i]`` the one before i, so a sawtooth evaluation reads only the
-    buckets of supp(b)."""
+    ``corner . b + gap[i]``, ``top[i]`` the offset of its largest entry in that slice. Points are bucketed
+    (``head[key]`` the newest point of a bucket, ``next[i]`` the one before i): on a flat model by the
+    first state of their support, so a sawtooth evaluation reads only the buckets of supp(b); on a MOMDP by
+    visible value (``head`` has X entries), so it reads that value's points alone instead of walking a
+    bucket per state of a support that is often all Y hidden values."""
 
     corner: np.ndarray  # (S,)
-    head: np.ndarray  # (S,)
+    head: np.ndarray  # (S,) on a flat model, (X,) on a MOMDP
     # one row per point
     ptr: np.ndarray  # (P, 2)
     node: np.ndarray
     gap: np.ndarray
     alive: np.ndarray
     next: np.ndarray
+    top: np.ndarray
 
 
 def new_point_rows(n: int) -> dict:
     return dict(ptr=np.zeros((n, 2), i8), node=np.zeros(n, i8), gap=np.zeros(n), alive=np.zeros(n, bool),
-                next=np.full(n, -1, i8))
+                next=np.full(n, -1, i8), top=np.zeros(n, i8))
 
 
-def new_points(corner: np.ndarray, n: int = 256) -> Points:
-    return Points(corner=np.ascontiguousarray(corner), head=np.full(corner.shape[0], -1, i8),
-                  **new_point_rows(n))
+def new_points(corner: np.ndarray, X: int = 1, n: int = 256) -> Points:
+    buckets = corner.shape[0] if X == 1 else X
+    return Points(corner=np.ascontiguousarray(corner), head=np.full(buckets, -1, i8), **new_point_rows(n))
 
 
 class Scratch(NamedTuple):

@@ -60,6 +60,8 @@ def successors(bi, bv, model, min_prob, scratch):
     for a in range(A):
         r = 0.0
         nt = 0
+        lo = pred.shape[0]
+        hi = -1
         for k in range(n_b):
             s = bi[k]
             w = bv[k]
@@ -69,9 +71,20 @@ def successors(bi, bv, model, min_prob, scratch):
                 if pred[sp] == 0.0:
                     touched[nt] = sp
                     nt += 1
+                    lo = min(lo, sp)
+                    hi = max(hi, sp)
                 pred[sp] += w * Tv[j]
         rew[a] = r
-        tl = np.sort(touched[:nt])
+        if hi - lo < 8 * nt:
+            # a dense prediction (a MOMDP's full-support beliefs): collect it in order, no sort needed
+            tl = touched[:nt]
+            q = 0
+            for sp in range(lo, hi + 1):
+                if pred[sp] != 0.0:
+                    tl[q] = sp
+                    q += 1
+        else:
+            tl = np.sort(touched[:nt])
         no = 0
         for k in range(nt):
             sp = tl[k]
