@@ -326,16 +326,14 @@ def test_building_the_package_prints_no_license_warning(tmp_path):
     assert not re.search(r"license", "\n".join(ln for ln in text.splitlines() if "arn" in ln), re.I)
 
 
-def test_openmp_threads_sleep_while_waiting_only_on_a_busy_cpu(monkeypatch):
+def test_openmp_threads_sleep_while_waiting_unless_the_user_chose(monkeypatch):
     import os
 
     from trimpomdp.cli import main as cli_main
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    for load, preset, expected in ((5.0, None, "PASSIVE"), (0.3, None, None), (5.0, "ACTIVE", "ACTIVE")):
+    for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
         if preset:
             monkeypatch.setenv("OMP_WAIT_POLICY", preset)
-        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
-        cli_main._passive_waits_when_busy()
+        cli_main._passive_openmp_waits()
         assert os.environ.get("OMP_WAIT_POLICY") == expected
