@@ -173,8 +173,9 @@ def plot_model(model, X, y, path, grid: int = 61) -> None:
     for ax, s in zip(axes[0], states):
         pts = X[y == s]
         if model.n_dims_ == 1:
-            ax.hist(pts[:, 0], bins=20, range=(0, 1), density=True, alpha=0.4, color="grey")
-            ax.plot(g, model.density(g[:, None], s), color="C0")
+            ax.hist(pts[:, 0], bins=20, range=(0, 1), density=True, alpha=0.4, color="grey", label="labelled scores")
+            ax.plot(g, model.density(g[:, None], s), color="C0", label="fitted density")
+            ax.legend(fontsize=7)
             ax.set_xlabel("PRM score")
         else:
             G0, G1 = np.meshgrid(g, g, indexing="ij")
@@ -184,6 +185,11 @@ def plot_model(model, X, y, path, grid: int = 61) -> None:
             ax.set_xlabel("min earlier score")
             ax.set_ylabel("current score")
         ax.set_title(f"{s} (n={len(pts)})")
-    fig.tight_layout()
+    caption = ("bars: histogram of the state's labelled PRM scores; line: the fitted density P(score | state)"
+               if model.n_dims_ == 1 else
+               "colour: the fitted density P(min earlier score, current score | state), brighter = denser; "
+               "white dots: the state's labelled observations")
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7, color="dimgray")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
