@@ -71,8 +71,11 @@ def train_router_cmd(kind, spec, out, lam, timesteps, seed, envs, mode, points, 
     cfg.check()
     core = None
     if env_kind == "decode":
-        core = _live_core(tm, problems, limit, weak, strong, prm_spec, envs, max_steps, max_step_tokens, device,
-                          seed)
+        from trimpomdp.decode.models import loading_messages
+
+        with loading_messages(not quiet):  # --quiet also hides the weight-loading bars and conversion stages
+            core = _live_core(tm, problems, limit, weak, strong, prm_spec, envs, max_steps, max_step_tokens,
+                              device, seed)
     elif problems is not None:
         raise TrimError("--problems only applies with --env decode")
     router, rep = train_router(tm, pts, cfg, out, core=core, resume=resume, progress=not quiet,
