@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from trimpomdp.errors import ModelError
 from trimpomdp.policies.alpha import AlphaVectorPolicy
-from trimpomdp.policies.evaluation import simulate_policy
+from trimpomdp.policies.evaluation import evaluate_exact, simulate_policy
+from trimpomdp.pomdp.momdp import MOMDP
 from trimpomdp.pomdp.pomdpx import parse_pomdpx
 from trimpomdp.solvers.exact import ExactSolver
 from trimpomdp.solvers.sarsop import SARSOPSolver
@@ -101,6 +102,47 @@ def test_greedy_momdp_policy_achieves_its_bound():
     # the greedy policy achieves the bound; 1500 episodes put the mean within ~0.35 of it
     assert sim.ci95_high >= res.lower
     assert sim.ci95_low <= res.upper
+
+
+class _FlatOnly:
+    """A policy seen only through ``action`` on flat beliefs (forces the flat simulation)."""
+
+    def __init__(self, pol):
+        self.pol = pol
+
+    def action(self, b):
+        return self.pol.action(b)
+
+
+def test_momdp_simulation_is_the_flat_simulation_on_smaller_beliefs():
+    m = random_momdp(11, 3, 3, 2, 2)
+    res = SARSOPSolver(timeout=2).solve(m)
+    fast = simulate_policy(m, res.policy, episodes=3000, seed=5)
+    flat = simulate_policy(m.flat, _FlatOnly(res.policy), episodes=3000, seed=5)
+    # the same draws in the same order: the same episodes, so the same returns
+    assert fast.mean == pytest.approx(flat.mean, abs=1e-9) and fast.std == pytest.approx(flat.std, abs=1e-9)
+    # a MOMDP policy on the flat model takes the MOMDP path too
+    assert simulate_policy(m.flat, res.policy, episodes=3000, seed=5).mean == pytest.approx(fast.mean, abs=1e-9)
+
+
+def test_exact_evaluation_of_a_momdp_policy_meets_its_bounds():
+    # observations reveal the hidden value after one step: few beliefs, so the belief tree is exact
+    rng = np.random.default_rng(2)
+    X, Y, A = 3, 2, 2
+    S = X * Y
+    TX = rng.dirichlet(np.ones(X), (A, S))
+    TY = rng.dirichlet(np.ones(Y), (A, S, X))
+    O = np.tile(np.eye(Y), (A, X, 1))  # O(o | x', y') = [o == y']
+    b0 = np.zeros(S)
+    b0[:Y] = [0.3, 0.7]
+    m = MOMDP.from_factors(TX, TY, O, rng.normal(0, 2, (S, A)), 0.9, b0)
+    res = SARSOPSolver(precision=1e-4, timeout=10).solve(m)
+    assert res.converged
+    exact = evaluate_exact(m, res.policy, tol=1e-6)
+    assert exact.beliefs < 2000  # about 6 per level
+    assert res.lower - exact.error - 1e-6 <= exact.value <= res.upper + exact.error + 1e-6
+    sim = simulate_policy(m, res.policy, episodes=20_000, seed=1)
+    assert sim.ci95_low - 0.02 <= exact.value <= sim.ci95_high + 0.02
 
 
 def test_uncertain_initial_visible_value_is_refused():

@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from trimpomdp.errors import TrimError
+from trimpomdp.errors import BeliefError, TrimError
 from trimpomdp.interfaces import BeliefPolicy
 from trimpomdp.resource_limits import check_episodes
-from trimpomdp.pomdp.belief import update_batch
+from trimpomdp.pomdp.belief import ZERO_PROB, update_batch
 from trimpomdp.pomdp.model import POMDP
 
 #: simulations stop once gamma^t * max|R| falls below this (the rest of the return is negligible)
@@ -94,15 +94,19 @@ def _check_fits(policy, model) -> None:
         check(model)
 
 
-def simulate_policy(model: POMDP, policy: BeliefPolicy, episodes: int = 10_000,
+def simulate_policy(model, policy: BeliefPolicy, episodes: int = 10_000,
                     horizon: int | None = None, seed: int = 0) -> EvalResult:
     """Mean discounted return of following ``policy`` on the tracked belief, starting from b0.
 
     s0 is drawn from b0, states from T and observations from O; an episode ends at ``horizon`` or when it
-    enters a terminal state.
+    enters a terminal state. ``model`` is a POMDP or a MOMDP; a MOMDP (or a flat model laid out as the MOMDP
+    a MOMDP policy was solved for) is simulated on beliefs (x, b_y), Y numbers an episode instead of X * Y,
+    when its initial belief is certain of the visible value (the episodes are the same either way).
     """
     check_episodes(episodes, "episodes")
     _check_fits(policy, model)
+    momdp = _as_momdp(model, policy)
+    model = model if isinstance(model, POMDP) else model.flat
     H = default_horizon(model) if horizon is None else int(horizon)
     if H < 1:
         raise TrimError(f"horizon must be >= 1, got {H}")
@@ -113,11 +117,15 @@ def simulate_policy(model: POMDP, policy: BeliefPolicy, episodes: int = 10_000,
     b0 = model.initial_belief / model.initial_belief.sum()
     term = model.terminal if model.terminal is not None else np.zeros(S, dtype=bool)
     # beliefs are (episodes, S): simulate in chunks so memory stays bounded whatever the episode count
-    chunk = max(1, min(episodes, BELIEF_BYTES // (8 * S)))
+    chunk = max(1, min(episodes, BELIEF_BYTES // (8 * (S if momdp is None else momdp.n_hidden))))
     n = 0
     mean = m2 = 0.0  # running mean and sum of squared deviations, merged chunk by chunk (Chan et al.)
     for start in range(0, episodes, chunk):
-        r = _simulate_chunk(model, policy, min(chunk, episodes - start), H, rng, b0, term, tsamp, osamp)
+        k = min(chunk, episodes - start)
+        if momdp is None:
+            r = _simulate_chunk(model, policy, k, H, rng, b0, term, tsamp, osamp)
+        else:
+            r = _simulate_chunk_momdp(momdp, policy, k, H, rng, b0, term, tsamp, osamp)
         k, rm = r.size, float(r.mean())
         delta = rm - mean
         mean += delta * k / (n + k)
@@ -156,6 +164,119 @@ def _simulate_chunk(model, policy, n, H, rng, b0, term, tsamp, osamp) -> np.ndar
     return returns
 
 
+def _as_momdp(model, policy):
+    """The MOMDP to simulate on beliefs (x, b_y), or None for a flat simulation."""
+    from trimpomdp.pomdp.momdp import MOMDP
+
+    if isinstance(model, MOMDP):
+        m = model
+    elif getattr(policy, "n_visible", 1) > 1:  # a MOMDP policy on the flat form it fits (check_model passed)
+        X, Y = policy.n_visible, policy.n_hidden
+        if model.n_observations % X:
+            return None
+        m = MOMDP(model, tuple(map(str, range(X))), tuple(map(str, range(Y))),
+                  tuple(map(str, range(model.n_observations // X))))
+        if m.structure_problem() is not None:
+            return None
+    else:
+        return None
+    return m if m.n_visible > 1 and m.initial_visible() is not None else None
+
+
+class _MomdpStep:
+    """Belief updates of a MOMDP on (x, b_y) rows, with the blocks of T and O it reads cached."""
+
+    def __init__(self, m):
+        self.m, self.X, self.Y = m, m.n_visible, m.n_hidden
+        self.T: dict = {}
+        self.O: dict = {}
+
+    def block(self, a, x, xp):
+        key = (a, x, xp)
+        if key not in self.T:
+            Y = self.Y
+            self.T[key] = self.m.flat.T[a][x * Y:(x + 1) * Y, xp * Y:(xp + 1) * Y].tocsc()
+        return self.T[key]
+
+    def obs(self, a, xp):
+        key = (a, xp)
+        if key not in self.O:
+            Y = self.Y
+            self.O[key] = self.m.observation(a)[xp * Y:(xp + 1) * Y].toarray()
+        return self.O[key]
+
+    def update(self, B, acts, xs, xps, obs):
+        """Posterior rows b'_y after (a, x) -> (x', o); ``BeliefError`` names an impossible one."""
+        out = np.empty_like(B)
+        X = self.X
+        key = (acts * X + xs) * X + xps
+        for k in np.unique(key):
+            rows = np.flatnonzero(key == k)
+            a, rest = divmod(int(k), X * X)
+            x, xp = divmod(rest, X)
+            pred = (self.block(a, x, xp).T @ B[rows].T).T
+            post = pred * self.obs(a, xp)[:, obs[rows]].T
+            z = post.sum(axis=1)
+            if not np.all(z > ZERO_PROB):
+                i = rows[int(np.argmin(z))]
+                raise BeliefError(f"episode row {i}: observation {int(obs[i])} with visible value {xp} has "
+                                  f"probability zero after action {a}")
+            out[rows] = np.clip(post / z[:, None], 0.0, None)
+        return out / out.sum(axis=1, keepdims=True)
+
+
+def _momdp_actions(policy, xs, B, X, Y):
+    """The policy's actions at beliefs (x, b_y): an alpha-vector policy reads the vectors of x only; any
+    other policy gets the flat beliefs."""
+    alphas, visible = getattr(policy, "alphas", None), getattr(policy, "visible", None)
+    if alphas is None or visible is None or getattr(policy, "n_visible", 1) != X:
+        J = np.zeros((B.shape[0], X * Y))
+        J[np.arange(B.shape[0])[:, None], xs[:, None] * Y + np.arange(Y)] = B
+        return np.asarray(policy.action(J)).reshape(-1)
+    acts = np.empty(B.shape[0], np.int64)
+    for x in np.unique(xs):
+        rows = np.flatnonzero(xs == x)
+        ks = np.flatnonzero(visible == x)
+        if ks.size == 0:
+            raise TrimError(f"the policy has no vector for visible value {int(x)}")
+        acts[rows] = policy.actions[ks[np.argmax(B[rows] @ alphas[ks].T, axis=1)]]
+    return acts
+
+
+def _simulate_chunk_momdp(m, policy, n, H, rng, b0, term, tsamp, osamp) -> np.ndarray:
+    """Discounted returns of ``n`` episodes, beliefs kept as (x, b_y)."""
+    X, Y = m.n_visible, m.n_hidden
+    step = _MomdpStep(m)
+    x0, by0 = m.split(b0)
+    states = rng.choice(X * Y, size=n, p=b0)
+    xs = np.full(n, x0, np.int64)
+    B = np.broadcast_to(by0, (n, Y)).copy()
+    returns = np.zeros(n)
+    alive = np.ones(n, dtype=bool)
+    disc = 1.0
+    R = m.flat.R
+    for _ in range(H):
+        alive &= ~term[states]
+        idx = np.flatnonzero(alive)
+        if idx.size == 0:
+            break
+        acts = _momdp_actions(policy, xs[idx], B[idx], X, Y)
+        returns[idx] += disc * R[states[idx], acts]
+        nxt = np.empty(idx.size, dtype=np.int64)
+        obs = np.empty(idx.size, dtype=np.int64)
+        u = rng.random((2, idx.size))
+        for a in np.unique(acts):
+            sel = np.flatnonzero(acts == a)
+            nxt[sel] = tsamp[a].sample(states[idx[sel]], u[0, sel])
+            obs[sel] = osamp[a].sample(nxt[sel], u[1, sel])
+        xps = nxt // Y
+        B[idx] = step.update(B[idx], acts, xs[idx], xps, obs // X)
+        xs[idx] = xps
+        states[idx] = nxt
+        disc *= m.discount
+    return returns
+
+
 def evaluate_exact(model: POMDP, policy: BeliefPolicy, horizon: int | None = None,
                    tol: float = 1e-6, decimals: int = 10, max_beliefs: int = 200_000) -> ExactValue:
     """Exact value at b0 of following ``policy``: expand the belief tree level by level, then back up.
@@ -165,6 +286,7 @@ def evaluate_exact(model: POMDP, policy: BeliefPolicy, horizon: int | None = Non
     ``error`` is half that range. Raises ``TrimError`` when more than ``max_beliefs`` beliefs are reached.
     """
     _check_fits(policy, model)
+    model = model if isinstance(model, POMDP) else model.flat  # a MOMDP: its flat form
     gamma = model.discount
     R = model.R
     term = model.terminal if model.terminal is not None else np.zeros(model.n_states, dtype=bool)
