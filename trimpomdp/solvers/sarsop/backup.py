@@ -16,19 +16,23 @@ NEG_INF = -1e300
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def dot(vectors, k, ci, cv, base, full):
-    """alpha_k . b for a belief over joint states ``ci`` of one visible value (``full``: all of its hidden
-    values, in order, so the vector is read contiguously).
-
-    Most of a large model's solve is these sums: reassociation lets LLVM vectorise them (SIMD partial sums;
-    results differ from the sequential sum by rounding only, and no NaN/inf assumption is made)."""
+def dense_dot(vectors, k, cv):
+    """alpha_k . b over all hidden values in order. Reassociation lets LLVM vectorise the sum (SIMD partial
+    sums; results differ from the sequential sum by rounding only, and no NaN/inf assumption is made):
+    on large models most of the solve is these sums."""
     v = 0.0
-    if full:
-        for t in range(ci.shape[0]):
-            v += vectors[k, t] * cv[t]
-    else:
-        for t in range(ci.shape[0]):
-            v += vectors[k, ci[t] - base] * cv[t]
+    for t in range(cv.shape[0]):
+        v += vectors[k, t] * cv[t]
+    return v
+
+
+@njit(cache=True, inline="always")
+def dot(vectors, k, ci, cv, base):
+    """alpha_k . b for a belief over joint states ``ci`` of one visible value (a MOMDP's long beliefs over all
+    hidden values use ``dense_dot``: a call inside the flat models' loops slowed them 2x, taken or not)."""
+    v = 0.0
+    for t in range(ci.shape[0]):
+        v += vectors[k, ci[t] - base] * cv[t]
     return v
 
 
@@ -40,13 +44,12 @@ def lower_value(bi, bv, alphas, n_alpha, Y):
     vectors, alive, xnext = alphas.vectors, alphas.alive, alphas.xnext
     x = bi[0] // Y
     base = x * Y
-    full = bi.shape[0] == Y
     best = NEG_INF
     kb = -1
     k = alphas.xhead[x]
     while k >= 0:
         if k < n_alpha and alive[k]:
-            v = dot(vectors, k, bi, bv, base, full)
+            v = dot(vectors, k, bi, bv, base)
             if v > best:
                 best = v
                 kb = k
@@ -87,8 +90,10 @@ def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
                 # g * phi improves on best only while phi > thr; the ratio at the point's largest entry bounds
                 # phi first (most points stop there), and a ratio is divided out only when it lowers phi
                 thr = best / g
-                j = ptr[i, 0] + top[i]
-                phi = dense[pool_idx[j]] / pool_val[j]
+                phi = 1e300
+                if ptr[i, 1] - ptr[i, 0] > 16:
+                    j = ptr[i, 0] + top[i]
+                    phi = dense[pool_idx[j]] / pool_val[j]
                 if phi > thr:
                     for j in range(ptr[i, 0], ptr[i, 1]):
                         d = dense[pool_idx[j]]
@@ -134,15 +139,24 @@ def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense, Y):
     if alphas.xhead.shape[0] == 1:  # one visible value: a plain scan of the new vectors
         for k in range(k_from, n_alpha):
             if alive[k]:
-                v = dot(vectors, k, ci, cv, base, full)
+                v = dot(vectors, k, ci, cv, base)
                 if v > best:
                     best = v
                     kb = k
-    else:  # the new vectors of c's visible value only, newest first
+    elif full and cl >= 32:  # the new vectors of c's visible value only, newest first; read whole
         k = alphas.xhead[x]
         while k >= k_from:
             if alive[k]:
-                v = dot(vectors, k, ci, cv, base, full)
+                v = dense_dot(vectors, k, cv)
+                if v > best:
+                    best = v
+                    kb = k
+            k = xnext[k]
+    else:
+        k = alphas.xhead[x]
+        while k >= k_from:
+            if alive[k]:
+                v = dot(vectors, k, ci, cv, base)
                 if v > best:
                     best = v
                     kb = k
