@@ -151,17 +151,24 @@ def _simulate_chunk(model, policy, n, H, rng, b0, term, tsamp, osamp) -> np.ndar
             break
         acts = policy.action(beliefs[idx])
         returns[idx] += disc * model.R[states[idx], acts]
-        nxt = np.empty(idx.size, dtype=np.int64)
-        obs = np.empty(idx.size, dtype=np.int64)
-        u = rng.random((2, idx.size))
-        for a in np.unique(acts):
-            sel = np.flatnonzero(acts == a)
-            nxt[sel] = tsamp[a].sample(states[idx[sel]], u[0, sel])
-            obs[sel] = osamp[a].sample(nxt[sel], u[1, sel])
+        nxt, obs = _sample_transitions(states[idx], acts, tsamp, osamp, rng)
         beliefs[idx] = update_batch(model, beliefs[idx], acts, obs)
         states[idx] = nxt
         disc *= model.discount
     return returns
+
+
+def _sample_transitions(states, acts, tsamp, osamp, rng):
+    """Next states and observations of episodes in ``states`` taking ``acts`` (one draw pair each), the
+    hidden world's step shared by the flat and the MOMDP simulation."""
+    nxt = np.empty(states.size, dtype=np.int64)
+    obs = np.empty(states.size, dtype=np.int64)
+    u = rng.random((2, states.size))
+    for a in np.unique(acts):
+        sel = np.flatnonzero(acts == a)
+        nxt[sel] = tsamp[a].sample(states[sel], u[0, sel])
+        obs[sel] = osamp[a].sample(nxt[sel], u[1, sel])
+    return nxt, obs
 
 
 def _as_momdp(model, policy):
@@ -262,13 +269,7 @@ def _simulate_chunk_momdp(m, policy, n, H, rng, b0, term, tsamp, osamp) -> np.nd
             break
         acts = _momdp_actions(policy, xs[idx], B[idx], X, Y)
         returns[idx] += disc * R[states[idx], acts]
-        nxt = np.empty(idx.size, dtype=np.int64)
-        obs = np.empty(idx.size, dtype=np.int64)
-        u = rng.random((2, idx.size))
-        for a in np.unique(acts):
-            sel = np.flatnonzero(acts == a)
-            nxt[sel] = tsamp[a].sample(states[idx[sel]], u[0, sel])
-            obs[sel] = osamp[a].sample(nxt[sel], u[1, sel])
+        nxt, obs = _sample_transitions(states[idx], acts, tsamp, osamp, rng)
         xps = nxt // Y
         B[idx] = step.update(B[idx], acts, xs[idx], xps, obs // X)
         xs[idx] = xps
