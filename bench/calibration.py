@@ -41,14 +41,12 @@ def main() -> int:
     from trimpomdp.calibration import ClassModel, load_run_dir
     from trimpomdp.calibration.emulate import predict_reference_runs
 
-    m = rec["model"]
-    world = ClassModel(m["weights"], m["p_weak"], m["p_strong"], m["alpha"], m["length_pmf"], m["rewrite_tokens"],
-                       m["strong_step_tokens"], m["cheap_step_tokens"], m["discarded_step_tokens"])
-    spec0 = TrimModel.load(here / "data" / "trim_math.json")
-    pts0 = load_observation_points(here / "data" / "prm_obs_processbench_math.npz")
+    world = ClassModel.from_dict(rec["model"])
+    tm = TrimModel.load(here / "data" / "trim_math.json")
+    pts = load_observation_points(here / "data" / "prm_obs_processbench_math.npz")
     runs = load_run_dir(data / "anchor_runs")
     t1 = time.perf_counter()
-    preds = predict_reference_runs(world, spec0, pts0, runs, a.episodes)
+    preds = predict_reference_runs(world, tm, pts, runs, a.episodes)
     print(f"\nheld out: the reference's POMDP runs, its policy (its formulation solved exactly, memoryless pair "
           f"posterior, closeness gate 0.4, 0.025 belief grid) simulated in the calibrated world, {a.episodes} "
           f"questions each [{time.perf_counter() - t1:.1f} s]")
@@ -66,13 +64,10 @@ def main() -> int:
         print(f"{'PASS' if np.mean(et) <= 0.20 else 'FAIL'} POMDP family mean relative token error: "
               f"{np.mean(et):.3f} (target <= 0.2)")
     # baseline: the shipped (uncalibrated) spec simulated on the same anchors
-    tm = TrimModel.load(here / "data" / "trim_math.json")
-    pts = load_observation_points(here / "data" / "prm_obs_processbench_math.npz")
     print("\nbaseline: the shipped spec (no difficulty classes), simulated, sequence mode, vs the real runs")
-    for name, pol, real in (("cheap only", "weak", rec["table"]), ("strong only", "strong", rec["table"]),
-                            ("threshold 0.5", "threshold:0.5", rec["table"])):
+    for name, pol in (("cheap only", "weak"), ("strong only", "strong"), ("threshold 0.5", "threshold:0.5")):
         r = simulate_summary(tm, load_policy(pol, tm), pts, a.episodes, 0, mode="sequence")
-        obs = next(x for x in real if x["run"] == name)
+        obs = next(x for x in rec["table"] if x["run"] == name)
         print(f"  {name:<14} accuracy {r['accuracy']:.3f} (real {obs['accuracy']:.3f}), strong tokens "
               f"{r['strong_tokens']:.1f} (real {obs['strong_tokens']:.1f}), calls {r['regenerations']:.2f} "
               f"(real {obs['strong_calls']:.2f})")

@@ -209,3 +209,21 @@ def test_points_from_a_score_sequence_file(tmp_path):
     np.testing.assert_allclose(pts["fresh_error"], [[0.8, 0.2]])  # (min of the earlier scores, this score)
     np.testing.assert_allclose(pts["derailed"], [[0.2, 0.3]])
     assert len(pts["correct"]) == 4 and [1.0, 0.9] in pts["correct"].tolist()
+
+
+def test_world_points_mix_any_alpha_in_a_bounded_pool():
+    from trimpomdp.calibration.emulate import POOL_FACTOR, world_points
+
+    D = np.asarray(POINTS["derailed"])
+    for alpha in (0.0, 0.3, 1.0 - 1e-12, 1.0):
+        pts = world_points(POINTS, alpha, seed=1)
+        pool = pts["derailed"]
+        assert len(pool) <= POOL_FACTOR * len(D)
+        if alpha == 0:
+            assert pool is POINTS["derailed"] or np.array_equal(pool, D)
+            continue
+        # every pair keeps a real derailed min; its scores are derailed and fresh-error scores mixed at alpha
+        assert np.isin(pool[:, 0], D[:, 0]).all()
+        E = np.asarray(POINTS["fresh_error"])
+        expected = (1 - alpha) * D[:, 1].mean() + alpha * E[:, 1].mean()
+        assert pool[:, 1].mean() == pytest.approx(expected, abs=0.03)

@@ -31,17 +31,23 @@ class WorldSimulator(StepSimulator):
         super()._new_episodes(rows)
 
 
+#: size of the derailed pool, in multiples of the labelled derailed points (any alpha in [0, 1] fits)
+POOL_FACTOR = 4
+
+
 def world_points(points: dict, alpha: float, seed: int = 0) -> dict:
-    """Labelled points whose derailed pool scores like a fresh error with weight ``alpha``: those extra
-    pairs keep a derailed point's min-earlier coordinate (the history is still derailed) and take a fresh
-    error's current score."""
+    """Labelled points whose derailed pool scores like a fresh error with weight ``alpha``: those pairs
+    keep a derailed point's min-earlier coordinate (the history is still derailed) and take a fresh
+    error's current score. The pool has a fixed size, so alpha near 1 costs no more memory."""
     C, E, D = (np.asarray(points[s]) for s in TRIM_STATES)
-    extra = int(round(alpha / max(1 - alpha, 1e-9) * len(D)))
-    rng = np.random.default_rng(seed)
-    if not extra:
+    if alpha <= 0:
         return dict(points)
-    mixed = np.stack([D[rng.integers(0, len(D), extra), 0], E[rng.integers(0, len(E), extra), 1]], axis=1)
-    return {TRIM_STATES[0]: C, TRIM_STATES[1]: E, TRIM_STATES[2]: np.concatenate([D, mixed])}
+    n = POOL_FACTOR * len(D)
+    k = int(round(alpha * n))
+    rng = np.random.default_rng(seed)
+    mixed = np.stack([D[rng.integers(0, len(D), k), 0], E[rng.integers(0, len(E), k), 1]], axis=1)
+    pool = np.concatenate([D[rng.integers(0, len(D), n - k)], mixed])
+    return {TRIM_STATES[0]: C, TRIM_STATES[1]: E, TRIM_STATES[2]: pool}
 
 
 def world_spec(world, spec):

@@ -60,6 +60,11 @@ class ClassModel:
     def mean_steps(self) -> float:
         return float(np.arange(1, self.length_pmf.size + 1) @ self.length_pmf)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassModel":
+        """The inverse of ``to_dict`` (a calibration record's ``model``)."""
+        return cls(**d)
+
     def to_dict(self) -> dict:
         return {"weights": self.weights.tolist(), "p_weak": self.p_weak.tolist(), "p_strong": self.p_strong.tolist(),
                 "alpha": float(self.alpha), "length_pmf": self.length_pmf.tolist(),

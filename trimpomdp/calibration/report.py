@@ -30,10 +30,11 @@ def calibrate(runs_path, points_path, lengths_path, length_model: str, classes: 
         pmf = load_length_pmf(lengths_path, length_model)
     model, info = fit(runs, points, pmf, classes=classes, starts=starts, seed=seed,
                       anchor_weight=ANCHOR_WEIGHT if anchor_weight is None else anchor_weight)
+    table = fit_table(model, runs, points)
     return {"format": FORMAT, "version": VERSION, "model": model.to_dict(), "fit": info,
             "inputs": {"runs": [str(p) for p in runs_path] if isinstance(runs_path, (list, tuple)) else str(runs_path), "points": str(points_path), "lengths": None if lengths_path is None else str(lengths_path),
                        "length_model": length_model},
-            "table": fit_table(model, runs, points), "targets": targets(fit_table(model, runs, points))}
+            "table": table, "targets": targets(table)}
 
 
 def labelled_points(path) -> dict:
