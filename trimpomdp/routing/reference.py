@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from trimpomdp.errors import TrimError
+from trimpomdp.routing.posterior import posteriors
 
 #: the reference's defaults: closeness gate at evaluation, belief grid of its action tables, future cost
 CLOSENESS, GRID, FUTURE_TOKENS = 0.4, 0.025, 60.0
@@ -66,9 +67,9 @@ class ReferencePolicy:
     def posteriors(self, mins, scores) -> np.ndarray:
         """P(state | pair) under a uniform prior; an impossible pair gives the uniform belief."""
         pairs = np.stack([np.asarray(mins, dtype=np.float64), np.asarray(scores, dtype=np.float64)], axis=1)
-        lik = self.table.probs[:, np.atleast_1d(self.table.bin_index(pairs))].T
-        z = lik.sum(axis=1, keepdims=True)
-        return np.where(z > 0, lik / np.where(z > 0, z, 1.0), 1.0 / 3)
+        bins = np.atleast_1d(self.table.bin_index(pairs))
+        post, _ = posteriors(np.full((bins.size, 3), 1.0 / 3), self.table.probs, bins)  # impossible: the prior
+        return post
 
     def regenerate(self, mins, scores, step: int, costs) -> np.ndarray:
         b = self.posteriors(mins, scores)
