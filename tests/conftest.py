@@ -1,4 +1,5 @@
-"""Shared fixtures: the read-only ``shared/`` folder beside the checkout (present in CI)."""
+"""Shared fixtures: the read-only ``shared/`` folder beside the checkout (present in CI), the shipped
+routing spec and the labelled PRM points the simulator draws from."""
 from __future__ import annotations
 
 import os
@@ -26,3 +27,19 @@ def pomdp_dir(shared) -> Path:
 def data_dir(shared) -> Path:
     return shared / "data"
 
+
+
+@pytest.fixture(scope="module")
+def tm():
+    """The shipped TRIM routing spec (one per test module: tests derive variants, never mutate it)."""
+    from trimpomdp.routing.spec import TrimModel
+
+    return TrimModel.load(ROOT / "data" / "trim_math.json")
+
+
+@pytest.fixture(scope="module")
+def pts(data_dir):
+    """Labelled PRM points per hidden state (Qwen2.5-Math-PRM-7B on ProcessBench)."""
+    from trimpomdp.routing.spec import load_observation_points
+
+    return load_observation_points(data_dir / "prm_obs_processbench_math.npz")

@@ -21,19 +21,8 @@ from trimpomdp.routing import BeliefFilter, TrimModel, load_policy
 from trimpomdp.routing import simulator as S
 from trimpomdp.routing.baselines import OracleQueryPolicy, QueryPolicy, TakeoverPolicy
 from trimpomdp.routing.registry import family_policies
-from trimpomdp.routing.spec import load_observation_points
 
 SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math.json"
-
-
-@pytest.fixture(scope="module")
-def tm():
-    return TrimModel.load(SPEC)
-
-
-@pytest.fixture(scope="module")
-def pts(data_dir):
-    return load_observation_points(data_dir / "prm_obs_processbench_math.npz")
 
 
 # ------------------------------------------------------------------------------------ hand-computed episodes

@@ -40,11 +40,6 @@ class BelowHalf:
         return Decision("regenerate" if regen else "keep"), state + regen
 
 
-@pytest.fixture(scope="module")
-def tm():
-    return TrimModel.load(SPEC)
-
-
 def test_protocols_are_met(tm):
     from trimpomdp.interfaces import BatchRoutingPolicy, TracedUpdater
     from trimpomdp.routing import load_policy

@@ -24,20 +24,9 @@ from trimpomdp.learned.policy import ROUTER_FORMAT, LearnedRouter  # noqa: E402
 from trimpomdp.learned.train import TrainConfig, train_router  # noqa: E402
 from trimpomdp.routing import TrimModel, load_policy  # noqa: E402
 from trimpomdp.routing import simulator as S  # noqa: E402
-from trimpomdp.routing.spec import load_observation_points  # noqa: E402
 
 SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math.json"
 LAM = 2e-3
-
-
-@pytest.fixture(scope="module")
-def tm():
-    return TrimModel.load(SPEC)
-
-
-@pytest.fixture(scope="module")
-def pts(data_dir):
-    return load_observation_points(data_dir / "prm_obs_processbench_math.npz")
 
 
 def tiny_cfg(kind, seed=0, **kw):

@@ -20,11 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "data" / "trim_math.json"
 
 
-@pytest.fixture(scope="module")
-def tm():
-    return TrimModel.load(SPEC)
-
-
 def small(tm, T=3, factor=10, values=(40.0, 120.0), discount=0.95):
     pmf = tm.length_pmf[:T].copy()
     pmf[-1] += tm.length_pmf[T:].sum()

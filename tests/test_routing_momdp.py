@@ -7,14 +7,8 @@ import pytest
 from trimpomdp.routing.momdp import routing_momdp
 from trimpomdp.routing.pomdp import flat_pomdp
 from trimpomdp.routing.solver import solve_trim
-from trimpomdp.routing.spec import TrimModel
 from trimpomdp.solvers.sarsop import SARSOPSolver
-from tests.test_routing_model import SPEC, small
-
-
-@pytest.fixture(scope="module")
-def tm():
-    return TrimModel.load(SPEC)
+from tests.test_routing_model import small
 
 
 def test_layout_and_dynamics(tm):

@@ -12,21 +12,10 @@ from trimpomdp.cli.main import main
 from trimpomdp.routing import TrimModel, load_policy, parse_budget, parse_sweep, solve_budget, solve_trim
 from trimpomdp.routing import metrics as M
 from trimpomdp.routing.simulator import simulate
-from trimpomdp.routing.spec import load_observation_points
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "data" / "trim_math.json"
 N = 100_000
-
-
-@pytest.fixture(scope="module")
-def tm():
-    return TrimModel.load(SPEC)
-
-
-@pytest.fixture(scope="module")
-def pts(data_dir):
-    return load_observation_points(data_dir / "prm_obs_processbench_math.npz")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ of that time, both observation modes, any seed and size; takeover and query poli
 hand-computed episodes."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,22 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import legacy_simulator
-from trimpomdp.routing import TrimModel, load_policy, solve_trim
+from trimpomdp.routing import load_policy, solve_trim
 from trimpomdp.routing.budgets import parse_budget
 from trimpomdp.routing import simulator as S
-from trimpomdp.routing.spec import load_observation_points
 
-SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math.json"
-
-
-@pytest.fixture(scope="module")
-def tm():
-    return TrimModel.load(SPEC)
-
-
-@pytest.fixture(scope="module")
-def pts(data_dir):
-    return load_observation_points(data_dir / "prm_obs_processbench_math.npz")
 
 
 @pytest.fixture(scope="module")
