@@ -4,7 +4,6 @@ of that time, both observation modes, any seed and size; takeover and query poli
 hand-computed episodes."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
