@@ -365,10 +365,16 @@ TOKENS = Field("", "number", ge=0, le=MAX_STEP_TOKENS)
 #: a TRIM routing model spec (JSON); paths are relative to the spec file and must be regular files
 _SPEC_COMMON = (
     Field("format", "str", choices=("trimpomdp.trim_model",)),
-    Field("version", "int", ge=1, le=2),
+    Field("version", "int", ge=1, le=3),
     Field("observation", "str", required=False, choices=("current", "pair", "conditional", "reference")),
-    _num("p_weak", gt=0, lt=1),
-    _num("p_strong", gt=0, lt=1),
+    _num("p_weak", required=False, gt=0, lt=1),  # required unless 'classes' is given (checked by the loader)
+    _num("p_strong", required=False, gt=0, lt=1),
+    Field("classes", "object", required=False, null=True, fields=(
+        Field("weights", "list", items=WEIGHT, min_len=1, max_len=8),
+        Field("p_weak", "list", items=Field("", "number", gt=0, lt=1), min_len=1, max_len=8),
+        Field("p_strong", "list", items=Field("", "number", gt=0, lt=1), min_len=1, max_len=8),
+    )),
+    _num("derailed_as_error", required=False, ge=0, lt=1),
     _num("reward", required=False, gt=0, le=MAX_REWARD),
     _num("discount", required=False, gt=0, le=1),
     Field("max_steps", "int", required=False, ge=1, le=100_000),
@@ -417,7 +423,7 @@ EMBEDDED_SPEC_FIELDS = _SPEC_COMMON + (
     Field("observation_model", "str", required=False, null=True),
     _num("obs_bin_size", gt=0, le=1, rule=_divides_one),
 )
-SPEC = Schema("trimpomdp.trim_model", 2, SPEC_FIELDS)
+SPEC = Schema("trimpomdp.trim_model", 3, SPEC_FIELDS)
 
 
 def _trim_policy_rules(a, meta, n):
@@ -524,6 +530,32 @@ TRIM_POLICY = Schema(
     min_sizes={"T": 1, "L": 1, "M": 1, "D": 1},
     rules=(_trim_policy_rules, _obs_rules(("obs_probs", "obs_truth")), _obs_dims),
 )
+
+TRIM_CLASS_POLICY = Schema(
+    "trimpomdp.trim_class_policy",
+    1,
+    fields=(
+        _num("lam", ge=0),
+        _num("g", gt=0, le=1),
+        Field("max_steps", "int", ge=1),
+        Field("predicted", "object", required=False, null=True, fields=tuple(
+            _num(k, required=False, null=True) for k in ("accuracy", "strong_tokens", "regenerations", "value"))),
+        Field("spec", "object", fields=EMBEDDED_SPEC_FIELDS),
+        Field("model_fingerprint", "str", required=False),
+        Field("spec_source", "str", required=False, null=True),
+        Field("budget", "str", required=False),
+    ),
+    arrays=(
+        Array("values", ("N", "Y")),
+        Array("step_offsets", ("T+1",), kind="i", ge=0, le="N", order="increasing"),
+        Array("obs_probs", (3, "M"), ge=0, le=1),
+        Array("obs_centers", ("M", "D"), ge=0, le=1),
+        Array("obs_truth", (3, "M"), ge=0, le=1, optional=True),
+    ),
+    min_sizes={"T": 1, "M": 1, "D": 1, "N": 1, "Y": 3},
+    rules=(_obs_rules(("obs_probs", "obs_truth")), _obs_dims),
+)
+
 
 def _alpha_visible(a, meta, n):
     if "visible" in a and n["K"] and a["visible"].max() >= meta.get("n_visible", 1):
@@ -675,7 +707,7 @@ TRACE_HEADER = (
 )
 
 #: header-carrying ``.npz`` formats, validated by ``artifacts.load_npz``
-SCHEMAS: dict[str, Schema] = {s.fmt: s for s in (TRIM_POLICY, ALPHA_POLICY, OBS_KDE)}
+SCHEMAS: dict[str, Schema] = {s.fmt: s for s in (TRIM_POLICY, TRIM_CLASS_POLICY, ALPHA_POLICY, OBS_KDE)}
 
 
 def register(schema: Schema) -> Schema:

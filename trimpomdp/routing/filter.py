@@ -2,6 +2,8 @@
 
 Unlike the reference (which recomputes the belief from the current observation with a uniform prior), the
 belief is carried over steps: prior = T(action)^T posterior_prev, posterior ~ P(bin(o) | s') * prior.
+With difficulty classes (``routing.difficulty``) the belief is over (class, state): 3K numbers, and the
+same scores also tell the filter how hard the question is.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from trimpomdp.errors import BeliefError
+from trimpomdp.routing import difficulty
 from trimpomdp.routing.posterior import posteriors
 
 
 class BeliefFilter:
-    """Filter for one ``TrimModel``; stateless (every method takes and returns beliefs as (3,) arrays).
+    """Filter for one ``TrimModel``; stateless (every method takes and returns beliefs as (3K,) arrays,
+    K the spec's difficulty classes: (3,) for a plain spec).
 
     Implements ``trimpomdp.interfaces.BeliefUpdater``: ``initialize()`` is the belief before step 1 and
     ``update(b, a, o)`` the posterior after action ``a`` (the previous step's; 'keep' before step 1) and
@@ -22,11 +26,21 @@ class BeliefFilter:
 
     def __init__(self, trim_model):
         self.model = trim_model
-        self._T = {a: trim_model.transition(a) for a in ("keep", "regenerate")}
+        self.n_classes = trim_model.n_classes
+        self._T = {a: trim_model.joint_transition(a) for a in ("keep", "regenerate")}
+        self._O = trim_model.joint_obs()
 
     def start(self) -> np.ndarray:
-        """All mass on C before step 1: step 1's prior is ``predict(start(), 'keep')``."""
-        return np.array([1.0, 0.0, 0.0])
+        """All mass on C (per class) before step 1: step 1's prior is ``predict(start(), 'keep')``."""
+        return difficulty.start(self.model.classes)
+
+    def marginal(self, belief) -> np.ndarray:
+        """P(C, E, D) of a belief (what traces record and plots show)."""
+        return difficulty.marginal(belief)
+
+    def class_posterior(self, belief) -> np.ndarray:
+        """P(difficulty class) of a belief."""
+        return difficulty.class_posterior(belief)
 
     def initialize(self) -> np.ndarray:
         return self.start()
@@ -43,7 +57,7 @@ class BeliefFilter:
         a = {0: "keep", 1: "regenerate"}.get(action, action)
         if a not in self._T:
             raise BeliefError(f"unknown action {action!r}; expected 'keep' or 'regenerate'")
-        b = _check(belief)
+        b = self._check(belief)
         out = self._T[a].T @ b
         return out / out.sum()
 
@@ -60,11 +74,11 @@ class BeliefFilter:
     def likelihood(self, obs_pair) -> np.ndarray:
         """P(bin(obs) | state) for the pair (min earlier PRM score or 1.0, current PRM score); the model's
         ``observation`` decides what is read ('current': the second coordinate only)."""
-        return self.model.obs.probs[:, self._bin(obs_pair)]
+        return self._O[:, self._bin(obs_pair)]
 
     def correct(self, prior, obs_pair) -> np.ndarray:
         """Posterior given the observation; raises BeliefError when it is impossible under the prior."""
-        post, ok = posteriors(_check(prior), self.model.obs.probs, self._bin(obs_pair))
+        post, ok = posteriors(self._check(prior), self._O, self._bin(obs_pair))
         if not ok[0]:
             raise BeliefError(
                 f"observation {tuple(np.round(obs_pair, 6))} has probability zero under prior "
@@ -81,8 +95,8 @@ class BeliefFilter:
         return prior, self.correct(prior, obs_pair)
 
     def correct_batch(self, priors: np.ndarray, bins: np.ndarray) -> np.ndarray:
-        """Vectorised posterior for (N, 3) priors and N observation bin indices (impossible rows raise)."""
-        post, ok = posteriors(priors, self.model.obs.probs, bins)
+        """Vectorised posterior for (N, 3K) priors and N observation bin indices (impossible rows raise)."""
+        post, ok = posteriors(priors, self._O, bins)
         bad = np.flatnonzero(~ok)
         if bad.size:
             raise BeliefError(
@@ -90,11 +104,5 @@ class BeliefFilter:
             )
         return post
 
-
-def _check(belief) -> np.ndarray:
-    b = np.asarray(belief, dtype=np.float64)
-    if b.shape != (3,) or np.any(~np.isfinite(b)) or np.any(b < -1e-12) or abs(b.sum() - 1.0) > 1e-6:
-        raise BeliefError(
-            f"a belief is 3 non-negative numbers summing to 1, got {np.asarray(belief).tolist()}"
-        )
-    return np.clip(b, 0.0, None)
+    def _check(self, belief) -> np.ndarray:
+        return difficulty.check_belief(belief, self.n_classes)

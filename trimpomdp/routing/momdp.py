@@ -3,13 +3,14 @@
 What the router sees is a visible value x: ``start`` (before step 1), a step t with the token bin k of that
 step's regeneration cost (t = 1..T, k = 0..K-1; by default reached through (t, ``pre``), see
 ``routing_momdp``), or ``end``. What it does not see is the hidden value y,
-the solution's state (correct so far, fresh error, derailed). The PRM bin of each step is the observation
+the solution's state (correct so far, fresh error, derailed), and with difficulty classes the question's
+class too (3 hidden values per class, ``routing.difficulty``). The PRM bin of each step is the observation
 (``none`` on arriving at ``end``). So beliefs are over 3 hidden values per visible value and the solver's
 alpha vectors are 3 numbers each, where the flat export (``routing.pomdp.flat_pomdp``) folds (t, k) into
 1 + 3 T K states and makes every PRM/token pair an observation.
 
-The dynamics are those of the flat export, built from ``TrimModel``'s public attributes: the start's move
-draws step 1 (hidden value from (p_w, 1 - p_w, 0), token bin from ``token_probs``), so step 1's observation
+The dynamics are those of the flat export, built from ``TrimModel``'s public attributes: the start's belief
+is step 1's prior (p_w, 1 - p_w, 0) (per class, weighted) and its move keeps the hidden value and draws the token bin from ``token_probs``, so step 1's observation
 precedes the first decision; from step t the question ends with the hazard h_t (reward R if the solution is
 correct: for ``keep`` when y is C, for ``regenerate`` with probability p_s when y is C or E, which also
 costs lambda times the step's token value) and otherwise moves to step t + 1 by the action's hidden-state
@@ -22,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from trimpomdp.pomdp.momdp import MOMDP
+from trimpomdp.routing import difficulty
 
 HIDDEN = ("C", "E", "D")
 ACTIONS = ("keep", "regenerate")
@@ -38,12 +40,15 @@ def routing_momdp(tm, lam: float, token_phase: bool = True) -> MOMDP:
     against 2 x 400 and 16 with the phase).
     """
     T, K = int(tm.max_steps), int(tm.token_values.size)
-    O = np.asarray(tm.obs.probs, dtype=np.float64)  # (3, M)
+    O = tm.joint_obs()  # (3C, M), C difficulty classes
     M = O.shape[1]
     NONE = M
     hz = np.asarray(tm.hazard, dtype=np.float64)
     tp, tv = np.asarray(tm.token_probs, dtype=np.float64), np.asarray(tm.token_values, dtype=np.float64)
-    Y = 3
+    Y = tm.n_hidden
+    cl = tm.classes
+    state_of = np.tile(np.arange(3), cl.n)  # C/E/D of each hidden value
+    ps_of = np.repeat(cl.p_strong, 3)  # the strong accuracy of each hidden value's class
     per = K + 1 if token_phase else K  # visible values per step
     X = 2 + T * per
     S = X * Y
@@ -55,7 +60,7 @@ def routing_momdp(tm, lam: float, token_phase: bool = True) -> MOMDP:
     def arrive(t):  # where step t is reached: its 'pre' value, or a decision value per token bin
         return [(1 + (t - 1) * per, 1.0)] if token_phase else [(dec(t, k), tp[k]) for k in range(K)]
 
-    y1 = np.array([tm.p_weak, 1.0 - tm.p_weak, 0.0])
+    y1 = difficulty.first_prior(cl)
     Ts, Os = [], []
     R = np.zeros((S, 2))
     obs_rows, obs_cols, obs_vals = [], [], []
@@ -87,12 +92,11 @@ def routing_momdp(tm, lam: float, token_phase: bool = True) -> MOMDP:
             cols.append(x2 * Y + h2)
             vals.append(p)
 
-        for y in range(Y):  # start -> step 1 (hidden value y1), whatever the start's hidden value
-            for h in range(Y):
-                for x2, p in arrive(1):
-                    move(START * Y + y, x2, h, y1[h] * p)
+        for y in range(Y):  # start -> step 1, the hidden value kept (b0 already is step 1's prior y1)
+            for x2, p in arrive(1):
+                move(START * Y + y, x2, y, p)
             move(END * Y + y, END, y, 1.0)
-        Ta = np.asarray(tm.transition(a), dtype=np.float64)
+        Ta = tm.joint_transition(a)
         for t in range(1, T + 1):
             if token_phase:  # (t, pre) -> (t, k), the hidden value unchanged
                 for h in range(Y):
@@ -108,9 +112,9 @@ def routing_momdp(tm, lam: float, token_phase: bool = True) -> MOMDP:
                             for x2, p in arrive(t + 1):
                                 move(s, x2, h2, (1.0 - hz[t - 1]) * Ta[h, h2] * p)
                     if a == 0:
-                        R[s, 0] = hz[t - 1] * tm.reward * (h == 0)
+                        R[s, 0] = hz[t - 1] * tm.reward * (state_of[h] == 0)
                     else:
-                        R[s, 1] = hz[t - 1] * tm.p_strong * tm.reward * (h <= 1) - lam * tv[k]
+                        R[s, 1] = hz[t - 1] * ps_of[h] * tm.reward * (state_of[h] <= 1) - lam * tv[k]
         m = sp.csr_matrix((vals, (rows, cols)), shape=(S, S))
         m.eliminate_zeros()
         Ts.append(m)
@@ -124,6 +128,7 @@ def routing_momdp(tm, lam: float, token_phase: bool = True) -> MOMDP:
         visible += ([f"t{t}_pre"] if token_phase else []) + [f"t{t}_k{k}" for k in range(K)]
     visible.append("end")
     gamma = float(np.sqrt(tm.discount)) if token_phase else tm.discount
-    return MOMDP.from_joint(Ts, Os, R, gamma, X, b0, visible=visible, hidden=HIDDEN, actions=ACTIONS,
+    return MOMDP.from_joint(Ts, Os, R, gamma, X, b0, visible=visible, hidden=difficulty.hidden_names(cl.n),
+                            actions=ACTIONS,
                             observations=[f"o{o}" for o in range(M)] + ["none"], terminal=term,
                             name=f"trim-momdp(T={T},K={K},M={M},lambda={lam:g})")

@@ -45,8 +45,27 @@ def correct_rows(priors, O, bins):
     return out, ok
 
 
+@njit(cache=True)
+def correct_rows_wide(priors, O, bins):
+    """``correct_rows`` for beliefs of any width n (difficulty classes: n = 3K, O (n, M))."""
+    N, n = priors.shape
+    out = np.empty((N, n))
+    ok = np.empty(N, dtype=np.bool_)
+    for i in range(N):
+        Z = 0.0
+        for j in range(n):
+            out[i, j] = priors[i, j] * O[j, bins[i]]
+            Z += out[i, j]
+        ok[i] = Z > ZERO_PROB
+        for j in range(n):
+            out[i, j] = out[i, j] / Z if ok[i] else priors[i, j]
+    return out, ok
+
+
 def posteriors(priors, O, bins) -> tuple[np.ndarray, np.ndarray]:
-    """``correct_rows`` for array-likes (contiguous float64 priors and O, int64 bins)."""
+    """``correct_rows`` for array-likes (contiguous float64 priors and O, int64 bins); beliefs wider than
+    3 (difficulty classes) go through ``correct_rows_wide``."""
     P = np.ascontiguousarray(np.atleast_2d(priors), dtype=np.float64)
-    return correct_rows(P, np.ascontiguousarray(O, dtype=np.float64),
-                        np.ascontiguousarray(np.atleast_1d(bins), dtype=np.int64))
+    kernel = correct_rows if P.shape[1] == 3 else correct_rows_wide
+    return kernel(P, np.ascontiguousarray(O, dtype=np.float64),
+                  np.ascontiguousarray(np.atleast_1d(bins), dtype=np.int64))

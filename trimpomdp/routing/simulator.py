@@ -43,6 +43,7 @@ from trimpomdp.errors import TrimError
 from trimpomdp.interfaces import BatchRoutingPolicy
 from trimpomdp.observation_models.binned import TRIM_STATES
 from trimpomdp.resource_limits import check_episodes
+from trimpomdp.routing import difficulty
 from trimpomdp.routing.posterior import posteriors
 
 #: episodes simulated at once (about 300 bytes of working memory each)
@@ -177,16 +178,19 @@ class StepSimulator:
         self.cap, self.takeover, self.autoreset, self.need_belief = cap, bool(takeover), bool(autoreset), need_belief
         self.T = tm.max_steps
         self.arrays = [points[s] for s in TRIM_STATES] if pool is None else None
-        self.probs = tm.obs.probs
+        self.probs = tm.joint_obs()
         self.draws = self.borrowed = 0
         self.episodes_done = 0
         N = self.n
-        self.pw = np.full(N, tm.p_weak)  # per-episode step accuracies (room for latent difficulty)
+        self.classes = tm.difficulty  # None: one class (the plain model's draws, unchanged)
+        self.alpha = float(tm.derailed_as_error)
+        self.pw = np.full(N, tm.p_weak)  # per-episode step accuracies (each question's difficulty class)
         self.ps = np.full(N, tm.p_strong)
+        self.cls = np.zeros(N, dtype=np.int64)
         self.L = np.zeros(N, dtype=np.int64)
         self.t = np.ones(N, dtype=np.int64)
         self.state = np.zeros(N, dtype=np.int8)
-        self.prior = np.zeros((N, 3))
+        self.prior = np.zeros((N, tm.n_hidden))
         self.tokens = np.zeros(N)
         self.regens = np.zeros(N, dtype=np.int64)
         self.correct = np.zeros(N, dtype=bool)
@@ -203,10 +207,17 @@ class StepSimulator:
         k = rows.size
         tm = self.tm
         self.L[rows] = self.rng.choice(np.arange(1, self.T + 1), p=tm.length_pmf, size=k)
+        if self.classes is not None:  # each question draws its (hidden) difficulty class
+            c = self.rng.choice(self.classes.n, p=self.classes.weights, size=k)
+            self.cls[rows] = c
+            self.pw[rows], self.ps[rows] = self.classes.p_weak[c], self.classes.p_strong[c]
         pw = self.pw[rows]
         self.state[rows] = np.where(self.rng.random(k) < pw, 0, 1).astype(np.int8)
-        p = tm.p_weak  # the filter's prior: the spec's accuracy
-        self.prior[rows] = np.array([p, 1 - p, 0.0])
+        if self.classes is None:
+            p = tm.p_weak  # the filter's prior: the spec's accuracy
+            self.prior[rows] = np.array([p, 1 - p, 0.0])
+        else:
+            self.prior[rows] = difficulty.first_prior(self.classes)
         self.t[rows] = 1
         self.tokens[rows] = 0.0
         self.regens[rows] = 0
@@ -231,19 +242,22 @@ class StepSimulator:
         u_s = rng.random(n)
         u_w = rng.random(n)
         st = self.state[alive]
+        seen = st  # the state whose real scores a step's score is drawn from
+        if self.alpha > 0:  # a derailed step scored like a fresh error
+            seen = np.where((st == 2) & (rng.random(n) < self.alpha), 1, st).astype(np.int8)
         ask = None if not self.takeover else ~self.strong_writes[alive]  # None: every alive episode decides
         if ask is not None and ask.all():
             ask = None
         obs = np.empty((n, 2))
         if self.pool is None:
             for s in range(3):
-                m = st == s
+                m = seen == s
                 if m.any():
                     arr = self.arrays[s]
                     obs[m] = arr[np.minimum((u_obs[m] * len(arr)).astype(np.int64), len(arr) - 1)]
         else:
             obs[:, 0] = self.mins[alive]
-            obs[:, 1], b = self.pool.draw(st, obs[:, 0], u_obs)
+            obs[:, 1], b = self.pool.draw(seen, obs[:, 0], u_obs)
             # a taken-over step is neither written by the cheap model nor scored
             self.draws += n if ask is None else int(ask.sum())
             self.borrowed += int(b.sum() if ask is None else b[ask].sum())
@@ -293,11 +307,14 @@ class StepSimulator:
         # next hidden state: step t+1 is written (by the cheap model) from a correct or a wrong prefix
         self.state[alive] = np.where(ok_now, np.where(u_w < self.pw[alive], 0, 1), 2).astype(np.int8)
         # the filter's prediction for the next step, under the spec's accuracies
-        pw, ps = self.tm.p_weak, self.tm.p_strong
-        pC = post[:, 0]
-        mCE = post[:, 0] + post[:, 1]
-        x = np.where(regen, ps * mCE, pC)
-        self.prior[alive] = np.stack([pw * x, (1 - pw) * x, 1 - x], axis=1)
+        if self.classes is not None:
+            self.prior[alive] = difficulty.predict_rows(post, regen, self.classes)
+        else:
+            pw, ps = self.tm.p_weak, self.tm.p_strong
+            pC = post[:, 0]
+            mCE = post[:, 0] + post[:, 1]
+            x = np.where(regen, ps * mCE, pC)
+            self.prior[alive] = np.stack([pw * x, (1 - pw) * x, 1 - x], axis=1)
         if self.takeover:
             self.strong_writes[alive] |= regen
         self.t[alive] = t_alive + 1

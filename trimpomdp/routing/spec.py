@@ -24,10 +24,13 @@ import numpy as np
 from trimpomdp import schemas
 from trimpomdp.errors import FormatError, TrimError
 from trimpomdp.observation_models.binned import TRIM_STATES, BinnedObservationModel
+from trimpomdp.routing import difficulty
+from trimpomdp.routing.difficulty import Difficulty
 
 FORMAT = "trimpomdp.trim_model"
-#: 2 adds ``observation`` (which observation model the table is read as); version-1 specs read as before
-VERSION = 2
+#: 2 adds ``observation`` (which observation model the table is read as); 3 adds ``classes`` (latent question
+#: difficulty) and ``derailed_as_error``; older specs read as before
+VERSION = 3
 #: the observation models a spec can name (``docs/formats.md``); the planner, the simulator, the decode
 #: filter and the flat export all read the table through the one named here
 OBSERVATIONS = ("current", "pair")
@@ -110,9 +113,22 @@ class TrimModel:
     #: 'current' (the step's PRM score, each counted once by the recursive filter) or 'pair' ((min earlier
     #: score, current score), the version-1 reading); None: 'pair' for a 2-D table, 'current' for 1-D
     observation: str | None = None
+    #: latent difficulty classes (``routing.difficulty``); None: one class with (p_weak, p_strong)
+    difficulty: Difficulty | None = None
+    #: share of derailed steps the PRM scores like a fresh error (later derailed steps look more and more
+    #: wrong, while the labelled data hold only the first step after an error). It is applied to raw inputs
+    #: only: the table a spec file names and labelled points; ``obs`` and ``obs_truth`` arrays are final.
+    derailed_as_error: float = 0.0
 
     def __post_init__(self):
         self._resolve_observation()
+        if self.difficulty is not None:
+            self.difficulty = self.difficulty.check()
+            if self.difficulty.n == 1:  # one class is the plain model
+                self.p_weak, self.p_strong = float(self.difficulty.p_weak[0]), float(self.difficulty.p_strong[0])
+                self.difficulty = None
+        if not (isinstance(self.derailed_as_error, (int, float)) and 0.0 <= self.derailed_as_error < 1.0):
+            raise _err("derailed_as_error", f"must lie in [0, 1), got {self.derailed_as_error!r}")
         if isinstance(self.obs_truth, dict):
             self.obs_truth = self.points_histogram(self.obs_truth)
         self.length_pmf = np.asarray(self.length_pmf, dtype=np.float64).ravel()
@@ -202,12 +218,35 @@ class TrimModel:
         return int(idx) if idx.ndim == 0 else idx
 
     def points_histogram(self, points: dict) -> np.ndarray:
-        """P(bin | state) of real labelled points {'correct': (n, 2), ...} on the model's bins."""
+        """P(bin | state) of real labelled points {'correct': (n, 2), ...} on the model's bins (derailed
+        steps scored as fresh errors with probability ``derailed_as_error``)."""
         H = np.zeros_like(self.obs.probs)
         for i, s in enumerate(TRIM_STATES):
             idx = np.atleast_1d(self.obs_bins(points[s]))
             H[i] = np.bincount(idx, minlength=self.obs.n_bins) / idx.size
-        return H
+        return mix_derailed(H, self.derailed_as_error)
+
+    @property
+    def n_classes(self) -> int:
+        return 1 if self.difficulty is None else self.difficulty.n
+
+    @property
+    def classes(self) -> Difficulty:
+        """The difficulty classes (one class of (p_weak, p_strong) for a plain spec)."""
+        return self.difficulty if self.difficulty is not None else Difficulty.single(self.p_weak, self.p_strong)
+
+    @property
+    def n_hidden(self) -> int:
+        """Length of a belief: 3 per difficulty class."""
+        return 3 * self.n_classes
+
+    def joint_transition(self, action) -> np.ndarray:
+        """T over the 3K hidden values (block-diagonal over classes; ``transition`` for a plain spec)."""
+        return difficulty.transition(self.classes, action)
+
+    def joint_obs(self) -> np.ndarray:
+        """P(observation bin | hidden value) for the 3K hidden values (the table's rows per class)."""
+        return difficulty.tile(self.obs.probs, self.n_classes)
 
     @property
     def max_steps(self) -> int:
@@ -249,7 +288,8 @@ class TrimModel:
             self.token_values,
             self.token_probs,
             np.array([self.p_weak, self.p_strong, self.reward, self.discount, self.tokens_per_weak_token]),
-        ):
+        ) + (() if self.difficulty is None else (self.difficulty.weights, self.difficulty.p_weak,
+                                                  self.difficulty.p_strong, np.array([self.derailed_as_error]))):
             h.update(np.round(np.asarray(arr, dtype=np.float64), 12).tobytes())
         return h.hexdigest()[:16]
 
@@ -272,6 +312,10 @@ class TrimModel:
             "tokens_per_weak_token": float(self.tokens_per_weak_token),
             "observation": self.observation,
         }
+        if self.difficulty is not None:
+            d["classes"] = self.difficulty.to_dict()
+        if self.derailed_as_error:
+            d["derailed_as_error"] = float(self.derailed_as_error)
         if self.points_path:
             d["observation_points"] = self.points_path
         if self.info:
@@ -313,6 +357,9 @@ class TrimModel:
                 p = Path(base_dir) / p
             obs = load_observation_model(p)
             obs_path = ref
+            alpha = d.get("derailed_as_error", 0.0)
+            if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1:
+                obs = BinnedObservationModel(obs.states, obs.centers, mix_derailed(obs.probs, alpha), obs.bin_size)
         else:
             obs_path = d.get("observation_model")
         T = d.get("max_steps")
@@ -369,11 +416,24 @@ class TrimModel:
                 pp = Path(base_dir) / pp
             if base_dir is not None or pp.exists():
                 obs_truth = load_observation_points(pp)
+        classes = None
+        if d.get("classes") is not None:
+            try:
+                classes = Difficulty.from_dict(d["classes"])
+            except TrimError as exc:
+                raise TrimError(f"{source}: {exc}" if source else str(exc)) from None
+        for key in ("p_weak", "p_strong"):
+            if key not in d and classes is None:
+                raise _err(key, "is required (or give 'classes')", source)
         try:
             return cls(
                 obs=obs,
-                p_weak=_num(d, "p_weak", source),
-                p_strong=_num(d, "p_strong", source),
+                p_weak=_num(d, "p_weak", source, None if classes is None else float(
+                    classes.weights @ classes.p_weak)),
+                p_strong=_num(d, "p_strong", source, None if classes is None else float(
+                    classes.weights @ classes.p_strong)),
+                difficulty=classes,
+                derailed_as_error=_num(d, "derailed_as_error", source, 0.0),
                 length_pmf=pmf,
                 token_values=values,
                 token_probs=probs,
@@ -504,6 +564,14 @@ def _num(d, key, source, default=None) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise _err(key, f"must be a number, got {v!r}", source)
     return float(v)
+
+
+def mix_derailed(probs: np.ndarray, alpha: float) -> np.ndarray:
+    """Rows (C, E, D) with D's replaced by (1 - alpha) D + alpha E."""
+    P = np.array(probs, dtype=np.float64)
+    if alpha:
+        P[2] = (1.0 - alpha) * P[2] + alpha * P[1]
+    return P
 
 
 def load_observation_model(path) -> BinnedObservationModel:
