@@ -636,6 +636,12 @@ def _belief(v) -> str | None:
     return None
 
 
+def _distribution(v) -> str | None:
+    if not v or not all(-1e-6 <= x <= 1 + 1e-6 for x in v) or abs(sum(v) - 1.0) > 2e-3:
+        return f"must be a probability vector summing to 1, got {_short(v)}"
+    return None
+
+
 _STEP = (
     Field("index", "int"),
     Field("text", "str"),
@@ -652,9 +658,12 @@ _STEP = (
     _num("q_keep", required=False, null=True),
     _num("q_regenerate", required=False, null=True),
     Field("policy_state", "any", required=False, null=True),  # v2: the policy's state before deciding
+    # v3: P(difficulty class) after the step's score (specs with difficulty classes)
+    Field("class_belief", "list", required=False, null=True, items=NUMBERS, rule=_distribution),
 )
-#: trace versions the reader accepts (the writer writes the last); v2 adds ``steps[].policy_state``
-TRACE_VERSIONS = (1, 2)
+#: trace versions the reader accepts (the writer writes the last); v2 adds ``steps[].policy_state``, v3
+#: ``steps[].class_belief``
+TRACE_VERSIONS = (1, 2, 3)
 #: one record (line) of a decode trace JSONL; the reader lives in trimpomdp/decode/trace.py
 TRACE_RECORD = (
     Field("format", "str", choices=("trimpomdp.trace",)),

@@ -109,11 +109,20 @@ class Episode:
             "weak_tokens": int(weak.n_tokens), "strong_tokens": 0, "prm_score": score,
             "observation": [float(pair[0]), score],
             "obs_bin": int(self.updater.observation_index(pair)) if traced else None,
-            "belief_before": _floats(prior), "belief_after": _floats(post),
+            "belief_before": _floats(self._marginal(prior)), "belief_after": _floats(self._marginal(post)),
             "action": None, "q_keep": None, "q_regenerate": None,
             "policy_state": _jsonable(self.policy_state),
         }
+        if post is not None and np.size(post) > 3:  # difficulty classes: what the scores say of the question
+            self._entry["class_belief"] = _floats(self.updater.class_posterior(post))
         return obs
+
+    def _marginal(self, b):
+        """P(C, E, D) of a belief: traces and plots show the solution's state; with difficulty classes the
+        class posterior goes to its own field."""
+        if b is None or np.size(b) == 3 or not hasattr(self.updater, "marginal"):
+            return b
+        return self.updater.marginal(b)
 
     def decide(self, decision: Decision | str | int | None = None) -> Decision:
         """The policy's decision on the observed step, or ``decision`` imposed from outside."""

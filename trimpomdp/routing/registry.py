@@ -25,6 +25,16 @@ FAMILIES = ("pomdp:lambda=lo:hi:n", "pomdp:mean=a,b", "threshold:lo:hi:n", "thre
             "agg:FILE,FILE", "seq:FILE,FILE", "takeover:<family>")
 
 
+def load_policy_file(path):
+    """A solved routing policy file: ``PomdpPolicy`` or, for a spec with difficulty classes,
+    ``ClassPomdpPolicy`` (told apart by the file's format header)."""
+    from trimpomdp.artifacts import load_npz
+    from trimpomdp.routing.class_policy import FORMAT as CLASS_FORMAT, ClassPomdpPolicy
+
+    _, meta = load_npz(path)
+    return ClassPomdpPolicy.load(path) if meta.get("format") == CLASS_FORMAT else PomdpPolicy.load(path)
+
+
 def load_policy(spec_str: str, trim_model=None) -> RoutingPolicy:
     """A policy from its spec string (``KINDS``); budgets are solved on ``trim_model``, and a learned
     router's file must have been trained on it (same fingerprint) when one is given."""
@@ -55,7 +65,7 @@ def load_policy(spec_str: str, trim_model=None) -> RoutingPolicy:
         return load_router(arg, kind, trim_model)
     if kind == "pomdp" and arg:
         if Path(arg).exists() or arg.endswith(".npz"):
-            pol = PomdpPolicy.load(arg)
+            pol = load_policy_file(arg)
             if trim_model is not None and pol.trim_model.fingerprint() != trim_model.fingerprint():
                 solved_for = pol.meta.get("spec_source") or pol.meta.get("spec_path")
                 if solved_for and trim_model.source and _same_file(solved_for, trim_model.source):

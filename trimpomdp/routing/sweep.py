@@ -13,7 +13,6 @@ from pathlib import Path
 
 from trimpomdp.errors import TrimError
 from trimpomdp.routing.budgets import Budget, mean_out_of_reach
-from trimpomdp.routing.policies import PomdpPolicy
 from trimpomdp.routing.solver import solve_budget
 
 
@@ -41,7 +40,9 @@ def _already_solved(path, tm, budget):
     if path is None or not path.exists():
         return None
     try:
-        pol = PomdpPolicy.load(path)
+        from trimpomdp.routing.registry import load_policy_file
+
+        pol = load_policy_file(path)
     except TrimError:
         return None
     same = (
