@@ -1,35 +1,27 @@
 """Held-out prediction: the reference's POMDP runs simulated in the calibrated world.
 
 The calibrated ``ClassModel`` is the world: each simulated question draws its difficulty class (its cheap
-and strong step accuracies), solutions follow the calibrated length distribution, a derailed step's PRM
-score is a fresh error's with probability ``alpha``, and a rewrite costs the calibrated
-strong tokens per rewrite. The policy is the reference's own (``routing.reference``): its formulation
-solved at the run's cost per token, run with its memoryless decode rule and closeness gate. The routing
-simulator's ``StepSimulator`` runs the dynamics (independent pair draws, as the calibration assumes).
+and strong step accuracies) and a length; each cheap step draws its token count (lognormal, longer when it
+is a fresh error) and the strong model's version of a step has the calibrated length rule. PRM scores are
+real: a step's current score comes from labelled points of its hidden state whose min-earlier coordinate
+lies in the bin of the episode's running minimum (``routing.simulator.ScorePool``, sequence draws; a
+derailed step scores as a fresh error with probability ``alpha``; a strong rewrite in a derailed solution
+repairs it with probability ``recover``, as the exact evaluation has it). The running minimum covers every step
+that stays in the solution, strong rewrites included (scored as the state they leave: correct, a fresh
+error, or still derailed), because the reference's PRM re-reads the whole history at every step.
+
+The policy is any ``decide(mins, scores, step, draft_tokens) -> regenerate`` rule; for the POMDP runs it is
+the reference's own (``routing.reference``): its formulation solved at the run's cost per token, run
+with its memoryless decode rule on its KDE density, closeness gate and belief snapping, charged at the
+draft's token bin.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
+from trimpomdp.errors import TrimError
 from trimpomdp.observation_models.binned import TRIM_STATES
-from trimpomdp.routing.simulator import StepSimulator, decide
-
-
-class WorldSimulator(StepSimulator):
-    """``StepSimulator`` whose questions each draw a difficulty class of ``world``."""
-
-    def __init__(self, world, spec, points, n, rng):
-        self.world = world
-        super().__init__(spec, points, n, rng)
-
-    def _new_episodes(self, rows):
-        k = self.rng.choice(self.world.n_classes, p=self.world.weights, size=rows.size)
-        self.pw[rows] = self.world.p_weak[k]
-        self.ps[rows] = self.world.p_strong[k]
-        super()._new_episodes(rows)
-
+from trimpomdp.routing.simulator import ScorePool
 
 #: size of the derailed pool, in multiples of the labelled derailed points (any alpha in [0, 1] fits)
 POOL_FACTOR = 4
@@ -50,43 +42,58 @@ def world_points(points: dict, alpha: float, seed: int = 0) -> dict:
     return {TRIM_STATES[0]: C, TRIM_STATES[1]: E, TRIM_STATES[2]: pool}
 
 
-def world_spec(world, spec):
-    """The spec the simulator runs: the calibrated lengths and strong tokens per rewrite."""
-    T = spec.max_steps
-    pmf = np.zeros(T)
-    n = min(T, world.length_pmf.size)
-    pmf[:n] = world.length_pmf[:n]
-    pmf[-1] += world.length_pmf[n:].sum()
-    return dataclasses.replace(spec, length_pmf=pmf, token_values=np.array([world.rewrite_tokens]),
-                               token_probs=np.array([1.0]), obs_truth=None)
-
-
-def run_policy(world, spec, points, policy, episodes: int = 20_000, seed: int = 0) -> dict:
-    """Accuracy, strong tokens and strong calls per question of ``policy`` in the calibrated world."""
-    sim = WorldSimulator(world, world_spec(world, spec), world_points(points, world.alpha, seed), episodes,
-                         np.random.default_rng(seed))
-    state = None
-    while True:
-        batch = sim.observe()
-        if batch is None:
+def run_world(world, decide, points: dict, episodes: int = 20_000, seed: int = 0) -> dict:
+    """Accuracy, strong tokens and strong calls per question of the rule ``decide`` in the world."""
+    if not world.has_token_model:
+        raise TrimError("the world needs a token model (calibrate with a step-length spread)")
+    rng = np.random.default_rng(seed)
+    pool = ScorePool(world_points(points, world.alpha, seed))
+    N, T = int(episodes), world.length_pmf.size
+    k = rng.choice(world.n_classes, p=world.weights, size=N)
+    pw, ps = world.p_weak[k], world.p_strong[k]
+    L = rng.choice(np.arange(1, T + 1), p=world.length_pmf, size=N)
+    state = np.where(rng.random(N) < pw, 0, 1)
+    mins, tokens, calls = np.ones(N), np.zeros(N), np.zeros(N)
+    correct = np.zeros(N, dtype=bool)
+    for t in range(1, T + 1):
+        a = np.flatnonzero(L >= t)
+        if a.size == 0:
             break
-        regen, state = decide(policy, batch, state)
-        sim.step(regen)
-    correct, tokens, regens, _ = sim.results()
+        n, st, m = a.size, state[a], mins[a]
+        draft = world.draw_cheap_tokens(st, rng)
+        score, _ = pool.draw(st, m, rng.random(n))
+        u_s, u_w, u_r, u_d = rng.random(n), rng.random(n), rng.random(n), rng.random(n)
+        regen = np.asarray(decide(m, score, t, draft), dtype=bool)
+        strong_ok = u_s < ps[a]
+        fixable = (st <= 1) | (u_d < world.recover)  # a rewrite in a derailed solution repairs it w.p. recover
+        ok = np.where(regen, fixable & strong_ok, st == 0)
+        # the step left in the solution is scored by the PRM at the next step's read
+        rewritten = np.where(~fixable, 2, np.where(strong_ok, 0, 1))
+        r_score, _ = pool.draw(rewritten, m, u_r)
+        mins[a] = np.minimum(m, np.where(regen, r_score, score))
+        tokens[a] += np.where(regen, world.strong_tokens(draft), 0.0)
+        calls[a] += regen
+        end = L[a] == t
+        correct[a[end]] = ok[end]
+        state[a] = np.where(ok, np.where(u_w < pw[a], 0, 1), 2)
     return {"accuracy": float(correct.mean()), "strong_tokens": float(tokens.mean()),
-            "strong_calls": float(regens.mean())}
+            "strong_calls": float(calls.mean())}
 
 
-def predict_reference_runs(world, spec, points, runs, episodes: int = 20_000, seed: int = 0) -> list[dict]:
-    """Predicted figures for every POMDP run (its ``knob`` is the reference's cost per token)."""
-    from trimpomdp.routing.reference import ReferencePolicy, reference_formulation
+def predict_reference_runs(world, spec, points, runs, episodes: int = 20_000, seed: int = 0,
+                           length_pmf=None, density=None) -> list[dict]:
+    """Predicted figures for every POMDP run (its ``knob`` is the reference's cost per token).
+    ``length_pmf``: the reference's solution lengths (default the world's); ``density``: its KDE
+    (``routing.reference.ReflectedDensity``; default built from ``points``)."""
+    from trimpomdp.routing.reference import ReferencePolicy, ReflectedDensity, reference_formulation
     from trimpomdp.routing.solver import solve_trim
 
-    ref = reference_formulation(spec)
+    ref = reference_formulation(spec, length_pmf=world.length_pmf if length_pmf is None else length_pmf)
+    density = ReflectedDensity(points) if density is None else density
     out = []
     for r in runs:
         if r.family != "pomdp":
             continue
-        pol = ReferencePolicy(solve_trim(ref, lam=float(r.knob), evaluate=False))
-        out.append(dict(run_policy(world, spec, points, pol, episodes, seed), run=r.name))
+        pol = ReferencePolicy(solve_trim(ref, lam=float(r.knob), evaluate=False), density=density)
+        out.append(dict(run_world(world, pol.regenerate, points, episodes, seed), run=r.name))
     return out

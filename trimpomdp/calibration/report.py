@@ -13,11 +13,12 @@ FORMAT, VERSION = "trimpomdp.calibration", 1
 
 
 def calibrate(runs_path, points_path, lengths_path, length_model: str, classes: int = 3, starts: int = 8,
-              seed: int = 0, anchor_weight: float | None = None) -> dict:
+              seed: int = 0, anchor_weight: float | None = None, step_log_sd: float | None = None) -> dict:
     """Fit a difficulty-class model to run summaries (a file or folder in the reference's format) or to
     our decode traces (a list of trace files); returns the calibration record (see ``save``)."""
     from trimpomdp.calibration.estimate import ANCHOR_WEIGHT, fit, fit_table
     from trimpomdp.calibration.runs import length_pmf_from_traces, load_run_dir, runs_from_traces
+    from trimpomdp.calibration.steps import STEP_LOG_SD
     from trimpomdp.errors import TrimError
     traces = isinstance(runs_path, (list, tuple))
     runs = runs_from_traces(runs_path) if traces else load_run_dir(runs_path)
@@ -29,7 +30,8 @@ def calibrate(runs_path, points_path, lengths_path, length_model: str, classes: 
     else:
         pmf = load_length_pmf(lengths_path, length_model)
     model, info = fit(runs, points, pmf, classes=classes, starts=starts, seed=seed,
-                      anchor_weight=ANCHOR_WEIGHT if anchor_weight is None else anchor_weight)
+                      anchor_weight=ANCHOR_WEIGHT if anchor_weight is None else anchor_weight,
+                      step_log_sd=STEP_LOG_SD if step_log_sd is None else step_log_sd)
     table = fit_table(model, runs, points)
     return {"format": FORMAT, "version": VERSION, "model": model.to_dict(), "fit": info,
             "inputs": {"runs": [str(p) for p in runs_path] if isinstance(runs_path, (list, tuple)) else str(runs_path), "points": str(points_path), "lengths": None if lengths_path is None else str(lengths_path),
@@ -112,9 +114,15 @@ def report_text(record: dict) -> str:
     lines = [f"calibrated on {record['fit']['fitted_runs']} runs of {src} "
              f"({record['fit']['classes']} difficulty classes, anchors weighted x{record['fit']['anchor_weight']:g})",
              classes,
-             f"derailed steps score as fresh errors with probability {m['alpha']:.3f}; strong tokens per rewrite "
+             f"derailed steps score as fresh errors with probability {m['alpha']:.3f}; a strong rewrite in a derailed "
+             f"solution repairs it with probability {m.get('recover', 0):.3f}",
+             f"strong tokens per rewrite "
              f"{m['rewrite_tokens']:.1f}, per strong-only step {m['strong_step_tokens']:.1f}; cheap tokens per kept "
-             f"step {m['cheap_step_tokens']:.1f}, per discarded step {m['discarded_step_tokens']:.1f}",
+             f"step {m['cheap_step_tokens']:.1f}, per discarded step {m['discarded_step_tokens']:.1f} (observed means)",
+             f"token model: cheap step tokens lognormal (log-sd {m.get('step_log_sd', 0):.3f}), mean "
+             f"{m.get('cheap_tokens_correct', 0):.1f} (correct or derailed state), {m.get('cheap_tokens_error', 0):.1f} "
+             f"(fresh error); the strong model's version of an n-token step: {m.get('strong_coef', 0):.2f} * n^"
+             f"{m.get('strong_exponent', 1):.2f} tokens",
              format_table(["run", "use", "accuracy", "predicted", "strong tok", "predicted", "calls", "predicted"],
                           rows, align="llrrrrrr")]
     lines += [f"{'PASS' if ok else 'FAIL'} {name}: {v:.3f} (target <= {b:g})" for name, v, b, ok in record["targets"]]
