@@ -27,18 +27,25 @@ import click
 @click.option("--starts", type=click.IntRange(1, 100), default=8, show_default=True,
               help="Optimiser starts (seeded).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--step-lengths", default=None, type=click.Path(dir_okay=False),
+              help="Step-split solutions (ProcessBench layout, e.g. ../shared/data/processbench/math.json) to "
+                   "measure the spread of step lengths from [default: 0.689, measured on that file].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Calibration JSON to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration record as JSON.")
-def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weight, starts, seed, output, as_json):
+def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weight, starts, seed, step_lengths, output,
+              as_json):
     """Fit difficulty classes, step accuracies and token means to real runs; print observed vs predicted."""
     from trimpomdp.calibration.report import calibrate as run, report_text, save
     from trimpomdp.errors import TrimError
     from trimpomdp.packaged import data_path
 
+    from trimpomdp.calibration.steps import step_log_sd
+
     if bool(runs) == bool(traces):
         raise TrimError("give either --runs (run summaries) or --traces (decode traces)")
     rec = run(list(traces) if traces else runs, points or data_path("prm_obs_processbench_math.npz"), lengths, length_model, classes=classes,
-              starts=starts, seed=seed, anchor_weight=anchor_weight)
+              starts=starts, seed=seed, anchor_weight=anchor_weight,
+              step_log_sd=step_log_sd(step_lengths) if step_lengths else None)
     if output:
         save(rec, output)
     if as_json:
