@@ -1,0 +1,167 @@
+"""The staged solver (finite-horizon MOMDPs with acyclic visible dynamics): known answers, agreement with the
+exact solver on random layered models, refusal of cyclic models, and the routing MOMDP against the
+structured solver."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trimpomdp.errors import ModelError
+from trimpomdp.pomdp.momdp import MOMDP
+from trimpomdp.solvers.exact import ExactSolver
+from trimpomdp.solvers.staged import StagedSolver, _tiny, is_staged, stages
+
+
+def test_known_answer_two_guesses():
+    # guess a fair coin (0.5), look at it through a 0.8-accurate sensor, guess again: 0.5 + 0.9 * 0.8
+    res = StagedSolver(precision=1e-9).solve(_tiny())
+    assert res.lower == pytest.approx(1.22, abs=1e-12) and res.upper == pytest.approx(1.22, abs=1e-9)
+    assert res.converged and res.policy.meta["solver"] == "staged"
+    # the policy reads flat beliefs: after the look says heads (posterior 0.8) it guesses heads
+    pol = res.policy
+    m = _tiny()
+    assert pol.value(m.flat.initial_belief) == pytest.approx(1.22, abs=1e-12)
+    assert pol.action(m.join(1, [0.8, 0.2])) == 0 and pol.action(m.join(1, [0.2, 0.8])) == 1
+
+
+def _tiger(horizon: int) -> MOMDP:
+    """The tiger problem for ``horizon`` decisions, visible value = decisions made (the last one terminal)."""
+    X, Y, A = horizon + 1, 2, 3  # listen, open-left, open-right; tiger left / right
+    TX = np.zeros((A, X * Y, X))
+    TY = np.zeros((A, X * Y, X, Y))
+    O = np.zeros((A, X * Y, 2))
+    R = np.zeros((X * Y, A))
+    for x in range(X):
+        for y in range(Y):
+            s = x * Y + y
+            TX[:, s, min(x + 1, X - 1)] = 1.0
+            TY[0, s, :, y] = 1.0  # listening keeps the tiger where it is
+            TY[1:, s, :, :] = 0.5  # opening a door resets it
+            O[0, s] = [0.85, 0.15] if y == 0 else [0.15, 0.85]
+            O[1:, s] = 0.5
+            R[s] = [-1.0, -100.0 if y == 0 else 10.0, 10.0 if y == 0 else -100.0]
+    term = np.zeros(X * Y, bool)
+    term[-Y:] = True
+    b0 = np.zeros(X * Y)
+    b0[:Y] = 0.5
+    return MOMDP.from_factors(TX, TY, O, R, 1.0, b0, terminal=term, name=f"tiger-{horizon}")
+
+
+@pytest.mark.parametrize("horizon, value", [(1, -1.0), (2, -2.0)])
+def test_tiger_hand_computed(horizon, value):
+    # one or two decisions: opening at 0.5 or 0.85 loses on average, so listen every time
+    res = StagedSolver(precision=1e-9).solve(_tiger(horizon))
+    assert res.lower == pytest.approx(value, abs=1e-9) and res.upper == pytest.approx(value, abs=1e-9)
+
+
+def test_tiger_horizon_three_matches_exact_solver():
+    m = _tiger(3)
+    ex = ExactSolver(tol=1e-9, horizon=3).solve(m.flat)  # 3 backups reach the terminal layer
+    res = StagedSolver(precision=1e-6).solve(m)
+    assert res.lower - 1e-9 <= ex.upper and ex.lower <= res.upper + 1e-9
+    assert res.gap <= 1e-6
+    assert res.lower == pytest.approx(ex.lower, abs=1e-6)
+
+
+def _layered(rng, widths, Y, A, Zo, discount):
+    """A random MOMDP whose visible values come in layers; each moves to the next layer, the last is
+    terminal; hidden values and observations random."""
+    X = sum(widths)
+    first = np.cumsum([0] + list(widths))
+    TX = np.zeros((A, X * Y, X))
+    for li in range(len(widths) - 1):
+        nxt = np.arange(first[li + 1], first[li + 2])
+        for x in range(first[li], first[li + 1]):
+            for a in range(A):
+                w = rng.random(nxt.size) * (rng.random(nxt.size) < 0.7)
+                w[rng.integers(nxt.size)] += 0.1
+                for y in range(Y):
+                    TX[a, x * Y + y, nxt] = w / w.sum()
+    for x in range(first[-2], X):
+        TX[:, x * Y:(x + 1) * Y, x] = 1.0
+    TY = rng.random((A, X * Y, X, Y)) ** 3
+    TY /= TY.sum(axis=3, keepdims=True)
+    O = rng.random((A, X * Y, Zo)) ** 2
+    O /= O.sum(axis=2, keepdims=True)
+    R = rng.normal(size=(X * Y, A)).round(2)
+    term = np.zeros(X * Y, bool)
+    term[first[-2] * Y:] = True
+    b0 = np.zeros(X * Y)
+    b0[:Y] = rng.dirichlet(np.ones(Y))
+    return MOMDP.from_factors(TX, TY, O, R, discount, b0, terminal=term)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), depth=st.integers(2, 3), Y=st.integers(2, 3),
+       discount=st.sampled_from([0.9, 1.0]))
+def test_random_layered_models_bracket_the_exact_value(seed, depth, Y, discount):
+    rng = np.random.default_rng(seed)
+    widths = [1] + [int(rng.integers(1, 3)) for _ in range(depth - 1)] + [1]
+    m = _layered(rng, widths, Y, A=2, Zo=2, discount=discount)
+    assert is_staged(m)
+    ex = ExactSolver(tol=1e-7, horizon=len(widths) - 1).solve(m.flat)  # exact after the depth
+    res = StagedSolver(precision=1e-5).solve(m)
+    tol = 1e-6
+    assert res.lower <= ex.upper + tol and ex.lower <= res.upper + tol  # the bounds bracket the value
+    assert res.gap <= 1e-5 and ex.upper - ex.lower <= 1e-6
+    assert abs(res.lower - ex.lower) <= 1e-5 + tol
+    # the policy's vectors give the lower bound at b0
+    assert res.policy.value(m.flat.initial_belief) == pytest.approx(res.lower, abs=1e-9)
+
+
+def _cyclic(loop_back: bool) -> MOMDP:
+    """Two visible values a, b: a -> b, and b -> a (loop_back) or b -> b (a self-loop), never terminal."""
+    X, Y, A = 2, 2, 1
+    TX = np.zeros((A, X * Y, X))
+    TX[0, :Y, 1] = 1.0
+    TX[0, Y:, 0 if loop_back else 1] = 1.0
+    TY = np.broadcast_to(np.full(Y, 1.0 / Y), (A, X * Y, X, Y)).copy()
+    O = np.ones((A, X * Y, 1))
+    R = np.ones((X * Y, A))
+    return MOMDP.from_factors(TX, TY, O, R, 0.9, np.array([0.5, 0.5, 0, 0]), visible=["a", "b"],
+                              name="loop")
+
+
+def test_cyclic_models_are_refused_with_the_cycle():
+    with pytest.raises(ModelError, match=r"not staged .*cycle.*'a'.*'b'|not staged .*cycle.*'b'.*'a'"):
+        stages(_cyclic(True))
+    with pytest.raises(ModelError, match=r"action '0' in state .* can stay at visible value 'b'.*--solver sarsop"):
+        StagedSolver().solve(_cyclic(False))
+    assert not is_staged(_cyclic(True))
+
+
+def test_bad_settings_are_refused():
+    for kw in ({"precision": 0}, {"timeout": -1}, {"max_iterations": -1}, {"memory_mb": 0}):
+        with pytest.raises(ModelError):
+            StagedSolver(**kw)
+
+
+def test_routing_momdp_small_matches_structured_solver(tm):
+    from tests.test_routing_model import small
+    from trimpomdp.routing.momdp import routing_momdp
+    from trimpomdp.routing.solver import solve_trim
+
+    s = small(tm, T=3, factor=5, values=(40.0, 120.0))
+    target = s.discount * solve_trim(s, lam=0.05, evaluate=False).predicted["value"]
+    res = StagedSolver(precision=1e-7).solve(routing_momdp(s, 0.05))
+    assert res.lower == pytest.approx(target, abs=1e-6)
+    assert res.lower - 1e-6 <= target <= res.upper + 1e-6
+
+
+def test_routing_momdp_with_classes_brackets_single_class_bounds(tm):
+    """Three identical difficulty classes (9 hidden values) give the single-class value."""
+    from tests.test_routing_model import small
+    from trimpomdp.routing.difficulty import Difficulty
+    from trimpomdp.routing.momdp import routing_momdp
+
+    s = small(tm, T=2, factor=10, values=(40.0, 120.0))
+    one = StagedSolver(precision=1e-6).solve(routing_momdp(s, 0.05))
+    d = Difficulty([0.2, 0.3, 0.5], [s.p_weak] * 3, [s.p_strong] * 3)
+    three = StagedSolver(precision=1e-6).solve(routing_momdp(dataclasses.replace(s, difficulty=d), 0.05))
+    assert three.policy.n_hidden == 9
+    assert three.lower == pytest.approx(one.lower, abs=2e-6)
+    assert three.lower - 2e-6 <= one.upper and one.lower <= three.upper + 2e-6
