@@ -165,3 +165,12 @@ def test_routing_momdp_with_classes_brackets_single_class_bounds(tm):
     assert three.policy.n_hidden == 9
     assert three.lower == pytest.approx(one.lower, abs=2e-6)
     assert three.lower - 2e-6 <= one.upper and one.lower <= three.upper + 2e-6
+
+
+def test_cli_staged_on_a_cyclic_model_is_one_error_line(capsys, pomdp_dir, tmp_path):
+    from trimpomdp.cli.main import main
+
+    rc = main(["solve", str(pomdp_dir / "tiger.95.POMDP"), "--solver", "staged", "--progress", "none",
+               "-o", str(tmp_path / "t.npz")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("Error:") and "not staged" in err[0]

@@ -184,7 +184,7 @@ def build_decoder(weak, strong, prm, policy, belief_filter, *, scheduler: str = 
     return RoutedDecoder(weak, strong, prm, policy, belief_filter, batch_size=batch_size, **kw)
 
 
-SOLVERS = ("sarsop", "qmdp", "exact")
+SOLVERS = ("sarsop", "staged", "qmdp", "exact")
 
 
 def build_solver(name: str = "sarsop", *, precision: float = 1e-3, timeout: float | None = None,
@@ -203,6 +203,11 @@ def build_solver(name: str = "sarsop", *, precision: float = 1e-3, timeout: floa
         from trimpomdp.solvers.sarsop import SARSOPSolver
 
         return SARSOPSolver(precision=precision, timeout=timeout, max_iterations=max_iterations, seed=seed,
+                            memory_mb=memory_mb, verbose=verbose, callback=callback, report_every=report_every)
+    if name == "staged":
+        from trimpomdp.solvers.staged import StagedSolver
+
+        return StagedSolver(precision=precision, timeout=timeout, max_iterations=max_iterations, seed=seed,
                             memory_mb=memory_mb, verbose=verbose, callback=callback, report_every=report_every)
     if name == "qmdp":
         from trimpomdp.solvers.bounds import QMDPSolver

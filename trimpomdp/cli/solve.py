@@ -13,7 +13,8 @@ from trimpomdp.errors import TrimError
 
 @click.command(name="solve")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--solver", type=click.Choice(["sarsop", "qmdp", "exact"]), default="sarsop", show_default=True)
+@click.option("--solver", type=click.Choice(["auto", "sarsop", "staged", "qmdp", "exact"]), default="auto",
+              show_default=True, help="auto: staged for a MOMDP whose visible values only move forward, else sarsop.")
 @click.option("--precision", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True, help="Target gap at the initial belief.")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None, help="CPU seconds before stopping with the bounds reached.")
 @click.option("--max-iterations", type=click.IntRange(0), default=None, help="Maximum number of trials (sarsop).")
@@ -33,7 +34,9 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
           budget, sweep, curve):
     """Solve MODEL (.pomdp/.pomdpx with SARSOP, QMDP or the exact solver; .json TRIM specs).
 
-    SARSOP solves a .pomdpx file with fully observed variables (``fullyObs="true"``) as a MOMDP: beliefs and
+    ``--solver auto`` (default) picks the staged solver (finite horizon: point-based backups in reverse
+    topological order of the visible values, HSVI trials) for a MOMDP whose visible values only move forward,
+    SARSOP otherwise. SARSOP solves a .pomdpx file with fully observed variables (``fullyObs="true"``) as a MOMDP: beliefs and
     alpha vectors over the hidden variables only, one set per value of the visible ones (``--flat`` folds
     them into the observations instead). The policy then records each vector's visible value.
 
@@ -75,14 +78,18 @@ def solve(model, solver, precision, timeout, max_iterations, memory_mb, output, 
         bar.set_postfix(lower=f"{entry['lower']:.5g}", upper=f"{entry['upper']:.5g}")
         bar.refresh()
 
+    if solver in ("auto", "sarsop", "staged") and not flat and path.suffix.lower() == ".pomdpx":
+        pomdp = _as_momdp(path)
+    else:
+        pomdp = load_model(path)
+    if solver == "auto":
+        from trimpomdp.solvers.staged import is_staged
+
+        solver = "staged" if getattr(pomdp, "n_visible", 1) > 1 and is_staged(pomdp) else "sarsop"
     engine = build_solver(solver, precision=precision, timeout=timeout, max_iterations=max_iterations, seed=seed,
                           memory_mb=memory_mb, verbose=(progress == "table"),
                           callback=on_progress if bar is not None else None,
                           report_every=1.0 if progress == "table" else 0.2)
-    if solver == "sarsop" and not flat and path.suffix.lower() == ".pomdpx":
-        pomdp = _as_momdp(path)
-    else:
-        pomdp = load_model(path)
     try:
         res = solve_model(pomdp, engine)
     finally:

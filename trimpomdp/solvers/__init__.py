@@ -1,4 +1,5 @@
-"""Offline POMDP solvers: point-based SARSOP, QMDP/FIB bounds, and an exact oracle for small models.
+"""Offline POMDP solvers: point-based SARSOP, the staged solver for finite-horizon (acyclic) MOMDPs, QMDP/FIB
+bounds, and an exact oracle for small models.
 
 Solvers are imported lazily so that ``import trimpomdp.solvers`` does not pay for numba start-up.
 """
@@ -10,6 +11,7 @@ _LAZY = {
     "SARSOPSolver": "trimpomdp.solvers.sarsop",
     "QMDPSolver": "trimpomdp.solvers.bounds",
     "ExactSolver": "trimpomdp.solvers.exact",
+    "StagedSolver": "trimpomdp.solvers.staged",
 }
 
 __all__ = ["SolveResult", *_LAZY]
