@@ -65,6 +65,32 @@ def bucket(points, s):
     return s if nb == S else s // (S // nb)
 
 
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def n_below(d, v, thr):
+    """How many j have d[j] <= thr * v[j]: a count (not an early exit) so that LLVM vectorises it."""
+    c = 0
+    for j in range(d.shape[0]):
+        c += d[j] <= thr * v[j]
+    return c
+
+
+#: entries per vectorised block of a full-support ratio test (a failing test stops at the block's end)
+RATIO_BLOCK = 256
+
+
+@njit(cache=True, inline="always")
+def min_ratio(dense, pool_idx, pool_val, p0, p1, thr):
+    """min_j b(s_j) / b_i(s_j) over a point's pool slice, stopped as soon as it is <= thr (then inexact)."""
+    phi = 1e300
+    for j in range(p0, p1):
+        d = dense[pool_idx[j]]
+        if d < phi * pool_val[j]:
+            phi = d / pool_val[j]
+            if phi <= thr:
+                break
+    return phi
+
+
 @njit(cache=True, inline="always")
 def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
     """Sawtooth interpolation: corner . b + min_i phi_i(b) * (v_i - corner . b_i), over points i >= start.
@@ -80,27 +106,59 @@ def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
         v0 += corner[bi[t]] * bv[t]
         dense[bi[t]] = bv[t]
     best = 0.0
-    by_state = head.shape[0] == corner.shape[0]
-    n_lists = bi.shape[0] if by_state else 1
-    for t in range(n_lists):
-        i = head[bi[t]] if by_state else head[bucket(points, bi[0])]
+    if head.shape[0] == corner.shape[0]:  # a flat model: the buckets of supp(b)
+        for t in range(bi.shape[0]):
+            i = head[bi[t]]
+            while i >= start:
+                g = gap[i]
+                if alive[i] and g < best:
+                    # g * phi improves on best only while phi > thr; the ratio at the point's largest entry
+                    # bounds phi first (most points stop there), and a ratio is divided out only when it
+                    # lowers phi
+                    thr = best / g
+                    phi = 1e300
+                    if ptr[i, 1] - ptr[i, 0] > 16:
+                        j = ptr[i, 0] + top[i]
+                        phi = dense[pool_idx[j]] / pool_val[j]
+                    if phi > thr:
+                        for j in range(ptr[i, 0], ptr[i, 1]):
+                            d = dense[pool_idx[j]]
+                            if d < phi * pool_val[j]:
+                                phi = d / pool_val[j]
+                                if phi <= thr:
+                                    break
+                        if phi > thr:
+                            best = g * phi
+                i = nxt[i]
+    else:  # a MOMDP: the points of b's visible value
+        Yx = corner.shape[0] // head.shape[0]
+        base = (bi[0] // Yx) * Yx
+        cl = bi.shape[0]
+        i = head[bi[0] // Yx]
         while i >= start:
             g = gap[i]
-            if alive[i] and g < best:
-                # g * phi improves on best only while phi > thr; the ratio at the point's largest entry bounds
-                # phi first (most points stop there), and a ratio is divided out only when it lowers phi
+            p0 = ptr[i, 0]
+            p1 = ptr[i, 1]
+            # a point whose support is larger than supp(b) is not inside it (phi = 0)
+            if alive[i] and g < best and p1 - p0 <= cl:
                 thr = best / g
-                phi = 1e300
-                if ptr[i, 1] - ptr[i, 0] > 16:
-                    j = ptr[i, 0] + top[i]
-                    phi = dense[pool_idx[j]] / pool_val[j]
-                if phi > thr:
-                    for j in range(ptr[i, 0], ptr[i, 1]):
-                        d = dense[pool_idx[j]]
-                        if d < phi * pool_val[j]:
-                            phi = d / pool_val[j]
-                            if phi <= thr:
+                j = p0 + top[i]
+                if dense[pool_idx[j]] > thr * pool_val[j]:
+                    if p1 - p0 == Yx:
+                        # full support (so is b): test phi > thr as d > thr * v everywhere, vectorised, block
+                        # by block (a zero v only makes the test stricter: a point skipped, the bound still
+                        # valid), and divide the ratios out only for a point that passes
+                        dd = dense[base:base + Yx]
+                        pv = pool_val[p0:p1]
+                        ok = True
+                        for b0 in range(0, Yx, RATIO_BLOCK):
+                            b1 = min(b0 + RATIO_BLOCK, Yx)
+                            if n_below(dd[b0:b1], pv[b0:b1], thr) > 0:
+                                ok = False
                                 break
+                        phi = min_ratio(dense, pool_idx, pool_val, p0, p1, thr) if ok else 0.0
+                    else:
+                        phi = min_ratio(dense, pool_idx, pool_val, p0, p1, thr)
                     if phi > thr:
                         best = g * phi
             i = nxt[i]
@@ -148,6 +206,18 @@ def refresh_node(c, tree, alphas, n_alpha, points, n_pts, dense, Y):
         while k >= k_from:
             if alive[k]:
                 v = dense_dot(vectors, k, cv)
+                if v > best:
+                    best = v
+                    kb = k
+            k = xnext[k]
+    elif 4 * cl >= Y:  # a large part of them: spread out, read whole (upper_value clears ``dense``)
+        for t in range(cl):
+            dense[ci[t]] = cv[t]
+        dd = dense[base:base + Y]
+        k = alphas.xhead[x]
+        while k >= k_from:
+            if alive[k]:
+                v = dense_dot(vectors, k, dd)
                 if v > best:
                     best = v
                     kb = k
