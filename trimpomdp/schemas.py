@@ -536,7 +536,6 @@ TRIM_CLASS_POLICY = Schema(
     1,
     fields=(
         _num("lam", ge=0),
-        _num("g", gt=0, le=1),
         Field("max_steps", "int", ge=1),
         Field("predicted", "object", required=False, null=True, fields=tuple(
             _num(k, required=False, null=True) for k in ("accuracy", "strong_tokens", "regenerations", "value"))),
@@ -546,13 +545,15 @@ TRIM_CLASS_POLICY = Schema(
         Field("budget", "str", required=False),
     ),
     arrays=(
-        Array("values", ("N", "Y")),
-        Array("step_offsets", ("T+1",), kind="i", ge=0, le="N", order="increasing"),
+        Array("keep", ("N", "Y")),
+        Array("keep_offsets", ("T+1",), kind="i", ge=0, le="N", order="increasing"),
+        Array("regen", ("R", "Y")),
+        Array("regen_offsets", ("T+1",), kind="i", ge=0, le="R", order="increasing"),
         Array("obs_probs", (3, "M"), ge=0, le=1),
         Array("obs_centers", ("M", "D"), ge=0, le=1),
         Array("obs_truth", (3, "M"), ge=0, le=1, optional=True),
     ),
-    min_sizes={"T": 1, "M": 1, "D": 1, "N": 1, "Y": 3},
+    min_sizes={"T": 1, "M": 1, "D": 1, "N": 1, "R": 1, "Y": 3},
     rules=(_obs_rules(("obs_probs", "obs_truth")), _obs_dims),
 )
 

@@ -1,17 +1,16 @@
-"""The routing policy of a spec with difficulty classes: value vectors per step, one-step lookahead.
+"""The routing policy of a spec with difficulty classes: Q vectors per step and action.
 
 Why a second policy kind: with K difficulty classes the belief is 3K long and the structured solver's
-one-number parametrisation (``routing.solver``) no longer holds, so the routing model is solved as a MOMDP
-by the general point-based solver (``routing.class_solver``). What the policy keeps of that solve is, for
-every step t, the alpha vectors of the value of arriving at step t with its PRM score seen (the MOMDP's
-visible value ``t<t>_pre``). A decision at step t is a one-step lookahead on them with the step's actual
-regeneration cost, so the cost is not rounded to a token bin:
+one-number parametrisation (``routing.solver``) no longer holds; the class solver (``routing.class_solver``)
+backs the value up at the beliefs the filter reaches. What the policy keeps, for every step t, are the
+backed-up Q vectors of each action over the 3K hidden values (regenerate before the step's price):
 
-    Q_keep(b)     = h_t R P(C)               + g (1 - h_t) sum_o max_alpha (b T_keep  . O_o) alpha
-    Q_regen(b, c) = h_t R sum_k p_s,k P(C_k or E_k) - lambda c + g (1 - h_t) sum_o max_alpha (b T_regen . O_o) alpha
+    Q_keep(b)     = max_i keep_t[i] . b
+    Q_regen(b, c) = max_i regen_t[i] . b - lambda c
 
-with g the discount of the move to the next step's arrival (sqrt(gamma) in the two-phase MOMDP).
-The file embeds the spec and the observation table, as ``PomdpPolicy``'s does.
+so the decision uses the step's real regeneration cost c, not a token bin. Every vector is the value of a
+concrete plan, so both are lower bounds, exact at the solver's points. The file embeds the spec and the
+observation table, as ``PomdpPolicy``'s does.
 """
 from __future__ import annotations
 
@@ -29,34 +28,30 @@ FORMAT = "trimpomdp.trim_class_policy"
 
 
 class ClassPomdpPolicy(RoutingPolicy):
-    """``values[t]`` (n_t, 3K): alpha vectors of arriving at step t + 1 (0-based t) after its score."""
+    """``keep[t]``, ``regen[t]`` (n, 3K): Q vectors of step t + 1 (0-based t) per action."""
 
     needs_belief = True
     cap = None
 
-    def __init__(self, trim_model, lam: float, values, g: float, predicted=None, meta=None):
+    def __init__(self, trim_model, lam: float, keep, regen, predicted=None, meta=None):
         tm = self.trim_model = trim_model
         self.lam = float(lam)
-        self.values = [np.ascontiguousarray(v, dtype=np.float64) for v in values]
-        if len(self.values) != tm.max_steps:
-            raise ModelError(f"{len(self.values)} value sets for a {tm.max_steps}-step spec")
-        for t, v in enumerate(self.values):
-            if v.ndim != 2 or v.shape[1] != tm.n_hidden or v.shape[0] < 1:
-                raise ModelError(f"step {t + 1}: value vectors must form an (n >= 1, {tm.n_hidden}) array, "
-                                 f"got {v.shape}")
-        self.g = float(g)
+        self.keep = [np.ascontiguousarray(v, dtype=np.float64) for v in keep]
+        self.regen = [np.ascontiguousarray(v, dtype=np.float64) for v in regen]
+        for name, sets in (("keep", self.keep), ("regenerate", self.regen)):
+            if len(sets) != tm.max_steps:
+                raise ModelError(f"{len(sets)} {name} vector sets for a {tm.max_steps}-step spec")
+            for t, v in enumerate(sets):
+                if v.ndim != 2 or v.shape[1] != tm.n_hidden or v.shape[0] < 1:
+                    raise ModelError(f"step {t + 1}: {name} vectors must form an (n >= 1, {tm.n_hidden}) array, "
+                                     f"got {v.shape}")
         self.predicted = dict(predicted or {})
         self.meta = dict(meta or {})
         self.name = f"pomdp:{self.meta.get('budget', f'lambda={self.lam:g}')}"
-        self._T = [tm.joint_transition(a) for a in (0, 1)]
-        self._O = tm.joint_obs()
-        cl = tm.classes
-        self._r_keep = np.tile([1.0, 0.0, 0.0], cl.n) * tm.reward
-        self._r_regen = np.repeat(cl.p_strong, 3) * np.tile([1.0, 1.0, 0.0], cl.n) * tm.reward
 
     @property
     def max_steps(self) -> int:
-        return len(self.values)
+        return len(self.keep)
 
     def start(self):
         return None
@@ -65,16 +60,6 @@ class ClassPomdpPolicy(RoutingPolicy):
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
             raise TrimError(f"steps are numbered by integers from 1, got {step!r}")
         return min(int(step), self.max_steps) - 1
-
-    def _future(self, B: np.ndarray, a: int, t: int) -> np.ndarray:
-        """sum_o max_alpha (b T_a . O_o) alpha for beliefs B (N, 3K) at 0-based step t (< T - 1)."""
-        P = B @ self._T[a]
-        V = self.values[t + 1]
-        out = np.zeros(B.shape[0])
-        for o in range(self._O.shape[1]):
-            W = P * self._O[:, o]
-            out += (W @ V.T).max(axis=1)
-        return out
 
     def q_values(self, beliefs, step, costs, levels=None):
         """(Q_keep, Q_regenerate) arrays, the latter with lambda times ``costs`` subtracted."""
@@ -85,14 +70,7 @@ class ClassPomdpPolicy(RoutingPolicy):
         c = np.broadcast_to(np.asarray(costs, dtype=np.float64), (B.shape[0],))
         if np.any(~np.isfinite(c)) or np.any(c < 0):
             raise TrimError("regeneration costs must be finite non-negative token counts")
-        h = float(self.trim_model.hazard[t])
-        qk = h * (B @ self._r_keep)
-        qr = h * (B @ self._r_regen) - self.lam * c
-        if t < self.max_steps - 1 and h < 1.0:
-            f = self.g * (1.0 - h)
-            qk = qk + f * self._future(B, 0, t)
-            qr = qr + f * self._future(B, 1, t)
-        return qk, qr
+        return (B @ self.keep[t].T).max(axis=1), (B @ self.regen[t].T).max(axis=1) - self.lam * c
 
     def decide_many(self, beliefs, step, costs, scores=None, levels=None):
         qk, qr = self.q_values(beliefs, step, costs)
@@ -114,14 +92,15 @@ class ClassPomdpPolicy(RoutingPolicy):
     # ------------------------------------------------------------------ files
     def save(self, path) -> Path:
         tm = self.trim_model
-        off = np.concatenate([[0], np.cumsum([v.shape[0] for v in self.values])]).astype(np.int64)
-        arrays = {"values": np.vstack(self.values), "step_offsets": off, "obs_probs": tm.obs.probs,
-                  "obs_centers": tm.obs.centers}
+        arrays = {"obs_probs": tm.obs.probs, "obs_centers": tm.obs.centers}
+        for name, sets in (("keep", self.keep), ("regen", self.regen)):
+            arrays[name] = np.vstack(sets)
+            arrays[f"{name}_offsets"] = np.concatenate([[0], np.cumsum([v.shape[0] for v in sets])]).astype(np.int64)
         if tm.obs_truth is not None:
             arrays["obs_truth"] = tm.obs_truth
         source = Path(tm.source).resolve() if tm.source else self.meta.get("spec_source")
         meta = dict(self.meta, spec_source=None if source is None else str(source), spec=tm.embedded_dict(),
-                    lam=self.lam, g=self.g, predicted=self.predicted, max_steps=self.max_steps,
+                    lam=self.lam, predicted=self.predicted, max_steps=self.max_steps,
                     model_fingerprint=tm.fingerprint())
         return save_npz(path, arrays, meta, FORMAT)
 
@@ -148,15 +127,17 @@ class ClassPomdpPolicy(RoutingPolicy):
             raise FormatError(f"field 'model_fingerprint': {fp} does not match the embedded spec and observation "
                               f"table ({tm.fingerprint()}); the file was altered after solving, re-solve it",
                               str(path))
-        V, off = arrays["values"], arrays["step_offsets"]
-        if V.shape[1] != tm.n_hidden:
-            raise FormatError(f"array 'values': vectors have {V.shape[1]} entries but the embedded spec has "
-                              f"{tm.n_classes} classes ({tm.n_hidden} hidden values)", str(path))
-        if off.size != tm.max_steps + 1:
-            raise FormatError(f"array 'step_offsets': {off.size - 1} steps but the embedded spec has "
-                              f"{tm.max_steps}", str(path))
-        values = [V[off[t]:off[t + 1]] for t in range(tm.max_steps)]
-        if any(v.shape[0] == 0 for v in values):
-            raise FormatError("array 'step_offsets': every step needs at least one vector", str(path))
+        sets = {}
+        for name in ("keep", "regen"):
+            V, off = arrays[name], arrays[f"{name}_offsets"]
+            if V.shape[1] != tm.n_hidden:
+                raise FormatError(f"array {name!r}: vectors have {V.shape[1]} entries but the embedded spec has "
+                                  f"{tm.n_classes} classes ({tm.n_hidden} hidden values)", str(path))
+            if off.size != tm.max_steps + 1:
+                raise FormatError(f"array '{name}_offsets': {off.size - 1} steps but the embedded spec has "
+                                  f"{tm.max_steps}", str(path))
+            sets[name] = [V[off[t]:off[t + 1]] for t in range(tm.max_steps)]
+            if any(v.shape[0] == 0 for v in sets[name]):
+                raise FormatError(f"array '{name}_offsets': every step needs at least one vector", str(path))
         meta.pop("spec", None)
-        return cls(tm, meta["lam"], values, meta["g"], predicted=meta.get("predicted"), meta=meta)
+        return cls(tm, meta["lam"], sets["keep"], sets["regen"], predicted=meta.get("predicted"), meta=meta)
