@@ -271,3 +271,43 @@ def test_a_cap_with_classes_is_refused_in_one_line(twin_policies):
         solve_trim(twins, lam=0.1, cap=parse_cap("2regen"))
     assert "\n" not in str(exc.value)
 
+
+
+# ------------------------------------------------------------------------------------------ repair
+def test_repair_in_the_simulator_matches_the_exact_class_sums(tmp_path, pts):
+    """A strong rewrite may repair a derailed solution: strong-only and threshold accuracy in the
+    simulator against the calibration model's exact sums with the same ``recover``."""
+    from trimpomdp.calibration.model import ClassModel, evaluate_threshold, regenerate_probs
+    from trimpomdp.routing.policies import StrongPolicy, ThresholdPolicy
+    from trimpomdp.routing.simulator import simulate_summary
+
+    tm = TrimModel.load(_class_spec(tmp_path, derailed_as_error=0.3, derailed_repair=0.5))
+    assert tm.derailed_repair == 0.5 and not tm.structured
+    cm = ClassModel(CLASSES["weights"], CLASSES["p_weak"], CLASSES["p_strong"], 0.3, tm.length_pmf, recover=0.5)
+    for pol, q in ((StrongPolicy(), np.ones(3)), (ThresholdPolicy(0.6), regenerate_probs(pts, 0.6, 0.3))):
+        s = simulate_summary(tm, pol, pts, episodes=40_000, seed=5)
+        acc, calls = evaluate_threshold(cm, q)
+        assert abs(s["accuracy"] - acc) < 4 * s["accuracy_se"] + 2e-3, (pol.name, s["accuracy"], acc)
+
+
+def test_repair_makes_the_filter_expect_a_correct_prefix_after_a_rewrite(tm):
+    """After regenerating a step believed derailed, the next prior puts mass p_s * repair on a correct
+    prefix (none without repair)."""
+    one = TrimModel(obs=tm.obs, p_weak=0.8, p_strong=0.9, length_pmf=tm.length_pmf, token_values=tm.token_values,
+                    token_probs=tm.token_probs, derailed_repair=0.5)
+    prior = BeliefFilter(one).predict(np.array([0.0, 0.0, 1.0]), "regenerate")
+    np.testing.assert_allclose(prior, [0.45 * 0.8, 0.45 * 0.2, 0.55])
+
+
+def test_a_repair_spec_goes_to_the_class_solver_and_gains_from_it(tm):
+    """With repair, rewriting a derailed step pays: the solver (the sweep, since the structured solver
+    assumes derailed is absorbing) values the start more than without repair."""
+    from trimpomdp.routing.solver import solve_trim
+
+    base = _tiny(tm, Difficulty([0.5, 0.5], [0.95, 0.6], [0.97, 0.8]))
+    fixed = TrimModel(obs=base.obs, p_weak=base.p_weak, p_strong=base.p_strong, length_pmf=base.length_pmf,
+                      token_values=base.token_values, token_probs=base.token_probs, discount=base.discount,
+                      difficulty=base.difficulty, derailed_repair=0.6)
+    a = solve_trim(base, lam=0.05, evaluate=False)
+    b = solve_trim(fixed, lam=0.05, evaluate=False)
+    assert b.meta["solver"] == "sweep" and b.predicted["value"] > a.predicted["value"] + 0.1

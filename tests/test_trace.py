@@ -44,7 +44,7 @@ def test_roundtrip_with_header(tmp_path):
 @pytest.mark.parametrize("mutate,field", [
     (lambda r: r.pop("tokens"), "tokens"),
     (lambda r: r.update(finish="done"), "finish"),
-    (lambda r: r.update(version=3), "version"),
+    (lambda r: r.update(version=99), "version"),
     (lambda r: r["steps"][1].update(action="skip"), "steps[1].action"),
     (lambda r: r["steps"][0].update(belief_after=[0.5, 0.6, 0.1]), "steps[0].belief_after"),
     (lambda r: r["steps"][0].update(model="medium"), "steps[0].model"),

@@ -375,6 +375,7 @@ _SPEC_COMMON = (
         Field("p_strong", "list", items=Field("", "number", gt=0, lt=1), min_len=1, max_len=8),
     )),
     _num("derailed_as_error", required=False, ge=0, lt=1),
+    _num("derailed_repair", required=False, ge=0, le=1),
     _num("reward", required=False, gt=0, le=MAX_REWARD),
     _num("discount", required=False, gt=0, le=1),
     Field("max_steps", "int", required=False, ge=1, le=100_000),

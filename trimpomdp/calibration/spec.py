@@ -48,6 +48,7 @@ def spec_from_record(record: dict, obs_path, points_path=None, *, reward: float 
     tm = TrimModel(obs=obs, p_weak=float(w @ pw), p_strong=float(w @ ps), length_pmf=pmf, token_values=values,
                    token_probs=probs, reward=reward, tokens_per_weak_token=rewrite / discarded if discarded else 1.0,
                    difficulty=Difficulty(w, pw, ps), derailed_as_error=min(max(alpha, 0.0), 0.999),
+                   derailed_repair=min(max(float(m.get("recover", 0.0)), 0.0), 1.0),
                    obs_path=str(obs_path),
                    info={"source": "trimpomdp calibrate", "fit": record.get("fit", {}),
                          "inputs": record.get("inputs", {}),

@@ -31,9 +31,15 @@ import click
               help="Step-split solutions (ProcessBench layout, e.g. ../shared/data/processbench/math.json) to "
                    "measure the spread of step lengths from [default: 0.689, measured on that file].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Calibration JSON to write.")
+@click.option("--spec", "spec_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the calibrated routing spec (difficulty classes, derailed scoring, lengths, "
+                   "rewrite tokens) for solve / decode / simulate-routing.")
+@click.option("--obs", "obs_table", default=None, type=click.Path(dir_okay=False),
+              help="Observation table the spec names [default: the packaged trim_math_obs_0.05.npz, read as "
+                   "'current'].")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration record as JSON.")
 def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weight, starts, seed, step_lengths, output,
-              as_json):
+              spec_out, obs_table, as_json):
     """Fit difficulty classes, step accuracies and token means to real runs; print observed vs predicted."""
     from trimpomdp.calibration.report import calibrate as run, report_text, save
     from trimpomdp.errors import TrimError
@@ -48,9 +54,23 @@ def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weigh
               step_log_sd=step_log_sd(step_lengths) if step_lengths else None)
     if output:
         save(rec, output)
+    if spec_out:
+        from trimpomdp.calibration.spec import spec_from_record
+        from trimpomdp.routing.spec import write_spec
+
+        obs = obs_table or data_path("trim_math_obs_0.05.npz")
+        pts = points or data_path("prm_obs_processbench_math.npz")
+        tm = spec_from_record(rec, obs, pts)
+        written = write_spec(tm, spec_out, obs, pts)
     if as_json:
         click.echo(json.dumps(rec, indent=1, default=float))
         return
     click.echo(report_text(rec))
     if output:
         click.echo(f"wrote {output}")
+    if spec_out:
+        cl = tm.classes
+        click.echo(f"wrote {written}: {cl.n} difficulty classes (weights {', '.join(f'{w:.3f}' for w in cl.weights)}; "
+                   f"p_weak {', '.join(f'{p:.3f}' for p in cl.p_weak)}; p_strong "
+                   f"{', '.join(f'{p:.3f}' for p in cl.p_strong)}), derailed scored as fresh errors "
+                   f"{tm.derailed_as_error:.3f}; solve it with: trimpomdp solve {written} --budget mean=60")

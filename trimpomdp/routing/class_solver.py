@@ -133,7 +133,7 @@ class _Model:
         self.O = np.ascontiguousarray(tm.joint_obs())
         self.Tk, self.Tr = (np.ascontiguousarray(tm.joint_transition(a)) for a in (0, 1))
         self.rk = np.tile([1.0, 0.0, 0.0], cl.n)
-        self.rr = np.repeat(cl.p_strong, 3) * np.tile([1.0, 1.0, 0.0], cl.n)
+        self.rr = difficulty.regenerate_reward(cl, tm.derailed_repair)
         self.h = tm.hazard
 
     def backup(self, lam: float, t: int, points: np.ndarray, G: np.ndarray, g: float):

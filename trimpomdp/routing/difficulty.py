@@ -80,8 +80,9 @@ def hidden_names(K: int) -> tuple[str, ...]:
     return names if K == 1 else tuple(f"{s}{k + 1}" for k in range(K) for s in names)
 
 
-def transition(d: Difficulty, action) -> np.ndarray:
-    """The (3K, 3K) block-diagonal transition of ``keep`` (0) / ``regenerate`` (1)."""
+def transition(d: Difficulty, action, repair: float = 0.0) -> np.ndarray:
+    """The (3K, 3K) block-diagonal transition of ``keep`` (0) / ``regenerate`` (1); ``repair``: the chance
+    that a strong rewrite in a derailed solution repairs it (then it is correct with p_strong)."""
     a = {"keep": 0, "regenerate": 1}.get(action, action)
     if a not in (0, 1):
         raise TrimError(f"unknown action {action!r}; expected 'keep' or 'regenerate'")
@@ -93,9 +94,16 @@ def transition(d: Difficulty, action) -> np.ndarray:
             blk = [[pw, 1 - pw, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
         else:
             row = [ps * pw, ps * (1 - pw), 1 - ps]
-            blk = [row, row, [0.0, 0.0, 1.0]]
+            r = repair * ps
+            blk = [row, row, [r * pw, r * (1 - pw), 1 - r]]
         T[3 * k:3 * k + 3, 3 * k:3 * k + 3] = blk
     return T
+
+
+def regenerate_reward(d: Difficulty, repair: float = 0.0) -> np.ndarray:
+    """P(the step is correct after a strong rewrite | hidden value): p_strong from C or E, p_strong times
+    ``repair`` from D (the share of the reward a final regenerated step earns)."""
+    return np.repeat(d.p_strong, 3) * np.tile([1.0, 1.0, repair], d.n)
 
 
 def start(d: Difficulty) -> np.ndarray:
@@ -130,11 +138,12 @@ def class_posterior(b: np.ndarray) -> np.ndarray:
     return b.reshape(*b.shape[:-1], -1, 3).sum(axis=-1)
 
 
-def predict_rows(post: np.ndarray, regen: np.ndarray, d: Difficulty) -> np.ndarray:
+def predict_rows(post: np.ndarray, regen: np.ndarray, d: Difficulty, repair: float = 0.0) -> np.ndarray:
     """Next-step priors of N posteriors (N, 3K) after their actions (N,) bool: T(a)^T b row by row, in
     closed form (x_k = mass of class k whose prefix is correct after the action)."""
     P = np.asarray(post, dtype=np.float64).reshape(post.shape[0], -1, 3)
-    x = np.where(np.asarray(regen, dtype=bool)[:, None], d.p_strong[None, :] * (P[:, :, 0] + P[:, :, 1]), P[:, :, 0])
+    fixed = P[:, :, 0] + P[:, :, 1] + repair * P[:, :, 2]
+    x = np.where(np.asarray(regen, dtype=bool)[:, None], d.p_strong[None, :] * fixed, P[:, :, 0])
     m = P.sum(axis=2)
     out = np.stack([d.p_weak[None, :] * x, (1 - d.p_weak[None, :]) * x, m - x], axis=2)
     return out.reshape(post.shape)

@@ -10,8 +10,8 @@ alpha vectors are 3 numbers each, where the flat export (``routing.pomdp.flat_po
 1 + 3 T K states and makes every PRM/token pair an observation.
 
 The dynamics are those of the flat export, built from ``TrimModel``'s public attributes: the start's belief
-is step 1's prior (p_w, 1 - p_w, 0) (per class, weighted) and its move keeps the hidden value and draws the token bin from ``token_probs``, so step 1's observation
-precedes the first decision; from step t the question ends with the hazard h_t (reward R if the solution is
+is step 1's prior (p_w, 1 - p_w, 0) (per class, weighted) and its move keeps the hidden value and draws
+the token bin from ``token_probs``, so step 1's observation precedes the first decision; from step t the question ends with the hazard h_t (reward R if the solution is
 correct: for ``keep`` when y is C, for ``regenerate`` with probability p_s when y is C or E, which also
 costs lambda times the step's token value) and otherwise moves to step t + 1 by the action's hidden-state
 transition with a fresh token bin. The value of the initial belief is gamma * U_1 of the structured solver
@@ -48,7 +48,7 @@ def routing_momdp(tm, lam: float, token_phase: bool = True) -> MOMDP:
     Y = tm.n_hidden
     cl = tm.classes
     state_of = np.tile(np.arange(3), cl.n)  # C/E/D of each hidden value
-    ps_of = np.repeat(cl.p_strong, 3)  # the strong accuracy of each hidden value's class
+    r_regen = difficulty.regenerate_reward(cl, tm.derailed_repair)  # P(rewrite correct | hidden value)
     per = K + 1 if token_phase else K  # visible values per step
     X = 2 + T * per
     S = X * Y
@@ -114,7 +114,7 @@ def routing_momdp(tm, lam: float, token_phase: bool = True) -> MOMDP:
                     if a == 0:
                         R[s, 0] = hz[t - 1] * tm.reward * (state_of[h] == 0)
                     else:
-                        R[s, 1] = hz[t - 1] * ps_of[h] * tm.reward * (state_of[h] <= 1) - lam * tv[k]
+                        R[s, 1] = hz[t - 1] * r_regen[h] * tm.reward - lam * tv[k]
         m = sp.csr_matrix((vals, (rows, cols)), shape=(S, S))
         m.eliminate_zeros()
         Ts.append(m)

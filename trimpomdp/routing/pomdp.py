@@ -21,7 +21,13 @@ _H = ("C", "E", "D")
 
 
 def flat_pomdp(tm, lam: float) -> POMDP:
-    """Build the flat POMDP of ``tm`` at price ``lam`` per strong token."""
+    """Build the flat POMDP of ``tm`` at price ``lam`` per strong token (one-class specs without repair;
+    ``routing.momdp.routing_momdp`` exports any spec)."""
+    if not tm.structured:
+        from trimpomdp.errors import TrimError
+
+        raise TrimError("the flat export covers one-class specs without derailed repair; export this spec "
+                        "with routing.momdp.routing_momdp")
     T, K = tm.max_steps, tm.token_values.size
     M = tm.obs.n_bins
     O = tm.obs.probs
@@ -147,7 +153,8 @@ def coarsen(obs: BinnedObservationModel, factor: int) -> BinnedObservationModel:
 
 
 def exact_start_value(tm, lam: float) -> float:
-    """U_1(1) by full enumeration of observation/action trees (an oracle for tiny T and coarse bins)."""
+    """U_1(1) by full enumeration of observation/action trees (an oracle for tiny T and coarse bins; one-class
+    specs without repair)."""
     O = tm.obs.probs
     hz = tm.hazard
     pw, ps, R, g = tm.p_weak, tm.p_strong, tm.reward, tm.discount

@@ -184,6 +184,7 @@ class StepSimulator:
         N = self.n
         self.classes = tm.difficulty  # None: one class (the plain model's draws, unchanged)
         self.alpha = float(tm.derailed_as_error)
+        self.repair = float(tm.derailed_repair)
         self.pw = np.full(N, tm.p_weak)  # per-episode step accuracies (each question's difficulty class)
         self.ps = np.full(N, tm.p_strong)
         self.cls = np.zeros(N, dtype=np.int64)
@@ -300,15 +301,18 @@ class StepSimulator:
         # outcome of this step's action on the hidden state (before the next cheap step)
         t_alive = self.t[alive]
         strong_ok = u_s < self.ps[alive]
-        ok_now = np.where(regen, (st <= 1) & strong_ok, st == 0)
+        fixable = st <= 1
+        if self.repair > 0:  # a rewrite may repair a derailed solution
+            fixable = fixable | ((st == 2) & (self.rng.random(st.size) < self.repair))
+        ok_now = np.where(regen, fixable & strong_ok, st == 0)
         ending = self.L[alive] == t_alive
         done = alive[ending]
         self.correct[done] = ok_now[ending]
         # next hidden state: step t+1 is written (by the cheap model) from a correct or a wrong prefix
         self.state[alive] = np.where(ok_now, np.where(u_w < self.pw[alive], 0, 1), 2).astype(np.int8)
         # the filter's prediction for the next step, under the spec's accuracies
-        if self.classes is not None:
-            self.prior[alive] = difficulty.predict_rows(post, regen, self.classes)
+        if self.classes is not None or self.repair > 0:
+            self.prior[alive] = difficulty.predict_rows(post, regen, self.tm.classes, self.repair)
         else:
             pw, ps = self.tm.p_weak, self.tm.p_strong
             pC = post[:, 0]

@@ -212,13 +212,13 @@ def solve_trim(
     """Solve the routing POMDP at price ``lam`` per strong token (and optional hard cap) -> RoutingPolicy.
 
     A spec with difficulty classes is solved by the general MOMDP solver (``class_solver``)."""
-    if trim_model.n_classes > 1:
+    if not trim_model.structured:
         from trimpomdp.errors import TrimError
         from trimpomdp.routing.class_solver import solve_classes
 
         if cap is not None:
-            raise TrimError("a hard cap (cap=...) is not supported for a spec with difficulty classes yet; "
-                            "use lambda=... or mean=...")
+            raise TrimError("a hard cap (cap=...) is not supported for a spec with difficulty classes or "
+                            "derailed repair yet; use lambda=... or mean=...")
         return solve_classes(trim_model, lam, budget=budget, evaluate=evaluate)
     if lam < 0 or not np.isfinite(lam):
         from trimpomdp.errors import TrimError

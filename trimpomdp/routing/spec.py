@@ -119,6 +119,9 @@ class TrimModel:
     #: wrong, while the labelled data hold only the first step after an error). It is applied to raw inputs
     #: only: the table a spec file names and labelled points; ``obs`` and ``obs_truth`` arrays are final.
     derailed_as_error: float = 0.0
+    #: chance that a strong rewrite of a step in a derailed solution repairs it (the rewrite sees the whole
+    #: prefix and may route around the error); 0 in the TRIM formulation, fitted by calibration
+    derailed_repair: float = 0.0
 
     def __post_init__(self):
         self._resolve_observation()
@@ -129,6 +132,8 @@ class TrimModel:
                 self.difficulty = None
         if not (isinstance(self.derailed_as_error, (int, float)) and 0.0 <= self.derailed_as_error < 1.0):
             raise _err("derailed_as_error", f"must lie in [0, 1), got {self.derailed_as_error!r}")
+        if not (isinstance(self.derailed_repair, (int, float)) and 0.0 <= self.derailed_repair <= 1.0):
+            raise _err("derailed_repair", f"must lie in [0, 1], got {self.derailed_repair!r}")
         if isinstance(self.obs_truth, dict):
             self.obs_truth = self.points_histogram(self.obs_truth)
         self.length_pmf = np.asarray(self.length_pmf, dtype=np.float64).ravel()
@@ -242,7 +247,12 @@ class TrimModel:
 
     def joint_transition(self, action) -> np.ndarray:
         """T over the 3K hidden values (block-diagonal over classes; ``transition`` for a plain spec)."""
-        return difficulty.transition(self.classes, action)
+        return difficulty.transition(self.classes, action, self.derailed_repair)
+
+    @property
+    def structured(self) -> bool:
+        """Whether the structured 1-D solver applies (one class, derailed solutions never repaired)."""
+        return self.difficulty is None and not self.derailed_repair
 
     def joint_obs(self) -> np.ndarray:
         """P(observation bin | hidden value) for the 3K hidden values (the table's rows per class)."""
@@ -271,7 +281,8 @@ class TrimModel:
             return np.array([[pw, 1 - pw, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
         if action in (1, "regenerate"):
             row = [ps * pw, ps * (1 - pw), 1 - ps]
-            return np.array([row, row, [0.0, 0.0, 1.0]])
+            r = self.derailed_repair * ps
+            return np.array([row, row, [r * pw, r * (1 - pw), 1 - r]])
         raise TrimError(f"unknown action {action!r}; expected 'keep' or 'regenerate'")
 
     def step_cost_tokens(self, n_tokens) -> np.ndarray | float:
@@ -288,8 +299,9 @@ class TrimModel:
             self.token_values,
             self.token_probs,
             np.array([self.p_weak, self.p_strong, self.reward, self.discount, self.tokens_per_weak_token]),
-        ) + (() if self.difficulty is None else (self.difficulty.weights, self.difficulty.p_weak,
-                                                  self.difficulty.p_strong, np.array([self.derailed_as_error]))):
+        ) + (() if self.difficulty is None and not (self.derailed_as_error or self.derailed_repair) else (
+                self.classes.weights, self.classes.p_weak, self.classes.p_strong,
+                np.array([self.derailed_as_error, self.derailed_repair]))):
             h.update(np.round(np.asarray(arr, dtype=np.float64), 12).tobytes())
         return h.hexdigest()[:16]
 
@@ -316,6 +328,8 @@ class TrimModel:
             d["classes"] = self.difficulty.to_dict()
         if self.derailed_as_error:
             d["derailed_as_error"] = float(self.derailed_as_error)
+        if self.derailed_repair:
+            d["derailed_repair"] = float(self.derailed_repair)
         if self.points_path:
             d["observation_points"] = self.points_path
         if self.info:
@@ -434,6 +448,7 @@ class TrimModel:
                     classes.weights @ classes.p_strong)),
                 difficulty=classes,
                 derailed_as_error=_num(d, "derailed_as_error", source, 0.0),
+                derailed_repair=_num(d, "derailed_repair", source, 0.0),
                 length_pmf=pmf,
                 token_values=values,
                 token_probs=probs,
