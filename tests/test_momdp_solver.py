@@ -263,3 +263,45 @@ def test_solve_cli_uses_the_momdp_solver_for_fully_observed_variables(tmp_path):
     # the MOMDP policy simulates on the same file (read flat)
     sim = runner.invoke(cli, ["simulate", str(path), str(tmp_path / "m.npz"), "--episodes", "500"])
     assert sim.exit_code == 0, sim.output
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), X=st.integers(1, 4), Y=st.integers(1, 5), A=st.integers(1, 3),
+       Zo=st.integers(1, 3), x=st.integers(0, 3), full=st.booleans())
+def test_momdp_expansion_gives_the_general_expansion(seed, X, Y, A, Zo, x, full):
+    # the block-wise MOMDP expansion returns exactly the children, probabilities and rewards of the general one
+    from trimpomdp.solvers.sarsop.tree import MIN_OBS_PROB, successors, successors_momdp
+
+    m = random_momdp(seed, X, Y, A, Zo)
+    run = Run(to_sparse(m), m, 1e-3, None, 1, False, 1e9, None)
+    rng = np.random.default_rng(seed)
+    x = x % X
+    ys = np.arange(Y) if full else np.flatnonzero(rng.random(Y) < 0.6)
+    if ys.size == 0:
+        ys = np.array([Y - 1])
+    bi = (x * Y + ys).astype(np.int64)
+    bv = rng.dirichlet(np.ones(bi.size))
+    want = successors(bi, bv, run.model, MIN_OBS_PROB, run.scratch)
+    got = successors_momdp(bi, bv, run.model, MIN_OBS_PROB, run.scratch)
+    for name, w, g in zip(("act_ptr", "obs", "prob", "child_ptr", "child_idx", "child_val", "reward"), want, got):
+        assert w.shape == g.shape and np.allclose(w, g, rtol=1e-12, atol=0), name
+    assert not run.scratch.pred.any() and not run.scratch.pz.any() and not run.scratch.cnt.any()
+
+
+def test_belief_hashes_tell_beliefs_apart():
+    from trimpomdp.solvers.sarsop.tree import belief_hashes, belief_key
+
+    rng = np.random.default_rng(7)
+    beliefs = []
+    for _ in range(300):
+        bi = np.sort(rng.choice(50, rng.integers(2, 7), replace=False)).astype(np.int64)
+        beliefs.append((bi, rng.dirichlet(np.ones(bi.size))))
+    bi0, bv0 = beliefs[0]
+    beliefs.append((bi0, bv0 + np.r_[1e-9, np.zeros(bi0.size - 1)]))  # one value moved past the rounding
+    beliefs.append((bi0 + 1, bv0))  # same values, other states
+    cptr = np.r_[0, np.cumsum([b[0].size for b in beliefs])]
+    keys = belief_hashes(cptr, np.concatenate([b[0] for b in beliefs]), np.concatenate([b[1] for b in beliefs]))
+    distinct = {b[0].tobytes() + b[1].tobytes() for b in beliefs}
+    assert len(set(keys.tolist())) == len(distinct) > 250
+    # one belief alone hashes as it does among others, and the same values give the same key
+    assert belief_key(bi0, bv0.copy()) == keys[0] == belief_key(bi0.copy(), bv0)

@@ -28,6 +28,7 @@ from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
 from trimpomdp.solvers.result import SolveResult, check_bounds
 from trimpomdp.solvers.sarsop.run import Run
+from trimpomdp.solvers.sarsop.tree import MIN_OBS_PROB, successors_momdp
 from trimpomdp.solvers.sparse import to_sparse
 
 __all__ = ["SARSOPSolver", "solve", "warm_up"]
@@ -55,6 +56,7 @@ def warm_up() -> float:
     run.prune()
     bi, bv = run.tree.belief(0)
     run.tree.same_belief(0, bi, bv)
+    successors_momdp(bi, bv, run.model, MIN_OBS_PROB, run.scratch)  # what a MOMDP expands with
     _JIT_DONE = True
     return time.process_time() - t0
 

@@ -149,6 +149,114 @@ def successors(bi, bv, model, min_prob, scratch):
 
 
 @njit(cache=True)
+def successors_momdp(bi, bv, model, min_prob, scratch):
+    """``successors`` on a MOMDP (X > 1), same output: the predicted belief is read block by block over the
+    visible values x' the action can reach from b's x (``Model.xr_idx``), and the children come out in the
+    order of their flat observation o * X + x' without collecting or sorting what was touched (half the
+    time of the general version on RockSample[11,11]'s 2,048-long beliefs)."""
+    Tp, Ti, Tv, Op, Oi, Ov, R = model.Tp, model.Ti, model.Tv, model.Op, model.Oi, model.Ov, model.R
+    X, Y, Zo = model.X, model.Y, model.Zo
+    xr_ptr, xr_idx = model.xr_ptr, model.xr_idx
+    pred, pz, cnt = scratch.pred, scratch.pz, scratch.cnt
+    A = Tp.shape[0]
+    n_b = bi.shape[0]
+    x = bi[0] // Y
+    act_ptr = np.zeros(A + 1, np.int64)
+    obs = np.empty(16, np.int64)
+    prob = np.empty(16, np.float64)
+    cptr = np.zeros(17, np.int64)
+    cidx = np.empty(n_b * 4, np.int64)
+    cval = np.empty(n_b * 4, np.float64)
+    rew = np.zeros(A)
+    nc = 0
+    for a in range(A):
+        r = 0.0
+        for k in range(n_b):
+            s = bi[k]
+            w = bv[k]
+            r += R[s, a] * w
+            for j in range(Tp[a, s], Tp[a, s + 1]):
+                pred[Ti[j]] += w * Tv[j]
+        rew[a] = r
+        p0 = xr_ptr[a, x]
+        p1 = xr_ptr[a, x + 1]
+        for jx in range(p0, p1):
+            y0 = xr_idx[jx] * Y
+            for sp in range(y0, y0 + Y):
+                p = pred[sp]
+                if p != 0.0:
+                    for j in range(Op[a, sp], Op[a, sp + 1]):
+                        o = Oi[j]
+                        pz[o] += p * Ov[j]
+                        cnt[o] += 1
+        # children in order of flat observation o * X + x' (o outer, x' ascending)
+        start = nc
+        for o in range(Zo):
+            for jx in range(p0, p1):
+                of = o * X + xr_idx[jx]
+                if cnt[of] > 0 and pz[of] > min_prob:
+                    obs = _grow_i(obs, nc + 1)
+                    prob = _grow_f(prob, nc + 1)
+                    cptr = _grow_i(cptr, nc + 2)
+                    obs[nc] = of
+                    prob[nc] = pz[of]
+                    cptr[nc + 1] = cptr[nc] + cnt[of]
+                    cnt[of] = nc
+                    nc += 1
+                else:
+                    cnt[of] = -1
+        total = cptr[nc]
+        cidx = _grow_i(cidx, total)
+        cval = _grow_f(cval, total)
+        fill = cptr[start:nc].copy()
+        for jx in range(p0, p1):
+            y0 = xr_idx[jx] * Y
+            for sp in range(y0, y0 + Y):
+                p = pred[sp]
+                if p != 0.0:
+                    for j in range(Op[a, sp], Op[a, sp + 1]):
+                        c = cnt[Oi[j]]
+                        if c >= 0:
+                            q = fill[c - start]
+                            cidx[q] = sp
+                            cval[q] = p * Ov[j] / prob[c]
+                            fill[c - start] = q + 1
+                pred[sp] = 0.0
+        for c in range(start, nc):
+            z = 0.0
+            for q in range(cptr[c], cptr[c + 1]):
+                z += cval[q]
+            for q in range(cptr[c], cptr[c + 1]):
+                cval[q] /= z
+        for o in range(Zo):
+            for jx in range(p0, p1):
+                of = o * X + xr_idx[jx]
+                pz[of] = 0.0
+                cnt[of] = 0
+        act_ptr[a + 1] = nc
+    ne = cptr[nc]
+    return (act_ptr, obs[:nc].copy(), prob[:nc].copy(), cptr[: nc + 1].copy(), cidx[:ne].copy(),
+            cval[:ne].copy(), rew)
+
+
+@njit(cache=True)
+def belief_hashes(cptr, cidx, cval):
+    """A 64-bit hash per belief ``cidx/cval[cptr[j]:cptr[j + 1]]`` of its support and its values rounded to
+    1e-11 (``belief_key``), computed in one pass instead of hashing a byte copy of each in Python."""
+    n = cptr.shape[0] - 1
+    out = np.empty(n, np.int64)
+    for c in range(n):
+        h = np.uint64(0x9E3779B97F4A7C15) * np.uint64(cptr[c + 1] - cptr[c] + 1)
+        for q in range(cptr[c], cptr[c + 1]):
+            v = np.uint64(np.int64(np.floor(cval[q] * 1e11 + 0.5)))
+            z = (np.uint64(cidx[q]) * np.uint64(0xBF58476D1CE4E5B9)) ^ v
+            h = (h ^ z) * np.uint64(0x94D049BB133111EB)
+            h ^= h >> np.uint64(31)
+        out[c] = np.int64(h)
+    return out
+
+
+@njit(cache=True)
 def same_belief(pool_idx, pool_val, start, m, ci, cv, tol):
     """Whether the stored belief pool[start:start+m] equals (ci, cv) up to ``tol`` (hash-hit check)."""
     if m != ci.shape[0]:
@@ -211,7 +319,7 @@ def compact_pool(live, tree):
 
 def belief_key(bi, bv) -> int:
     """Beliefs are merged by a 64-bit hash of (support, values rounded to 1e-11), checked on a hit."""
-    return hash(bi.tobytes() + np.round(bv, 11).tobytes())
+    return int(belief_hashes(np.array([0, bi.shape[0]], np.int64), bi, bv)[0])
 
 
 class BeliefTree:
@@ -265,7 +373,8 @@ class BeliefTree:
     def successors(self, n):
         """Every child belief of node n, grouped by action (see ``successors``)."""
         bi, bv = self.belief(n)
-        return successors(bi, bv, self.model, MIN_OBS_PROB, self.scratch)
+        kernel = successors_momdp if self.model.X > 1 else successors
+        return kernel(bi, bv, self.model, MIN_OBS_PROB, self.scratch)
 
     def expand(self, n):
         """Create (or find) node n's children and its edges to them."""
@@ -273,14 +382,12 @@ class BeliefTree:
         m = obs.shape[0]
         ids = np.empty(m, np.int64)
         index = self.index
-        # one rounding and one byte copy per expansion (not per child): keys are slices of these
-        ib = cidx.tobytes()
-        vb = np.round(cval, 11).tobytes()
+        keys = belief_hashes(cptr, cidx, cval).tolist()
         for j in range(m):
             c0, c1 = int(cptr[j]), int(cptr[j + 1])
             ci = cidx[c0: c1]
             cv = cval[c0: c1]
-            key = hash(ib[8 * c0: 8 * c1] + vb[8 * c0: 8 * c1])
+            key = keys[j]
             c = index.get(key)
             if c is not None and self.arrays.b_start[c] < 0:
                 self.store_belief(c, ci, cv)  # an evicted belief met again: store it back
