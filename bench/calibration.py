@@ -50,7 +50,7 @@ def main() -> int:
     from trimpomdp.calibration.emulate import predict_reference_runs
 
     world = ClassModel.from_dict(rec["model"])
-    tm = TrimModel.load(here / "data" / "trim_math.json")
+    tm = TrimModel.load(here / "data" / "trim_math_plain.json")
     pts = load_observation_points(here / "data" / "prm_obs_processbench_math.npz")
     runs = load_run_dir(data / "anchor_runs")
     t1 = time.perf_counter()

@@ -40,7 +40,7 @@ from trimpomdp.observation_models.sequences import (OTHER_KINDS, estimate_p_weak
 from trimpomdp.tables import format_table
 
 BIN = 0.05
-#: the shipped spec's observation model (data/trim_math.json)
+#: the shipped spec's observation model (data/trim_math_plain.json; the calibrated default data/trim_math.json reads the same table)
 DEFAULT = "current"
 
 

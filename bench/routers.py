@@ -108,7 +108,7 @@ def verdicts(res: dict, agg_sweep: str, takeover: dict) -> list[str]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spec", default=str(ROOT / "data" / "trim_math.json"))
+    ap.add_argument("--spec", default=str(ROOT / "data" / "trim_math_plain.json"))
     ap.add_argument("--points", default=str(ROOT.parent / "shared" / "data" / "prm_obs_processbench_math.npz"))
     ap.add_argument("--episodes", type=int, default=100_000)
     ap.add_argument("--timesteps", type=int, default=300_000, help="Agg training steps per lambda")

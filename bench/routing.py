@@ -81,7 +81,7 @@ def compare_to_threshold(tm, sweep, pts, N, mode):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--spec", default=str(ROOT / "data" / "trim_math.json"))
+    ap.add_argument("--spec", default=str(ROOT / "data" / "trim_math_plain.json"))
     ap.add_argument("--episodes", type=int, default=100_000)
     ap.add_argument("--plot", default=None)
     args = ap.parse_args()

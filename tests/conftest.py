@@ -34,7 +34,7 @@ def tm():
     """The shipped TRIM routing spec (one per test module: tests derive variants, never mutate it)."""
     from trimpomdp.routing.spec import TrimModel
 
-    return TrimModel.load(ROOT / "data" / "trim_math.json")
+    return TrimModel.load(ROOT / "data" / "trim_math_plain.json")
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ CASE_SECONDS = 60.0  # per case, in the parent (kills the child: a hang inside c
 MEMORY_BYTES = 6 << 30  # address-space cap of the child: a runaway allocation fails instead of swapping
 
 WEAK, STRONG = "qwen2.5-1.5b-instruct", "qwen2.5-7b-instruct"
-SPEC_FILES = ("trim_math.json", "trim_math_obs_0.05.npz", "prm_obs_processbench_math.npz")
+SPEC_FILES = ("trim_math_plain.json", "trim_math_obs_0.05.npz", "prm_obs_processbench_math.npz")
 SMALL_CLASSICS = ("tiger.95.POMDP", "4x3.95.POMDP", "cheese.95.POMDP", "shuttle.95.POMDP", "parr95.95.POMDP",
                   "concert.POMDP", "ejs1.POMDP", "ejs2.POMDP", "ejs4.POMDP", "Tiger.pomdpx")
 LARGE_CLASSICS = ("Hallway.pomdp", "Hallway.pomdpx")  # parsed and checked only (solving takes seconds)
@@ -586,7 +586,7 @@ def _npz_mutator(src: Path, dst: Path, rng, base: Path):
 
 def _spec_mutator(src: Path, dst: Path, rng, base: Path):
     # file fields may be pointed at the wrong file kinds: the points, the spec itself, a folder, a model
-    others = ("prm_obs_processbench_math.npz", "trim_math_obs_0.05.npz", "trim_math.json", ".",
+    others = ("prm_obs_processbench_math.npz", "trim_math_obs_0.05.npz", "trim_math_plain.json", ".",
               "tiger.policy.npz", str(base / "route.npz"), str(base / "obs.npz"),
               str(SHARED / "pomdp" / "tiger.95.POMDP"))
     dst.write_bytes(mutate_json(src.read_bytes(), rng, others))
@@ -627,18 +627,18 @@ def _kinds() -> dict:
     ks["policy-xml"] = Kind("policy-xml", "tiger.policy", ".policy", _text_mutator(xml=True), simulate_tiger)
     ks["routing-policy"] = Kind(
         "routing-policy", "route.npz", ".npz", _npz_mutator,
-        lambda d, i, b, s: [["simulate-routing", f"{b}/spec/trim_math.json", "--policy", f"pomdp:{i}",
+        lambda d, i, b, s: [["simulate-routing", f"{b}/spec/trim_math_plain.json", "--policy", f"pomdp:{i}",
                              "--episodes", "200"]])
     ks["obs-model"] = Kind("obs-model", "obs.npz", ".npz", _npz_mutator, _obs_commands)
     ks["bins-table"] = Kind("bins-table", "spec/trim_math_obs_0.05.npz", ".npz", _npz_mutator, _obs_commands)
     ks["spec"] = Kind(
-        "spec", "spec/trim_math.json", ".json", _spec_mutator,
+        "spec", "spec/trim_math_plain.json", ".json", _spec_mutator,
         lambda d, i, b, s: [["solve", i, "--budget", "lambda=0.15", "-o", f"{d}/r.npz"],
                             ["simulate-routing", i, "--episodes", "200"]],
         companions=SPEC_FILES[1:])
     ks["points"] = Kind(
         "points", "spec/prm_obs_processbench_math.npz", ".npz", _npz_mutator,
-        lambda d, i, b, s: [["simulate-routing", f"{b}/spec/trim_math.json", "--points", i,
+        lambda d, i, b, s: [["simulate-routing", f"{b}/spec/trim_math_plain.json", "--points", i,
                              "--episodes", "200"],
                             ["fit-obs", i, "--bandwidth", "scott", "--no-diagnostics", "-o", f"{d}/o.npz"]])
     ks["step-stats"] = Kind(
@@ -722,7 +722,7 @@ def build_base(base: Path, shared: Path = SHARED) -> Path:
     quiet = io.StringIO()
     steps = [["solve", tiger, "--progress", "none", "-o", str(base / "tiger.policy.npz")],
              ["solve", tiger, "--progress", "none", "-o", str(base / "tiger.policy")],
-             ["solve", str(base / "spec" / "trim_math.json"), "--budget", "lambda=0.15",
+             ["solve", str(base / "spec" / "trim_math_plain.json"), "--budget", "lambda=0.15",
               "-o", str(base / "route.npz")],
              ["fit-obs", str(shared / "data" / "prm_obs_processbench_math.npz"), "--bandwidth", "scott",
               "--no-diagnostics", "-o", str(base / "obs.npz")]]

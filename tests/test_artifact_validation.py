@@ -24,14 +24,14 @@ from trimpomdp.routing.policies import PomdpPolicy
 from trimpomdp.routing.spec import TrimModel
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "data" / "trim_math.json"
-SPEC_FILES = ("trim_math.json", "trim_math_obs_0.05.npz", "prm_obs_processbench_math.npz")
+SPEC = ROOT / "data" / "trim_math_plain.json"
+SPEC_FILES = ("trim_math_plain.json", "trim_math_obs_0.05.npz", "prm_obs_processbench_math.npz")
 
 
 def _copy_spec(d: Path) -> Path:
     for f in SPEC_FILES:
         shutil.copy(SPEC.parent / f, d / f)
-    return d / "trim_math.json"
+    return d / "trim_math_plain.json"
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +231,7 @@ def test_cli_simulate_routing_refuses_damaged_policy(solved, tmp_path, capsys, c
         meta = META_CASES[case][0](meta)
     bad = _write(tmp_path / "bad.npz", arrays, meta)
     capsys.readouterr()
-    rc = main(["simulate-routing", str(solved / "trim_math.json"), "--policy", f"pomdp:{bad}",
+    rc = main(["simulate-routing", str(solved / "trim_math_plain.json"), "--policy", f"pomdp:{bad}",
                "--episodes", "50"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("Error:") and "\n" not in err, err
@@ -444,9 +444,9 @@ def test_fitted_observation_model_validation(kde_file, tmp_path, edit, needle):
     (lambda d: d.update(length_distribution={"hazard": [0.5, 2]}), "length_distribution.hazard[1]"),
     (lambda d: d.update(length_distribution={"pmf": "0.5"}), "length_distribution.pmf"),
     (lambda d: d.update(observation_model="."), "observation_model"),
-    (lambda d: d.update(observation_model="trim_math.json"), "observation_model"),
+    (lambda d: d.update(observation_model="trim_math_plain.json"), "observation_model"),
     (lambda d: d.update(observation_model=5), "observation_model"),
-    (lambda d: d.update(observation_points="trim_math.json"), "observation_points"),
+    (lambda d: d.update(observation_points="trim_math_plain.json"), "observation_points"),
     (lambda d: d.update(observation_points="pipe.npz"), "observation_points"),
 ])
 def test_spec_fields(tmp_path, edit, field):

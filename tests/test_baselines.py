@@ -22,7 +22,7 @@ from trimpomdp.routing import simulator as S
 from trimpomdp.routing.baselines import OracleQueryPolicy, QueryPolicy, TakeoverPolicy
 from trimpomdp.routing.registry import family_policies
 
-SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math.json"
+SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math_plain.json"
 
 
 # ------------------------------------------------------------------------------------ hand-computed episodes

@@ -132,7 +132,7 @@ def test_reference_rule_reads_the_pair_alone_and_gates():
     from trimpomdp.routing import TrimModel, solve_trim
     from trimpomdp.routing.reference import ReferencePolicy, reference_formulation, snap
 
-    spec = TrimModel.load(ROOT / "data" / "trim_math.json")
+    spec = TrimModel.load(ROOT / "data" / "trim_math_plain.json")
     ref = reference_formulation(spec)
     assert ref.observation == "pair" and ref.obs.dims == 2 and ref.token_values.tolist() == [60.0]
     pol = ReferencePolicy(solve_trim(ref, lam=0.15, evaluate=False))

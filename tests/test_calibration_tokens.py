@@ -112,7 +112,7 @@ def test_reference_formulation_plans_one_step_more():
     from trimpomdp.routing import TrimModel
     from trimpomdp.routing.reference import reference_formulation
 
-    spec = TrimModel.load(ROOT / "data" / "trim_math.json")
+    spec = TrimModel.load(ROOT / "data" / "trim_math_plain.json")
     pmf = np.zeros(30)
     pmf[1:] = 1 / 29
     ref = reference_formulation(spec, length_pmf=pmf)

@@ -19,7 +19,7 @@ from trimpomdp.routing.difficulty import Difficulty
 from trimpomdp.routing.pomdp import coarsen
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "data" / "trim_math.json"
+SPEC = ROOT / "data" / "trim_math_plain.json"
 CLASSES = {"weights": [0.6, 0.4], "p_weak": [0.95, 0.6], "p_strong": [0.97, 0.75]}
 
 

@@ -17,7 +17,7 @@ from trimpomdp.routing.filter import BeliefFilter
 from trimpomdp.routing.pomdp import FlatRoutingPolicy, coarsen, flat_pomdp
 from trimpomdp.routing.spec import TrimModel
 
-SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math.json"
+SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math_plain.json"
 
 
 @dataclass

@@ -25,7 +25,7 @@ from trimpomdp.learned.train import TrainConfig, train_router  # noqa: E402
 from trimpomdp.routing import TrimModel, load_policy  # noqa: E402
 from trimpomdp.routing import simulator as S  # noqa: E402
 
-SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math.json"
+SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math_plain.json"
 LAM = 2e-3
 
 

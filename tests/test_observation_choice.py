@@ -15,7 +15,7 @@ from trimpomdp.decode.backends import StepOut
 from trimpomdp.routing import BeliefFilter, TrimModel, solve_trim
 from trimpomdp.routing.policies import ThresholdPolicy
 
-SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math.json"
+SPEC = Path(__file__).resolve().parents[1] / "data" / "trim_math_plain.json"
 TM = TrimModel.load(SPEC)
 
 

@@ -13,7 +13,7 @@ from trimpomdp.errors import TrimError
 from trimpomdp.routing.reference_runs import read_reference_file, reference_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "data" / "trim_math.json"
+SPEC = ROOT / "data" / "trim_math_plain.json"
 THR, POMDP = "trim_thr_math500_qwen1.5b_7b", "trim_pomdp_math500_qwen1.5b_7b"
 AW, AS, CS = 0.364, 0.73, 494.84  # threshold 0 (cheap only) and 1 (strong only) lines of the threshold file
 

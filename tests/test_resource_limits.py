@@ -326,7 +326,7 @@ def test_simulate_routing_episode_limit(data_dir, capsys):
     from trimpomdp.resource_limits import MAX_EPISODES
     from trimpomdp.routing.simulator import simulate
 
-    spec = str(Path(__file__).resolve().parents[1] / "data" / "trim_math.json")
+    spec = str(Path(__file__).resolve().parents[1] / "data" / "trim_math_plain.json")
     err = _cli_one_error_line(capsys, ["simulate-routing", spec, "--points",
                                        str(data_dir / "prm_obs_processbench_math.npz"), "--episodes",
                                        "1000000000"], f"over the limit of {MAX_EPISODES:,}")
@@ -340,7 +340,7 @@ def test_simulation_in_chunks_matches_one_pass(data_dir, monkeypatch):
     from trimpomdp.routing import simulator as S
     from trimpomdp.routing.spec import load_observation_points
 
-    tm = TrimModel.load(Path(__file__).resolve().parents[1] / "data" / "trim_math.json")
+    tm = TrimModel.load(Path(__file__).resolve().parents[1] / "data" / "trim_math_plain.json")
     pts = load_observation_points(data_dir / "prm_obs_processbench_math.npz")
     pol = load_policy("threshold:0.5", tm)
     one = S.simulate(tm, pol, pts, 3000, 5)

@@ -17,7 +17,7 @@ from trimpomdp.routing.budgets import parse_budget, parse_sweep
 from trimpomdp.routing.pomdp import coarsen, exact_start_value, flat_pomdp
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "data" / "trim_math.json"
+SPEC = ROOT / "data" / "trim_math_plain.json"
 
 
 def small(tm, T=3, factor=10, values=(40.0, 120.0), discount=0.95):

@@ -14,7 +14,7 @@ from trimpomdp.routing import metrics as M
 from trimpomdp.routing.simulator import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "data" / "trim_math.json"
+SPEC = ROOT / "data" / "trim_math_plain.json"
 N = 100_000
 
 

@@ -10,6 +10,8 @@ its model calls impossible.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from trimpomdp.errors import TrimError
@@ -22,8 +24,10 @@ EDGE = 1e-3
 
 
 def spec_from_record(record: dict, obs_path, points_path=None, *, reward: float = 100.0,
-                     token_sigma: float = DEFAULT_TOKEN_SIGMA, token_bins: int = DEFAULT_TOKEN_BINS) -> TrimModel:
-    """The routing spec of a calibration record (``trimpomdp calibrate`` output)."""
+                     token_sigma: float = DEFAULT_TOKEN_SIGMA, token_bins: int = DEFAULT_TOKEN_BINS,
+                     observation: str = "current") -> TrimModel:
+    """The routing spec of a calibration record (``trimpomdp calibrate`` output); the table is read as
+    ``observation`` (default 'current', the shipped choice: each PRM score counted once)."""
     try:
         m = record["model"]
         w = np.asarray(m["weights"], dtype=np.float64)
@@ -49,9 +53,10 @@ def spec_from_record(record: dict, obs_path, points_path=None, *, reward: float 
                    token_probs=probs, reward=reward, tokens_per_weak_token=rewrite / discarded if discarded else 1.0,
                    difficulty=Difficulty(w, pw, ps), derailed_as_error=min(max(alpha, 0.0), 0.999),
                    derailed_repair=min(max(float(m.get("recover", 0.0)), 0.0), 1.0),
-                   obs_path=str(obs_path),
+                   obs_path=str(obs_path), observation=observation,
                    info={"source": "trimpomdp calibrate", "fit": record.get("fit", {}),
-                         "inputs": record.get("inputs", {}),
+                         "inputs": {k: Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v
+                                    for k, v in record.get("inputs", {}).items()},
                          "token_source": f"lognormal mean {rewrite:.4g} (strong tokens per rewrite) sigma "
                                          f"{token_sigma} in {token_bins} bins"})
     if points_path is not None:
