@@ -311,3 +311,14 @@ def test_a_repair_spec_goes_to_the_class_solver_and_gains_from_it(tm):
     a = solve_trim(base, lam=0.05, evaluate=False)
     b = solve_trim(fixed, lam=0.05, evaluate=False)
     assert b.meta["solver"] == "sweep" and b.predicted["value"] > a.predicted["value"] + 0.1
+
+
+def test_a_mean_budget_on_a_class_spec_spends_it_in_model(tm):
+    """mean=B on a class spec: the search shares belief points, the chosen lambda is solved in full and
+    its predicted mean strong tokens (simulated, in-model) land near B."""
+    from trimpomdp.routing import parse_budget, solve_budget
+
+    spec = _tiny(tm, Difficulty([0.5, 0.5], [0.95, 0.6], [0.97, 0.8]), steps=4)
+    pol = solve_budget(spec, parse_budget("mean=40"))
+    assert pol.meta["solver"] == "sweep" and "shared_points" not in pol.meta
+    assert pol.predicted["strong_tokens"] == pytest.approx(40, rel=0.15)

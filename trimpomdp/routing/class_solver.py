@@ -40,6 +40,16 @@ MAX_POINTS = 600
 #: rounds of (collect beliefs, sweep); share of random moves while collecting under the solved policy
 ROUNDS = 3
 EXPLORE = 0.15
+#: simulated questions per prediction inside a budget search (the chosen lambda is predicted in full)
+SEARCH_EPISODES = 5000
+
+
+class PointCache:
+    """Belief points shared by the solves of one budget search: the first solve collects them (all
+    rounds), later ones sweep on them once (nearby lambdas reach nearby beliefs)."""
+
+    def __init__(self):
+        self.points: list | None = None
 
 
 def spec_points(tm) -> dict:
@@ -169,7 +179,7 @@ def start_value(tm, values) -> float:
 
 def solve_classes(tm, lam: float = 0.0, *, budget: str | None = None, evaluate: bool = True,
                   method: str = "sweep", timeout: float | None = None, episodes: int = PREDICT_EPISODES,
-                  verbose: bool = False, seed: int = 0):
+                  verbose: bool = False, seed: int = 0, cache: PointCache | None = None):
     """The routing policy of a spec with difficulty classes at price ``lam`` per strong token (``method``:
     "sweep", the backward sweep at simulated beliefs, or "staged", the general MOMDP solver)."""
     if lam < 0 or not np.isfinite(lam):
@@ -193,6 +203,10 @@ def solve_classes(tm, lam: float = 0.0, *, budget: str | None = None, evaluate: 
         pol = ClassPomdpPolicy(tm, lam, [k for k, _ in sets], [r for _, r in sets],
                                predicted={"value": float(res.lower) / tm.discount})
         meta.update(solver=solver, bounds=[float(res.lower), float(res.upper)])
+    elif cache is not None and cache.points is not None:
+        V, QK, QR = sweep(tm, lam, cache.points)
+        pol = ClassPomdpPolicy(tm, lam, QK, QR, predicted={"value": start_value(tm, V)})
+        meta.update(solver="sweep", rounds=[pol.predicted["value"]], shared_points=True)
     else:
         pts_data = spec_points(tm)
         rng = np.random.default_rng(seed)
@@ -208,6 +222,8 @@ def solve_classes(tm, lam: float = 0.0, *, budget: str | None = None, evaluate: 
                       f"Q vectors, {sum(p.shape[0] for p in pts)} points, {time.perf_counter() - t0:.2f} s",
                       file=sys.stderr)
         meta.update(solver="sweep", rounds=[float(v) for v in history])
+        if cache is not None:
+            cache.points = pts
     meta.update(solve_seconds=time.perf_counter() - t0, alpha_vectors=int(sum(v.shape[0] for v in pol.keep + pol.regen)))
     pol.meta = meta
     pol.name = f"pomdp:{meta['budget']}"

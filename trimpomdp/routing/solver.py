@@ -251,31 +251,52 @@ def solve_trim(
     return PomdpPolicy(trim_model, lam, steps, A, B, cap=cap, predicted=predicted, meta=meta)
 
 
-def solve_budget(trim_model, budget: Budget, *, tol: float = 0.01, max_iter: int = 40, progress=None):
-    """Solve for one budget; ``mean=`` searches lambda so that predicted mean strong tokens match it."""
+def solve_budget(trim_model, budget: Budget, *, tol: float = 0.01, max_iter: int = 40, progress=None, _solve=None):
+    """Solve for one budget; ``mean=`` searches lambda so that predicted mean strong tokens match it.
+
+    For a spec the class solver takes, the search shares one set of belief points between its solves and
+    predicts with fewer simulated questions; the chosen lambda is then solved and predicted in full."""
+    if not trim_model.structured and budget.mean is not None and budget.mean > 0 and _solve is None:
+        from trimpomdp.routing.class_solver import SEARCH_EPISODES, PointCache, solve_classes
+
+        cache = PointCache()
+        pick = solve_budget(trim_model, budget, tol=tol, max_iter=max_iter, progress=progress,
+                            _solve=lambda lam, cap=None, budget=None: solve_classes(
+                                trim_model, lam, budget=budget, cache=cache, episodes=SEARCH_EPISODES))
+        best = solve_classes(trim_model, pick.lam, budget=budget.describe())
+        for k in ("search_iterations", "target_mean_tokens", "budget_note"):
+            if k in pick.meta:
+                best.meta[k] = pick.meta[k]
+        return best
+
+    def solve(lam, cap=None, budget=None):
+        if _solve is not None:
+            return _solve(lam, cap=cap, budget=budget)
+        return solve_trim(trim_model, lam=lam, cap=cap, budget=budget)
+
     if budget.mean is None:
-        return solve_trim(trim_model, lam=budget.lam or 0.0, cap=budget.cap, budget=budget.describe())
+        return solve(lam=budget.lam or 0.0, cap=budget.cap, budget=budget.describe())
     target = budget.mean
     if target <= 0:
-        pol = solve_trim(trim_model, lam=1e6, cap=budget.cap, budget=budget.describe())
+        pol = solve(lam=1e6, cap=budget.cap, budget=budget.describe())
         return pol
     # bracket: tokens decrease with lambda; then the Illinois variant of regula falsi on
     # g(log lambda) = tokens - target (superlinear, never leaves the bracket)
     lo, hi = 1e-3, 3.0
-    p_lo = solve_trim(trim_model, lam=lo, cap=budget.cap, budget=budget.describe())
+    p_lo = solve(lam=lo, cap=budget.cap, budget=budget.describe())
     while p_lo.predicted["strong_tokens"] <= target and lo > 1e-7:
         lo /= 30
-        p_lo = solve_trim(trim_model, lam=lo, cap=budget.cap, budget=budget.describe())
+        p_lo = solve(lam=lo, cap=budget.cap, budget=budget.describe())
     if p_lo.predicted["strong_tokens"] <= target:
         p_lo.meta["budget_note"] = (
             f"mean {target:g} not binding: max predicted mean is {p_lo.predicted['strong_tokens']:.4g}"
         )
         return p_lo
-    p_hi = solve_trim(trim_model, lam=hi, cap=budget.cap, budget=budget.describe())
+    p_hi = solve(lam=hi, cap=budget.cap, budget=budget.describe())
     while p_hi.predicted["strong_tokens"] > target and hi < 1e6:
         lo, p_lo = hi, p_hi
         hi *= 10
-        p_hi = solve_trim(trim_model, lam=hi, cap=budget.cap, budget=budget.describe())
+        p_hi = solve(lam=hi, cap=budget.cap, budget=budget.describe())
     a, b = math.log(lo), math.log(hi)
     fa, fb = p_lo.predicted["strong_tokens"] - target, p_hi.predicted["strong_tokens"] - target
     best = p_lo if abs(fa) < abs(fb) else p_hi
@@ -284,7 +305,7 @@ def solve_budget(trim_model, budget: Budget, *, tol: float = 0.01, max_iter: int
         c = (a * fb - b * fa) / (fb - fa) if fb != fa else 0.5 * (a + b)
         if not (a < c < b):
             c = 0.5 * (a + b)
-        p = solve_trim(trim_model, lam=math.exp(c), cap=budget.cap, budget=budget.describe())
+        p = solve(lam=math.exp(c), cap=budget.cap, budget=budget.describe())
         fc = p.predicted["strong_tokens"] - target
         if progress is not None:
             progress(it, math.exp(c), fc + target)
