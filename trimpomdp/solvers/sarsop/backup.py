@@ -47,9 +47,10 @@ def lower_value(bi, bv, alphas, n_alpha, Y):
     best = NEG_INF
     kb = -1
     k = alphas.xhead[x]
+    full = alphas.xhead.shape[0] > 1 and bi.shape[0] == Y  # a MOMDP's belief over all hidden values
     while k >= 0:
         if k < n_alpha and alive[k]:
-            v = dot(vectors, k, bi, bv, base)
+            v = dense_dot(vectors, k, bv) if full else dot(vectors, k, bi, bv, base)
             if v > best:
                 best = v
                 kb = k

@@ -173,7 +173,8 @@ class Run:
         over = self.memory_in_use() - 0.75 * self.memory_bytes
         if over <= 0:
             return
-        self.tree.evict(int(over // 16) + 1)
+        t = self.tree.arrays
+        self.tree.evict(int(over // (t.pool_idx.itemsize + t.pool_val.itemsize)) + 1)
         follow_pool(self.points, self.st, self.tree.arrays)
         self.evictions += 1
 
