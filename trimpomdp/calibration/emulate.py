@@ -42,8 +42,13 @@ def world_points(points: dict, alpha: float, seed: int = 0) -> dict:
     return {TRIM_STATES[0]: C, TRIM_STATES[1]: E, TRIM_STATES[2]: pool}
 
 
-def run_world(world, decide, points: dict, episodes: int = 20_000, seed: int = 0) -> dict:
-    """Accuracy, strong tokens and strong calls per question of the rule ``decide`` in the world."""
+def run_world(world, decide, points: dict, episodes: int = 20_000, seed: int = 0,
+              rewrites_score_correct: bool = False) -> dict:
+    """Accuracy, strong tokens and strong calls per question of the rule ``decide`` in the world, and the
+    same per difficulty class (``by_class``: where the policy spends, which the run totals hide).
+    ``rewrites_score_correct``: a sensitivity check, not a fitted choice -- every strong rewrite scores
+    like a correct step whatever its state. How the PRM scores a rewrite that stays wrong is fixed by no
+    fitted run (only a policy that reads the running minimum depends on it), so this bounds that assumption."""
     if not world.has_token_model:
         raise TrimError("the world needs a token model (calibrate with a step-length spread)")
     rng = np.random.default_rng(seed)
@@ -68,7 +73,7 @@ def run_world(world, decide, points: dict, episodes: int = 20_000, seed: int = 0
         fixable = (st <= 1) | (u_d < world.recover)  # a rewrite in a derailed solution repairs it w.p. recover
         ok = np.where(regen, fixable & strong_ok, st == 0)
         # the step left in the solution is scored by the PRM at the next step's read
-        rewritten = np.where(~fixable, 2, np.where(strong_ok, 0, 1))
+        rewritten = np.where(~fixable, 2, np.where(strong_ok, 0, 1)) * (not rewrites_score_correct)
         r_score, _ = pool.draw(rewritten, m, u_r)
         mins[a] = np.minimum(m, np.where(regen, r_score, score))
         tokens[a] += np.where(regen, world.strong_tokens(draft), 0.0)
@@ -76,12 +81,15 @@ def run_world(world, decide, points: dict, episodes: int = 20_000, seed: int = 0
         end = L[a] == t
         correct[a[end]] = ok[end]
         state[a] = np.where(ok, np.where(u_w < pw[a], 0, 1), 2)
+    by_class = [{"weight": float(np.mean(k == c)), "accuracy": float(correct[k == c].mean()),
+                 "strong_tokens": float(tokens[k == c].mean()), "strong_calls": float(calls[k == c].mean())}
+                if np.any(k == c) else None for c in range(world.n_classes)]
     return {"accuracy": float(correct.mean()), "strong_tokens": float(tokens.mean()),
-            "strong_calls": float(calls.mean())}
+            "strong_calls": float(calls.mean()), "by_class": by_class}
 
 
 def predict_reference_runs(world, spec, points, runs, episodes: int = 20_000, seed: int = 0,
-                           length_pmf=None, density=None) -> list[dict]:
+                           length_pmf=None, density=None, rewrites_score_correct: bool = False) -> list[dict]:
     """Predicted figures for every POMDP run (its ``knob`` is the reference's cost per token).
     ``length_pmf``: the reference's solution lengths (default the world's); ``density``: its KDE
     (``routing.reference.ReflectedDensity``; default built from ``points``)."""
@@ -95,5 +103,6 @@ def predict_reference_runs(world, spec, points, runs, episodes: int = 20_000, se
         if r.family != "pomdp":
             continue
         pol = ReferencePolicy(solve_trim(ref, lam=float(r.knob), evaluate=False), density=density)
-        out.append(dict(run_world(world, pol.regenerate, points, episodes, seed), run=r.name))
+        out.append(dict(run_world(world, pol.regenerate, points, episodes, seed, rewrites_score_correct),
+                        run=r.name))
     return out

@@ -13,10 +13,14 @@ FORMAT, VERSION = "trimpomdp.calibration", 1
 
 
 def calibrate(runs_path, points_path, lengths_path, length_model: str, classes: int = 3, starts: int = 8,
-              seed: int = 0, anchor_weight: float | None = None, step_log_sd: float | None = None) -> dict:
+              seed: int = 0, anchor_weight: float | None = None, step_log_sd: float | None = None,
+              step_stats=None, first_error_weight: float | None = None) -> dict:
     """Fit a difficulty-class model to run summaries (a file or folder in the reference's format) or to
-    our decode traces (a list of trace files); returns the calibration record (see ``save``)."""
-    from trimpomdp.calibration.estimate import ANCHOR_WEIGHT, fit, fit_table
+    our decode traces (a list of trace files); returns the calibration record (see ``save``).
+    ``step_stats``: the cheap model's step statistics (``step_stats_*.npz``, model ``length_model``), whose
+    first-error steps the classes must also explain (``calibration.first_error``)."""
+    from trimpomdp.calibration import first_error as fe
+    from trimpomdp.calibration.estimate import ANCHOR_WEIGHT, FIRST_ERROR_WEIGHT, fit, fit_table
     from trimpomdp.calibration.runs import length_pmf_from_traces, load_run_dir, runs_from_traces
     from trimpomdp.calibration.steps import STEP_LOG_SD
     from trimpomdp.errors import TrimError
@@ -29,13 +33,18 @@ def calibrate(runs_path, points_path, lengths_path, length_model: str, classes: 
         raise TrimError("--lengths is needed with run summaries (traces give their own lengths)")
     else:
         pmf = load_length_pmf(lengths_path, length_model)
+    counts = None if step_stats is None else fe.load_first_errors(step_stats, length_model, pmf.size)
     model, info = fit(runs, points, pmf, classes=classes, starts=starts, seed=seed,
                       anchor_weight=ANCHOR_WEIGHT if anchor_weight is None else anchor_weight,
-                      step_log_sd=STEP_LOG_SD if step_log_sd is None else step_log_sd)
+                      step_log_sd=STEP_LOG_SD if step_log_sd is None else step_log_sd, first_errors=counts,
+                      first_error_weight=FIRST_ERROR_WEIGHT if first_error_weight is None else first_error_weight)
     table = fit_table(model, runs, points)
+    if counts is not None:
+        info["first_errors"] = {"observed": counts.tolist(),
+                                "predicted": (fe.outcome_probs(model.weights, model.p_weak, pmf) * counts.sum()).tolist()}
     return {"format": FORMAT, "version": VERSION, "model": model.to_dict(), "fit": info,
             "inputs": {"runs": [str(p) for p in runs_path] if isinstance(runs_path, (list, tuple)) else str(runs_path), "points": str(points_path), "lengths": None if lengths_path is None else str(lengths_path),
-                       "length_model": length_model},
+                       "length_model": length_model, "step_stats": None if step_stats is None else str(step_stats)},
             "table": table, "targets": targets(table)}
 
 
@@ -125,6 +134,14 @@ def report_text(record: dict) -> str:
              f"{m.get('strong_exponent', 1):.2f} tokens",
              format_table(["run", "use", "accuracy", "predicted", "strong tok", "predicted", "calls", "predicted"],
                           rows, align="llrrrrrr")]
+    fe_fit = record["fit"].get("first_errors")
+    if fe_fit:
+        o, p = np.asarray(fe_fit["observed"]), np.asarray(fe_fit["predicted"])
+        n = o.sum()
+        steps = ", ".join(f"{t + 1}: {100 * o[t] / n:.1f}/{100 * p[t] / n:.1f}" for t in range(min(6, o.size - 1)))
+        lines.append(f"cheap model's first error (% of {int(n)} real solutions, observed/predicted; fitted with "
+                     f"weight {record['fit']['first_error_weight']:g}): step {steps}; correct "
+                     f"{100 * o[-1] / n:.1f}/{100 * p[-1] / n:.1f}")
     lines += [f"{'PASS' if ok else 'FAIL'} {name}: {v:.3f} (target <= {b:g})" for name, v, b, ok in record["targets"]]
     pomdp = [r for r in record["table"] if r["family"] == "pomdp"]
     if pomdp:

@@ -30,6 +30,11 @@ import click
 @click.option("--step-lengths", default=None, type=click.Path(dir_okay=False),
               help="Step-split solutions (ProcessBench layout, e.g. ../shared/data/processbench/math.json) to "
                    "measure the spread of step lengths from [default: 0.689, measured on that file].")
+@click.option("--step-stats", default=None, type=click.Path(dir_okay=False),
+              help="The cheap model's step statistics (e.g. ../shared/data/step_stats_math_train.npz, model "
+                   "--length-model): the classes must also explain where its first error falls.")
+@click.option("--first-error-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the first-error log-likelihood per real solution [default: 1].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Calibration JSON to write.")
 @click.option("--spec", "spec_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the calibrated routing spec (difficulty classes, derailed scoring, lengths, "
@@ -38,8 +43,8 @@ import click
               help="Observation table the spec names [default: the packaged trim_math_obs_0.05.npz, read as "
                    "'current'].")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration record as JSON.")
-def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weight, starts, seed, step_lengths, output,
-              spec_out, obs_table, as_json):
+def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weight, starts, seed, step_lengths,
+              step_stats, first_error_weight, output, spec_out, obs_table, as_json):
     """Fit difficulty classes, step accuracies and token means to real runs; print observed vs predicted."""
     from trimpomdp.calibration.report import calibrate as run, report_text, save
     from trimpomdp.errors import TrimError
@@ -51,7 +56,8 @@ def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weigh
         raise TrimError("give either --runs (run summaries) or --traces (decode traces)")
     rec = run(list(traces) if traces else runs, points or data_path("prm_obs_processbench_math.npz"), lengths, length_model, classes=classes,
               starts=starts, seed=seed, anchor_weight=anchor_weight,
-              step_log_sd=step_log_sd(step_lengths) if step_lengths else None)
+              step_log_sd=step_log_sd(step_lengths) if step_lengths else None, step_stats=step_stats,
+              first_error_weight=first_error_weight)
     if output:
         save(rec, output)
     if spec_out:
