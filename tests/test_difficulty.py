@@ -322,3 +322,36 @@ def test_a_mean_budget_on_a_class_spec_spends_it_in_model(tm):
     pol = solve_budget(spec, parse_budget("mean=40"))
     assert pol.meta["solver"] == "sweep" and "shared_points" not in pol.meta
     assert pol.predicted["strong_tokens"] == pytest.approx(40, rel=0.15)
+
+
+def test_decode_episode_routes_with_the_class_policy_and_writes_a_valid_trace(twin_policies, tmp_path):
+    """The per-step decode API with a class spec: the class policy decides on the filter's 3K belief at the
+    step's real cost, the trace keeps Q values, the state marginal and the class posterior, and validates."""
+    from trimpomdp.decode.trace import TRACE_VERSION, validate_record
+
+    _, twins, _, c = twin_policies
+    ep = Episode(Problem("q", "Q?", "4"), c, BeliefFilter(twins), max_steps=3)
+    for score, tokens in ((0.9, 40), (0.05, 120), (0.8, 60)):
+        obs = ep.observe(StepOut("w", tokens, False), score)
+        want = c.decide(obs.belief, obs.step, tokens)
+        d = ep.decide()
+        assert (d.action, d.q_keep, d.q_regenerate) == (want.action, want.q_keep, want.q_regenerate)
+        ep.commit(StepOut("s", 50, False) if d.regenerate else None)
+    rec = ep.record(c.name)
+    validate_record(rec)
+    assert rec["version"] == TRACE_VERSION == 3
+    for e in rec["steps"]:
+        assert len(e["belief_after"]) == 3 and len(e["class_belief"]) == 2
+        np.testing.assert_allclose(e["class_belief"], [0.3, 0.7], atol=1e-9)  # identical classes: no evidence
+
+
+def test_inspect_shows_the_class_posterior(twin_policies):
+    from trimpomdp.analysis.inspection import step_table
+
+    _, twins, _, c = twin_policies
+    ep = Episode(Problem("q", "Q?", None), c, BeliefFilter(twins), max_steps=1)
+    ep.observe(StepOut("w", 40, False), 0.7)
+    ep.decide()
+    ep.commit(StepOut("s", 50, False) if ep.pending_action == "regenerate" else None)
+    table = step_table(ep.record(c.name))
+    assert "P(class)" in table.splitlines()[0] and "0.30 0.70" in table

@@ -56,21 +56,29 @@ def step_rows(rec: dict) -> list[dict]:
                      "obs_bin": st.get("obs_bin"),
                      "belief_before": st.get("belief_before"), "belief_after": st.get("belief_after"),
                      "q_keep": st.get("q_keep"), "q_regenerate": st.get("q_regenerate"),
+                     "class_belief": st.get("class_belief"),
                      "weak_tokens": st.get("weak_tokens", 0), "strong_tokens": st.get("strong_tokens", 0),
                      "text": st["text"]})
     return rows
 
 
 def step_table(rec: dict, width: int = 48) -> str:
+    """One row per step; a spec with difficulty classes adds the class posterior after the score."""
     rows = []
-    for r in step_rows(rec):
+    steps = step_rows(rec)
+    classes = any(r["class_belief"] for r in steps)
+    for r in steps:
         text = " ".join(r["text"].split())
         short = text[:width] + ("..." if len(text) > width else "")
-        rows.append([r["step"], r["model"], fmt_num(r["prm_score"]), fmt_belief(r["belief_before"]),
-                     fmt_belief(r["belief_after"]), r["action"], fmt_num(r["q_keep"], 2),
-                     fmt_num(r["q_regenerate"], 2), r["weak_tokens"], r["strong_tokens"], short])
-    return format_table(["step", "model", "prm", "b_before C E D", "b_after C E D", "action", "Q_keep",
-                         "Q_regen", "weak_tok", "strong_tok", "text"], rows, align="rlrllllrrrl")
+        row = [r["step"], r["model"], fmt_num(r["prm_score"]), fmt_belief(r["belief_before"]),
+               fmt_belief(r["belief_after"])]
+        if classes:
+            row.append(fmt_belief(r["class_belief"]))
+        rows.append(row + [r["action"], fmt_num(r["q_keep"], 2), fmt_num(r["q_regenerate"], 2), r["weak_tokens"],
+                           r["strong_tokens"], short])
+    head = ["step", "model", "prm", "b_before C E D", "b_after C E D"] + (["P(class)"] if classes else [])
+    return format_table(head + ["action", "Q_keep", "Q_regen", "weak_tok", "strong_tok", "text"], rows,
+                        align="rlrll" + ("l" if classes else "") + "llrrrl")
 
 
 def problem_summary(rec: dict) -> dict:
