@@ -229,3 +229,21 @@ def test_undiscounted_model_with_unbounded_value_is_refused(pomdp_dir):
     model = load_model(pomdp_dir / "ejs2.POMDP")
     with pytest.raises(ModelError, match="discount 1"):
         SARSOPSolver(timeout=10).solve(model)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), X=st.integers(1, 3), K=st.integers(1, 6), Y=st.integers(1, 4))
+def test_floor_keeps_one_vector_per_dominance_class(seed, X, K, Y):
+    # the blind vectors left out of the floor are each dominated by one kept, and no kept one by another
+    from trimpomdp.solvers.sarsop.run import undominated
+
+    vec = np.random.default_rng(seed).integers(0, 3, (X, K, Y)).astype(float)  # small ints: many ties
+    keep = undominated(vec)
+    for x in range(X):
+        kept = vec[x][keep[x]]
+        assert kept.shape[0] >= 1
+        assert all(any((k >= v).all() for k in kept) for v in vec[x])
+        assert not any(i != j and (kept[i] >= kept[j]).all() for i in range(len(kept)) for j in range(len(kept)))
+        # the envelope is unchanged at every belief
+        b = np.random.default_rng(seed + 1).dirichlet(np.ones(Y), 20)
+        assert np.allclose((b @ vec[x].T).max(axis=1), (b @ kept.T).max(axis=1))

@@ -75,6 +75,15 @@ def n_below(d, v, thr):
     return c
 
 
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def n_differ(a, b):
+    """How many j have a[j] != b[j] (a count, vectorised like ``n_below``)."""
+    c = 0
+    for j in range(a.shape[0]):
+        c += a[j] != b[j]
+    return c
+
+
 #: entries per vectorised block of a full-support ratio test (a failing test stops at the block's end)
 RATIO_BLOCK = 256
 
@@ -158,6 +167,22 @@ def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
                                 ok = False
                                 break
                         phi = min_ratio(dense, pool_idx, pool_val, p0, p1, thr) if ok else 0.0
+                    elif p1 - p0 == cl:
+                        # a partial support, often supp(b) itself (RockSample: the same rocks known bad):
+                        # then the same test on b's own values, block by block while the states agree
+                        pi = pool_idx[p0:p1]
+                        pv = pool_val[p0:p1]
+                        ok = True
+                        same = True
+                        for b0 in range(0, cl, RATIO_BLOCK):
+                            b1 = min(b0 + RATIO_BLOCK, cl)
+                            if n_differ(pi[b0:b1], bi[b0:b1]) > 0:
+                                same = False
+                                break
+                            if n_below(bv[b0:b1], pv[b0:b1], thr) > 0:
+                                ok = False
+                                break
+                        phi = min_ratio(dense, pool_idx, pool_val, p0, p1, thr) if ok or not same else 0.0
                     else:
                         phi = min_ratio(dense, pool_idx, pool_val, p0, p1, thr)
                     if phi > thr:

@@ -43,6 +43,17 @@ def default_depth(sm: SparseModel, precision: float) -> int:
     return max(10, min(depth, 2000))
 
 
+def undominated(vec: np.ndarray) -> np.ndarray:
+    """(X, K) mask of the vectors vec[x, k] (over Y) that no other vector of the same x dominates pointwise
+    (of equal vectors, the first is kept)."""
+    K = vec.shape[1]
+    ge = np.stack([(vec[:, j: j + 1] >= vec).all(axis=2) for j in range(K)], axis=1)  # [x, j, k]: j >= k
+    j, k = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
+    # k goes when some j != k dominates it strictly somewhere, or equals it with j < k
+    beats = ge & ((~ge.transpose(0, 2, 1)) | (j < k)) & (j != k)
+    return ~beats.any(axis=1)
+
+
 class Run:
     """The state of one solve: tree, alpha vectors, sawtooth points (see ``state``) and progress."""
 
@@ -75,15 +86,20 @@ class Run:
         # visible value each: the floor, never pruned
         blind = blind_alphas(flat)
         keep = np.flatnonzero(np.isfinite(blind).all(axis=1))
-        self.n_floor = keep.size * X
-        self.alphas = new_alphas(max(64, 2 * self.n_floor), Y, X)
         vec = blind[keep].reshape(keep.size, X, Y).transpose(1, 0, 2)  # (X, kept actions, Y)
-        self.alphas.vectors[: self.n_floor] = vec.reshape(-1, Y)
-        self.alphas.action[: self.n_floor] = np.tile(keep, X)
-        self.alphas.xval[: self.n_floor] = np.repeat(np.arange(X), keep.size)
+        # a vector dominated pointwise within its visible value is never the maximiser: left out (on
+        # RockSample[11,11] 15 of 16 per position, which every new belief would otherwise read)
+        xs, ks = np.nonzero(undominated(vec))
+        self.n_floor = xs.size
+        self.alphas = new_alphas(max(64, 2 * self.n_floor), Y, X)
+        self.alphas.vectors[: self.n_floor] = vec[xs, ks]
+        self.alphas.action[: self.n_floor] = keep[ks]
+        self.alphas.xval[: self.n_floor] = xs
         self.alphas.alive[: self.n_floor] = True
         link_alphas(self.alphas, self.n_floor)
-        floor = np.arange(X) * keep.size + vec.mean(axis=2).argmax(axis=1)
+        means = vec[xs, ks].mean(axis=1)
+        order = np.lexsort((-means, xs))  # by visible value, the best mean first
+        floor = order[np.searchsorted(xs[order], np.arange(X))]
         self.st["n_alpha"] = self.st["n_alive"] = self.n_floor
         self.model = kernel_model(sm, floor)
         self.Y = Y
