@@ -21,16 +21,18 @@ def qmdp_iterate(Tp, Ti, Tv, R, gamma, V, tol, max_iter, Q):
     it = 0
     while it < max_iter:
         it += 1
+        # states outer, actions inner: R (S, A) is read row by row (actions outer strode through all of R
+        # each sweep, 3x slower on RockSample[11,11]'s 249,856 states); the same maximum
         for s in range(S):
-            Vn[s] = NEG_INF
-        for a in range(A):
-            for s in range(S):
+            best = NEG_INF
+            for a in range(A):
                 acc = 0.0
                 for j in range(Tp[a, s], Tp[a, s + 1]):
                     acc += Tv[j] * V[Ti[j]]
                 q = R[s, a] + gamma * acc
-                if q > Vn[s]:
-                    Vn[s] = q
+                if q > best:
+                    best = q
+            Vn[s] = best
         diff = 0.0
         for s in range(S):
             d = abs(Vn[s] - V[s])
