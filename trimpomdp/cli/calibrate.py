@@ -11,8 +11,10 @@ import click
               help="Run summaries in the reference's format: a .jsonl file or a folder of them "
                    "(e.g. ../shared/data/anchor_runs).")
 @click.option("--traces", multiple=True, type=click.Path(dir_okay=False),
-              help="Our decode traces instead (repeatable): a weak, a strong and threshold:K runs of the same "
-                   "problems (pomdp:... runs are held out and reported).")
+              help="Our decode traces instead: a weak, a strong and threshold:K runs of the same problems "
+                   "(pomdp:... runs are held out and reported); more trace files may follow it "
+                   "(--traces runs/*.jsonl).")
+@click.argument("more_traces", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--points", default=None, type=click.Path(dir_okay=False),
               help="Labelled PRM points .npz of the runs' PRM [default: the packaged ProcessBench points].")
 @click.option("--lengths", default=None, type=click.Path(dir_okay=False),
@@ -43,7 +45,7 @@ import click
               help="Observation table the spec names [default: the packaged trim_math_obs_0.05.npz, read as "
                    "'current'].")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration record as JSON.")
-def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weight, starts, seed, step_lengths,
+def calibrate(runs, traces, more_traces, points, lengths, length_model, classes, anchor_weight, starts, seed, step_lengths,
               step_stats, first_error_weight, output, spec_out, obs_table, as_json):
     """Fit difficulty classes, step accuracies and token means to real runs; print observed vs predicted."""
     from trimpomdp.calibration.report import calibrate as run, report_text, save
@@ -52,6 +54,9 @@ def calibrate(runs, traces, points, lengths, length_model, classes, anchor_weigh
 
     from trimpomdp.calibration.steps import step_log_sd
 
+    if more_traces and not traces:
+        raise TrimError(f"calibrate: unexpected arguments {' '.join(more_traces)} (trace files follow --traces)")
+    traces = tuple(traces) + tuple(more_traces)
     if bool(runs) == bool(traces):
         raise TrimError("give either --runs (run summaries) or --traces (decode traces)")
     rec = run(list(traces) if traces else runs, points or data_path("prm_obs_processbench_math.npz"), lengths, length_model, classes=classes,
