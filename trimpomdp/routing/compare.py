@@ -25,7 +25,8 @@ def compare_policies(spec, policies=(), sweeps=(), points=None, episodes: int = 
     from trimpomdp.routing import costs as C
     from trimpomdp.routing.registry import load_policy
     from trimpomdp.routing.metrics import curve_metrics, jsonable, summarize
-    from trimpomdp.routing.simulator import MODES, SEQUENCE_RULES, family_policies, simulate_summary
+    from trimpomdp.routing.registry import family_policies
+    from trimpomdp.routing.simulator import MODES, SEQUENCE_RULES, simulate_summary
     from trimpomdp.routing.spec import load_observation_points
     from trimpomdp.routing.spec import TrimModel
 

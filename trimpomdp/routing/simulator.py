@@ -440,10 +440,3 @@ def _simulate_chunk(trim_model, policy: BatchRoutingPolicy, points: dict, N: int
         regen, state = decide(policy, batch, state)
         sim.step(regen)
     return (*sim.results(), sim.draws, sim.borrowed)
-
-
-def family_policies(trim_model, sweep: str) -> list:
-    """The policies of a ``--sweep`` family (``registry.family_policies``, kept here for old callers)."""
-    from trimpomdp.routing.registry import family_policies as fam
-
-    return fam(trim_model, sweep)
