@@ -145,10 +145,34 @@ def stages(model, memory_mb: float | None = 1024) -> Stages:
     R[term] = 0.0
     R = np.ascontiguousarray(R.reshape(X, Y, A).transpose(0, 2, 1))
     xterm = term.reshape(X, Y).all(axis=1)
-    dyn = K.Dyn(R, sptr, sx, sP, optr, oL, xterm, float(flat.discount))
+    grp, gptr, gmem = _sibling_groups(sptr, sx, sP, xterm, reach, A)
+    dyn = K.Dyn(R, sptr, sx, sP, optr, oL, xterm, float(flat.discount), grp, gptr, gmem)
     st = Stages(dyn, order, reach, roots, masses[roots], b0[roots] / masses[roots, None], Y)
     m._cache[key] = st
     return st
+
+
+def _sibling_groups(sptr, sx, sP, xterm, reach, A):
+    """Group the reachable non-terminal visible values whose successor blocks (visible successors and
+    hidden transitions, hence observations too) are identical for every action: their values differ only
+    by rewards, so one backup's continuation serves them all (``staged_kernels.backup``). Returns per x its
+    group, and the groups' members as CSR (``gptr``, ``gmem``), each group in increasing x, leader first."""
+    X = xterm.size
+    groups: dict = {}
+    for x in range(X):
+        if reach[x] and not xterm[x]:
+            r0, r1 = sptr[x * A], sptr[x * A + A]
+            key = (sptr[x * A:x * A + A + 1] - r0).tobytes() + sx[r0:r1].tobytes() + sP[r0:r1].tobytes()
+        else:
+            key = ("alone", x)
+        groups.setdefault(key, []).append(x)
+    members = list(groups.values())
+    grp = np.zeros(X, np.int64)
+    for g, mem in enumerate(members):
+        grp[mem] = g
+    gptr = np.concatenate([[0], np.cumsum([len(mm) for mm in members])]).astype(np.int64)
+    gmem = np.concatenate([np.asarray(mm, np.int64) for mm in members])
+    return grp, gptr, gmem
 
 
 def is_staged(model) -> bool:
@@ -176,13 +200,14 @@ class _Slabs:
         self.st = K.Store(np.zeros((X, Y)), np.zeros((P, Y)), np.zeros(P), np.zeros(P), ps,
                           np.zeros(X, np.int64), np.zeros((N, Y)), np.zeros(N, np.int64), ast,
                           np.zeros(X, np.int64), np.zeros((1, Y)), np.zeros(X, np.int64),
-                          np.zeros(X, np.int64))
+                          np.zeros(X, np.int64), np.zeros(X, np.int64))
 
     def set_envelope(self, x: int) -> None:
         """Recompute x's envelope facets from its corners and points (none when qhull finds it flat)."""
         st = self.st
         pts = st.pb[st.ps[x]:st.ps[x] + st.pn[x]]
         H = _envelope(st.corners[x], pts, st.pv[st.ps[x]:st.ps[x] + st.pn[x]])
+        st.hf[x] = 0
         if H is None:
             st.hn[x] = 0
             return
@@ -195,6 +220,7 @@ class _Slabs:
             self.hend += cap
         hv[st.hs[x]:st.hs[x] + H.shape[0]] = H
         st.hn[x] = H.shape[0]
+        st.hf[x] = 1
         if hv is not st.hv:
             self.st = st._replace(hv=hv)
 
