@@ -18,6 +18,8 @@ from trimpomdp.routing import BeliefFilter, TrimModel, load_policy
 from trimpomdp.routing.difficulty import Difficulty
 from trimpomdp.routing.pomdp import coarsen
 
+from test_observation_choice import _Imposed  # a policy taking a given action sequence
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "data" / "trim_math_plain.json"
 CLASSES = {"weights": [0.6, 0.4], "p_weak": [0.95, 0.6], "p_strong": [0.97, 0.75]}
@@ -111,21 +113,6 @@ def forward_posterior(tm, scores, actions):
                 p *= tm.obs.probs[path[j], tm.obs_bins(np.array(o))]
             post[3 * k + path[-1]] += p
     return post / post.sum()
-
-
-class _Imposed:
-    name = "imposed"
-
-    def __init__(self, actions):
-        self.actions = actions
-
-    def start(self):
-        return 0
-
-    def act(self, state, observation):
-        from trimpomdp.interfaces import Decision
-
-        return Decision(self.actions[state]), state + 1
 
 
 @pytest.fixture(scope="module")
