@@ -11,8 +11,13 @@ MOMDP holds 2 x 400 children per node, is what runs out of memory there); only p
 * an upper bound: corner values (MDP backward induction on the DAG, then backed up) and belief points read
   by sawtooth interpolation.
 
-Points are added by HSVI trials from b0 (Smith & Simmons 2005): follow the upper bound's action and the
-successor (x', o) with the largest weighted excess gap, back the path up in reverse. A trial visits each
+Points are added in two ways, alternating by CPU time. Breadth rounds: simulated runs of the lower bound's
+policy (some actions random) collect the beliefs it reaches at every visible value, each is backed up in
+reverse topological order, then every stored point is (a full sweep). HSVI trials from b0 (Smith & Simmons
+2005): follow the upper bound's action and the successor (x', o) with the largest weighted excess gap, back
+the path up in reverse. Visible values with identical successor blocks (siblings: in the routing MOMDP the
+16 token bins of a step, which differ only in the regeneration cost) are backed up together: one
+continuation per belief, each sibling adding its own rewards, so every sibling gets every point. A trial visits each
 visible value at most once, which is what lets the kernels (``staged_kernels``) run a whole trial in numba
 on slabs whose room the Python side guarantees beforehand.
 """
@@ -334,6 +339,12 @@ PRUNE_EVERY = 50
 KEEP_NEWEST = 4
 #: a full sweep over every stored point runs when the points have grown by this factor since the last one
 SWEEP_GROWTH = 1.5
+#: simulated runs per breadth round, at most this many new beliefs per sibling group, share of random actions
+BULK_EPISODES = 200
+BULK_CAP = 100
+EXPLORE = 0.15
+#: share of the CPU time spent on HSVI trials between breadth rounds
+TRIAL_SHARE = 0.5
 #: the largest number of hidden values for which the upper bound also reads the points' convex envelope
 ENVELOPE_MAX_Y = 4
 
@@ -373,7 +384,7 @@ class StagedSolver:
 
     ``precision`` is the target gap at b0, ``timeout`` CPU seconds, ``max_iterations`` trials; ``memory_mb``
     caps the stored points and vectors (past it the solve stops with valid bounds, ``stop_reason`` memory).
-    ``seed`` is only recorded: the solver draws no random numbers.
+    ``seed`` seeds the simulated runs of the breadth rounds.
     """
 
     def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,
@@ -417,7 +428,9 @@ class StagedSolver:
         xs, bs = np.zeros(depth, np.int64), np.zeros((depth + 1, Y))
         limit = None if self.memory_mb is None else self.memory_mb * 2**20 - s.nbytes()
         history: list = []
-        trials, converged, stop = 0, False, "iterations"
+        trials, rounds, converged, stop = 0, 0, False, "iterations"
+        rng = np.random.default_rng(self.seed)
+        bulk_due, last_round = 0.0, 0.0
         swept_points = int(st.pn.sum())
         last_report = -1e9
         if self.verbose:
@@ -441,7 +454,7 @@ class StagedSolver:
             if self.timeout is not None and (tc >= self.timeout or tw >= self.timeout * 4 + 5):
                 stop = "timeout"
                 break
-            if self.max_iterations is not None and trials >= self.max_iterations:
+            if self.max_iterations is not None and trials + rounds >= self.max_iterations:
                 break
             if limit is not None and slabs.nbytes() > limit:
                 stop = "memory"
@@ -452,23 +465,26 @@ class StagedSolver:
                     _row(entry)
                 if self.callback is not None:
                     self.callback(entry)
+            late = self.timeout is not None and tc + last_round > self.timeout
+            if bulk_due <= tc and not late:  # breadth: the beliefs the policy reaches, then a full sweep
+                tb = tc
+                backups += _bulk(slabs, s, BULK_EPISODES, EXPLORE, BULK_CAP, rng)
+                backups += _full_sweep(slabs, s)
+                swept_points = int(slabs.st.pn.sum())
+                rounds += 1
+                last_round = time.process_time() - t0 - tb
+                bulk_due = tc + last_round * (1.0 + TRIAL_SHARE / (1.0 - TRIAL_SHARE))
+                continue
             if trials % PRUNE_EVERY == 0:
                 _prune(slabs, s)
             if slabs.st.pn.sum() >= SWEEP_GROWTH * swept_points + 64:
                 swept_points = int(slabs.st.pn.sum())
-                _prune(slabs, s)
-                slabs.ensure(2, slabs.st.pn + Y + 2)
-                backups += K.sweep_points(s.order, d, slabs.st)
-                _prune(slabs, s)
-                if 2 <= Y <= ENVELOPE_MAX_Y:
-                    for x in s.order:
-                        slabs.set_envelope(x)
+                backups += _full_sweep(slabs, s)
             r = int(np.argmax(s.masses * (up - lo)))
             slabs.ensure()
             n, depth_reached, _, _ = K.trial(s.roots[r], s.beliefs[r], self.precision, d, slabs.st, xs, bs)
-            if 2 <= Y <= ENVELOPE_MAX_Y:
-                for x in xs[:depth_reached + 1]:
-                    slabs.set_envelope(x)
+            for x in xs[:depth_reached + 1]:
+                _envelopes(slabs, s, x)
             backups += n
             trials += 1
         final = dict(history[-1], time=tc, wall=tw, trials=trials, backups=int(backups))
@@ -487,13 +503,70 @@ class StagedSolver:
         meta = {"model_fingerprint": m.fingerprint(), "solver": "staged", "settings": self.settings(),
                 "lower": final["lower"], "upper": final["upper"], "solve_seconds": solve_seconds,
                 "wall_seconds": time.perf_counter() - w0, "jit_seconds": jit, "init_seconds": init_seconds,
-                "trials": trials, "backups": int(backups), "beliefs": final["beliefs"], "stop_reason": stop,
+                "trials": trials, "rounds": rounds, "backups": int(backups), "beliefs": final["beliefs"],
+                "stop_reason": stop,
                 "converged": converged, "model": m.name}
         if X > 1:
             meta["momdp"] = {"visible": X, "hidden": Y}
         policy = AlphaVectorPolicy(alphas, acts, meta, visible=xval if X > 1 else None, n_visible=X)
         return SolveResult(policy, final["lower"], final["upper"], solve_seconds, jit, int(alphas.shape[0]),
                            final["beliefs"], trials, converged, history)
+
+
+def _bulk(slabs: _Slabs, s: Stages, episodes: int, explore: float, cap: int, rng) -> int:
+    """Add the beliefs that ``episodes`` simulated runs of the lower bound's policy (random actions with
+    probability ``explore``) reach, at most ``cap`` per sibling group, each backed up in reverse topological
+    order (so it becomes a point of every member, exact given its successors'); returns the backups done."""
+    d = s.dyn
+    depth = len(s.order) + 1
+    out_x = np.zeros(episodes * depth, np.int64)
+    out_b = np.zeros((episodes * depth, s.Y))
+    seed = int(rng.integers(2**31 - 1))
+    n = K.simulate(s.roots, s.beliefs, s.masses, episodes, explore, seed, d, slabs.st, out_x, out_b)
+    lead = d.gmem[d.gptr[d.grp[out_x[:n]]]]
+    keep = np.zeros(n, bool)
+    for g in np.unique(lead):
+        idx = np.flatnonzero(lead == g)
+        keep[idx if idx.size <= cap else rng.choice(idx, cap, replace=False)] = True
+    xs, B = lead[keep], out_b[:n][keep]
+    ix = np.argsort(xs, kind="stable")
+    xs, B = xs[ix], np.ascontiguousarray(B[ix])
+    cnt = np.bincount(xs, minlength=s.X)
+    ptr = np.concatenate([[0], np.cumsum(cnt)]).astype(np.int64)
+    room = cnt[d.gmem[d.gptr[d.grp]]] + 2  # each member gets its leader's new beliefs
+    slabs.ensure(room)
+    n = 0
+    for x in s.order:
+        if cnt[x]:
+            n += int(K.backup_new(np.array([x]), d,
+                                  slabs.st, ptr, B))
+            _envelopes(slabs, s, x)
+    return n
+
+
+def _full_sweep(slabs: _Slabs, s: Stages) -> int:
+    """Back up every stored point and corner in reverse topological order, pruning before and after, and
+    recompute the envelopes."""
+    _prune(slabs, s)
+    slabs.ensure(2, slabs.st.pn + s.Y + 2)
+    d = s.dyn
+    n = 0
+    for x in s.order:
+        if d.term[x] or d.gmem[d.gptr[d.grp[x]]] != x:
+            continue
+        n += int(K.sweep_points(np.array([x]), d, slabs.st))
+        _envelopes(slabs, s, x)
+    _prune(slabs, s)
+    return n
+
+
+def _envelopes(slabs: _Slabs, s: Stages, x: int) -> None:
+    """Recompute the envelopes of x's sibling group (its members share their points)."""
+    if 2 <= s.Y <= ENVELOPE_MAX_Y:
+        d = s.dyn
+        g = d.grp[x]
+        for m in d.gmem[d.gptr[g]:d.gptr[g + 1]]:
+            slabs.set_envelope(int(m))
 
 
 def _prune(slabs: _Slabs, s: Stages) -> None:
