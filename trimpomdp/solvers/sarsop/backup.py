@@ -169,7 +169,8 @@ def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
                         phi = min_ratio(dense, pool_idx, pool_val, p0, p1, thr) if ok else 0.0
                     elif p1 - p0 == cl:
                         # a partial support, often supp(b) itself (RockSample: the same rocks known bad):
-                        # then the same test on b's own values, block by block while the states agree
+                        # then the same test on b's own values, block by block; as large as supp(b) but
+                        # another set, it is not inside it (phi = 0)
                         pi = pool_idx[p0:p1]
                         pv = pool_val[p0:p1]
                         ok = True
@@ -182,7 +183,7 @@ def upper_value(bi, bv, points, pool_idx, pool_val, dense, start=0):
                             if n_below(bv[b0:b1], pv[b0:b1], thr) > 0:
                                 ok = False
                                 break
-                        phi = min_ratio(dense, pool_idx, pool_val, p0, p1, thr) if ok or not same else 0.0
+                        phi = min_ratio(dense, pool_idx, pool_val, p0, p1, thr) if ok and same else 0.0
                     else:
                         phi = min_ratio(dense, pool_idx, pool_val, p0, p1, thr)
                     if phi > thr:
