@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from trimpomdp.errors import ModelError
@@ -174,3 +174,110 @@ def test_cli_staged_on_a_cyclic_model_is_one_error_line(capsys, pomdp_dir, tmp_p
                "-o", str(tmp_path / "t.npz")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("Error:") and "not staged" in err[0]
+
+
+def _with_siblings(rng, widths, Y, A, Zo, discount):
+    """``_layered`` with each non-first, non-last layer's values copied in pairs: the copy keeps the
+    original's successor blocks (so the two are siblings) and gets its own rewards."""
+    m = _layered(rng, widths, Y, A, Zo, discount)
+    X = m.n_visible
+    first = np.cumsum([0] + list(widths))
+    T = [m.flat.T[a].toarray() for a in range(A)]
+    Om = [m.flat.O[a].toarray() for a in range(A)]
+    R = np.array(m.flat.R, dtype=float)
+    pairs = []
+    for li in range(1, len(widths) - 1):
+        xs = list(range(first[li], first[li + 1]))
+        for x1, x2 in zip(xs[::2], xs[1::2]):
+            for a in range(A):
+                T[a][x2 * Y:(x2 + 1) * Y] = T[a][x1 * Y:(x1 + 1) * Y]
+            R[x2 * Y:(x2 + 1) * Y] = rng.normal(size=(Y, A)).round(2)
+            pairs.append((x1, x2))
+    term = np.asarray(m.flat.terminal, bool)
+    return MOMDP.from_joint(T, Om, R, discount, X, np.asarray(m.flat.initial_belief), terminal=term), pairs
+
+
+def _exact(m, layers):
+    return ExactSolver(tol=1e-9, horizon=layers).solve(m.flat)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), Y=st.integers(2, 4))
+def test_sibling_group_backup_equals_separate_backups(seed, Y):
+    """One grouped backup stores, at every sibling, the alpha vector and upper value that backing up each
+    sibling on its own stores."""
+    from trimpomdp.solvers import staged as S
+    from trimpomdp.solvers import staged_kernels as K
+
+    rng = np.random.default_rng(seed)
+    m, pairs = _with_siblings(rng, [1, 4, 2, 1], Y, A=2, Zo=3, discount=0.95)
+    s = stages(m)
+    d = s.dyn
+    pairs = [(x1, x2) for x1, x2 in pairs if s.reach[x1] and s.reach[x2]]
+    assume(pairs)
+    for x1, x2 in pairs:
+        assert d.grp[x1] == d.grp[x2] and d.gptr[d.grp[x1] + 1] - d.gptr[d.grp[x1]] == 2
+    alone = d._replace(grp=np.arange(s.X), gptr=np.arange(s.X + 1), gmem=np.arange(s.X))
+    sg, _ = S._initial_slabs(s)
+    sa, _ = S._initial_slabs(s)
+    sg.ensure(4)
+    sa.ensure(4)
+    b = rng.dirichlet(np.ones(Y))
+    nxt = np.empty(Y)
+    x1, x2 = pairs[0]
+    K.backup(x1, b, 0.0, d, sg.st, nxt)
+    for x in (x1, x2):
+        K.backup(x, b, 0.0, alone, sa.st, nxt)
+    for x in (x1, x2):
+        assert K.lower_at(x, b, sg.st)[0] == pytest.approx(K.lower_at(x, b, sa.st)[0], rel=1e-12, abs=1e-12)
+        assert K.upper_at(x, b, sg.st) == pytest.approx(K.upper_at(x, b, sa.st), rel=1e-12, abs=1e-12)
+        ng, na = sg.st.an[x], sa.st.an[x]
+        np.testing.assert_allclose(sg.st.av[sg.st.ast[x]:sg.st.ast[x] + ng],
+                                   sa.st.av[sa.st.ast[x]:sa.st.ast[x] + na], rtol=1e-12, atol=1e-12)
+    # the siblings share their points
+    p1 = sg.st.pb[sg.st.ps[x1]:sg.st.ps[x1] + sg.st.pn[x1]]
+    assert sg.st.pn[x1] == sg.st.pn[x2]
+    np.testing.assert_array_equal(p1, sg.st.pb[sg.st.ps[x2]:sg.st.ps[x2] + sg.st.pn[x2]])
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), Y=st.integers(2, 3), discount=st.sampled_from([0.9, 1.0]))
+def test_breadth_rounds_keep_the_bounds_valid(seed, Y, discount):
+    """Simulated beliefs backed up in reverse order, then full sweeps, with no HSVI trial: the bounds at b0
+    bracket the exact value after every round and close on it; every simulated belief is a distribution at
+    a reachable non-terminal visible value."""
+    from trimpomdp.solvers import staged as S
+    from trimpomdp.solvers import staged_kernels as K
+
+    rng = np.random.default_rng(seed)
+    widths = [1, 4, 4, 2, 1]
+    m, _ = _with_siblings(rng, widths, Y, A=2, Zo=2, discount=discount)
+    ex = _exact(m, len(widths) - 1)
+    s = stages(m)
+    slabs, _ = S._initial_slabs(s)
+    out_x = np.zeros(50 * 6, np.int64)
+    out_b = np.zeros((50 * 6, Y))
+    n = K.simulate(s.roots, s.beliefs, s.masses, 50, 0.3, int(rng.integers(1000)), s.dyn, slabs.st, out_x, out_b)
+    assert n > 0 and s.reach[out_x[:n]].all() and not s.dyn.term[out_x[:n]].any()
+    np.testing.assert_allclose(out_b[:n].sum(axis=1), 1.0, atol=1e-12)
+    assert (out_b[:n] >= 0).all()
+    tol = 1e-7
+    for _ in range(4):
+        S._bulk(slabs, s, 100, 0.3, 50, rng)
+        S._full_sweep(slabs, s)
+        lo = sum(w * K.lower_at(x, b, slabs.st)[0] for x, b, w in zip(s.roots, s.beliefs, s.masses))
+        up = sum(w * K.upper_at(x, b, slabs.st) for x, b, w in zip(s.roots, s.beliefs, s.masses))
+        assert lo <= ex.upper + tol and ex.lower - tol <= up
+    assert up - lo < 0.5 * (ex.upper - (-10.0 * len(widths)))  # the rounds did close the bounds
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), Y=st.integers(2, 3))
+def test_models_with_siblings_match_the_exact_solver(seed, Y):
+    rng = np.random.default_rng(seed)
+    widths = [1, 4, 2, 1]
+    m, _ = _with_siblings(rng, widths, Y, A=2, Zo=2, discount=0.95)
+    ex = _exact(m, len(widths) - 1)
+    res = StagedSolver(precision=1e-6, seed=int(rng.integers(1000))).solve(m)
+    assert res.gap <= 1e-6 and res.lower == pytest.approx(ex.lower, abs=2e-6)
+    assert res.lower <= ex.upper + 1e-7 and ex.lower - 1e-7 <= res.upper

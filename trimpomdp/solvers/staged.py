@@ -332,6 +332,23 @@ def _initial_bounds(s: Stages):
     return V, blind, means
 
 
+def _initial_slabs(s: Stages):
+    """Slabs holding the initial bounds (MDP corners, blind vectors) after one sweep at the corners and
+    representative beliefs; returns them and the backups done."""
+    d = s.dyn
+    X, Y, A = s.X, s.Y, s.A
+    V, blind, means = _initial_bounds(s)
+    slabs = _Slabs(X, Y, s.reach, pcap=8, acap=A + Y + 8)
+    st = slabs.st
+    st.corners[:] = V
+    for x in np.flatnonzero(s.reach):
+        k = 1 if d.term[x] else A
+        st.av[st.ast[x]:st.ast[x] + k] = 0.0 if d.term[x] else blind[x]
+        st.aa[st.ast[x]:st.ast[x] + k] = np.arange(k)
+        st.an[x] = k
+    return slabs, int(K.sweep(s.order, d, st, means))
+
+
 _JIT_DONE = False
 #: trials between prunings of the vectors that are best at no stored point
 PRUNE_EVERY = 50
@@ -412,17 +429,8 @@ class StagedSolver:
         t0, w0 = time.process_time(), time.perf_counter()
         s = stages(m, self.memory_mb)
         d = s.dyn
-        X, Y, A = s.X, s.Y, s.A
-        V, blind, means = _initial_bounds(s)
-        slabs = _Slabs(X, Y, s.reach, pcap=8, acap=A + Y + 8)
-        st = slabs.st
-        st.corners[:] = V
-        for x in np.flatnonzero(s.reach):
-            k = 1 if d.term[x] else A
-            st.av[st.ast[x]:st.ast[x] + k] = 0.0 if d.term[x] else blind[x]
-            st.aa[st.ast[x]:st.ast[x] + k] = np.arange(k)
-            st.an[x] = k
-        backups = K.sweep(s.order, d, st, means)
+        X, Y = s.X, s.Y
+        slabs, backups = _initial_slabs(s)
         init_seconds = time.process_time() - t0
         depth = len(s.order) + 2
         xs, bs = np.zeros(depth, np.int64), np.zeros((depth + 1, Y))
@@ -431,7 +439,7 @@ class StagedSolver:
         trials, rounds, converged, stop = 0, 0, False, "iterations"
         rng = np.random.default_rng(self.seed)
         bulk_due, last_round = 0.0, 0.0
-        swept_points = int(st.pn.sum())
+        swept_points = int(slabs.st.pn.sum())
         last_report = -1e9
         if self.verbose:
             _header()
