@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     res = engine(precision=args.precision, timeout=args.timeout, memory_mb=args.memory, verbose=True,
                  report_every=10).solve(m)
     name = "SARSOP" if args.solver == "sarsop" else "staged solver"
+    if args.solver == "staged":
+        print(f"staged: {res.policy.meta['rounds']} breadth rounds, {res.policy.meta['trials']} HSVI trials")
     if args.classes > 1:
         print(f"general {name} on the {args.classes}-class MOMDP: [{res.lower:.6f}, {res.upper:.6f}] in "
               f"{res.solve_seconds:.1f} s CPU ({res.policy.meta['stop_reason']}); no structured solver applies")
