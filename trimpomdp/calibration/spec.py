@@ -17,7 +17,7 @@ import numpy as np
 from trimpomdp.errors import TrimError
 from trimpomdp.routing.difficulty import Difficulty
 from trimpomdp.routing.spec import DEFAULT_TOKEN_BINS, DEFAULT_TOKEN_SIGMA, TrimModel, lognormal_bins
-from trimpomdp.routing.spec import load_observation_model, load_observation_points
+from trimpomdp.routing.spec import load_observation_model, load_observation_points, mix_derailed_model
 
 #: accuracies are kept in [EDGE, 1 - EDGE]
 EDGE = 1e-3
@@ -45,10 +45,7 @@ def spec_from_record(record: dict, obs_path, points_path=None, *, reward: float 
     values, probs = lognormal_bins(rewrite, token_sigma, token_bins)
     obs = load_observation_model(obs_path)
     if 0 < alpha < 1:
-        from trimpomdp.observation_models.binned import BinnedObservationModel
-        from trimpomdp.routing.spec import mix_derailed
-
-        obs = BinnedObservationModel(obs.states, obs.centers, mix_derailed(obs.probs, alpha), obs.bin_size)
+        obs = mix_derailed_model(obs, alpha)
     tm = TrimModel(obs=obs, p_weak=float(w @ pw), p_strong=float(w @ ps), length_pmf=pmf, token_values=values,
                    token_probs=probs, reward=reward, tokens_per_weak_token=rewrite / discarded if discarded else 1.0,
                    difficulty=Difficulty(w, pw, ps), derailed_as_error=min(max(alpha, 0.0), 0.999),

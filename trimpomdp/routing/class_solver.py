@@ -77,15 +77,9 @@ def spec_points(tm) -> dict:
 
 
 def _solve_momdp(m, precision: float, timeout: float | None, verbose: bool):
-    try:
-        from trimpomdp.solvers.staged import StagedSolver
-    except ImportError:  # pragma: no cover - the staged solver ships with the package
-        StagedSolver = None
-    if StagedSolver is not None:
-        return StagedSolver(precision=precision, timeout=timeout, verbose=verbose).solve(m), "staged"
-    from trimpomdp.solvers.sarsop import SARSOPSolver
+    from trimpomdp.solvers.staged import StagedSolver
 
-    return SARSOPSolver(precision=precision, timeout=timeout, verbose=verbose).solve(m), "sarsop"
+    return StagedSolver(precision=precision, timeout=timeout, verbose=verbose).solve(m), "staged"
 
 
 def arrival_values(m, policy) -> list[np.ndarray]:

@@ -275,15 +275,9 @@ class TrimModel:
         return float(self.token_values @ self.token_probs)
 
     def transition(self, action) -> np.ndarray:
-        """T[s, s'] for 'keep' / 'regenerate' (rows C, E, D) as in the formulation's table."""
-        pw, ps = self.p_weak, self.p_strong
-        if action in (0, "keep"):
-            return np.array([[pw, 1 - pw, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-        if action in (1, "regenerate"):
-            row = [ps * pw, ps * (1 - pw), 1 - ps]
-            r = self.derailed_repair * ps
-            return np.array([row, row, [r * pw, r * (1 - pw), 1 - r]])
-        raise TrimError(f"unknown action {action!r}; expected 'keep' or 'regenerate'")
+        """T[s, s'] for 'keep' / 'regenerate' (rows C, E, D) as in the formulation's table, with the spec's
+        scalar accuracies (one class)."""
+        return difficulty.transition(Difficulty.single(self.p_weak, self.p_strong), action, self.derailed_repair)
 
     def step_cost_tokens(self, n_tokens) -> np.ndarray | float:
         """Strong tokens a regeneration of the current step is expected to cost, given its weak tokens."""
@@ -373,7 +367,7 @@ class TrimModel:
             obs_path = ref
             alpha = d.get("derailed_as_error", 0.0)
             if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1:
-                obs = BinnedObservationModel(obs.states, obs.centers, mix_derailed(obs.probs, alpha), obs.bin_size)
+                obs = mix_derailed_model(obs, alpha)
         else:
             obs_path = d.get("observation_model")
         T = d.get("max_steps")
@@ -587,6 +581,11 @@ def mix_derailed(probs: np.ndarray, alpha: float) -> np.ndarray:
     if alpha:
         P[2] = (1.0 - alpha) * P[2] + alpha * P[1]
     return P
+
+
+def mix_derailed_model(obs: BinnedObservationModel, alpha: float) -> BinnedObservationModel:
+    """The table ``obs`` with derailed steps scored like fresh errors with probability ``alpha``."""
+    return BinnedObservationModel(obs.states, obs.centers, mix_derailed(obs.probs, alpha), obs.bin_size)
 
 
 def load_observation_model(path) -> BinnedObservationModel:
