@@ -182,6 +182,7 @@ def solve_classes(tm, lam: float = 0.0, *, budget: str | None = None, evaluate: 
         raise TrimError(f"unknown class solver method {method!r}; expected 'sweep' or 'staged'")
     t0 = time.perf_counter()
     meta = {"lambda": float(lam), "budget": budget or f"lambda={lam:g}", "classes": tm.n_classes}
+    pts_data = spec_points(tm)  # read once: the point collection and the prediction both draw from it
     if method == "staged":
         m = routing_momdp(tm, lam, token_phase=True)
         res, solver = _solve_momdp(m, RELATIVE_PRECISION * tm.reward, timeout, verbose)
@@ -189,7 +190,7 @@ def solve_classes(tm, lam: float = 0.0, *, budget: str | None = None, evaluate: 
         # Q vectors from one backup of the solved arrivals at the beliefs random thresholds reach; the
         # arrivals of the two-phase MOMDP carry the token phase's sqrt(gamma), so the move to them does too
         mod = _Model(tm)
-        pts = _collect(tm, spec_points(tm), None, SWEEP_EPISODES, seed)
+        pts = _collect(tm, pts_data, None, SWEEP_EPISODES, seed)
         rng = np.random.default_rng(seed)
         sets = [mod.backup(lam, t, _points(None, pts[t], rng),
                            arrivals[t + 1] if t + 1 < tm.max_steps else np.zeros((0, tm.n_hidden)),
@@ -202,7 +203,6 @@ def solve_classes(tm, lam: float = 0.0, *, budget: str | None = None, evaluate: 
         pol = ClassPomdpPolicy(tm, lam, QK, QR, predicted={"value": start_value(tm, V)})
         meta.update(solver="sweep", rounds=[pol.predicted["value"]], shared_points=True)
     else:
-        pts_data = spec_points(tm)
         rng = np.random.default_rng(seed)
         pol, pts, history = None, [None] * tm.max_steps, []
         for r in range(ROUNDS):
@@ -225,7 +225,7 @@ def solve_classes(tm, lam: float = 0.0, *, budget: str | None = None, evaluate: 
         from trimpomdp.routing.simulator import simulate_summary
 
         t1 = time.perf_counter()
-        s = simulate_summary(tm, pol, spec_points(tm), episodes=episodes, seed=PREDICT_SEED)
+        s = simulate_summary(tm, pol, pts_data, episodes=episodes, seed=PREDICT_SEED)
         pol.predicted.update(accuracy=s["accuracy"], strong_tokens=s["strong_tokens"],
                              regenerations=s["regenerations"], eval_seconds=time.perf_counter() - t1,
                              eval_episodes=episodes)
