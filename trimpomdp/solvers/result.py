@@ -11,6 +11,18 @@ from trimpomdp.policies.alpha import AlphaVectorPolicy
 CROSS_TOL = 1e-6
 
 
+def check_options(precision, timeout, max_iterations, memory_mb) -> None:
+    """The options every point-based solver takes, checked the same way (``ModelError`` naming the option)."""
+    if precision <= 0:
+        raise ModelError(f"precision must be positive, got {precision}")
+    if timeout is not None and timeout <= 0:
+        raise ModelError(f"timeout must be positive, got {timeout}")
+    if max_iterations is not None and max_iterations < 0:
+        raise ModelError(f"max_iterations must be >= 0, got {max_iterations}")
+    if memory_mb is not None and memory_mb <= 0:
+        raise ModelError(f"memory_mb must be positive, got {memory_mb}")
+
+
 def check_bounds(lower: float, upper: float, name: str = "") -> None:
     """Raise ``ModelError`` when a solve's bounds are meaningless: not finite, or lower above upper.
 

@@ -34,7 +34,7 @@ from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
 from trimpomdp.pomdp.momdp import MOMDP
 from trimpomdp.solvers import staged_kernels as K
-from trimpomdp.solvers.result import SolveResult, check_bounds
+from trimpomdp.solvers.result import SolveResult, check_bounds, check_options
 
 __all__ = ["StagedSolver", "Stages", "stages", "is_staged", "solve"]
 
@@ -408,14 +408,7 @@ class StagedSolver:
 
     def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,
                  report_every=1.0, callback=None, memory_mb=1024):
-        if precision <= 0:
-            raise ModelError(f"precision must be positive, got {precision}")
-        if timeout is not None and timeout <= 0:
-            raise ModelError(f"timeout must be positive, got {timeout}")
-        if max_iterations is not None and max_iterations < 0:
-            raise ModelError(f"max_iterations must be >= 0, got {max_iterations}")
-        if memory_mb is not None and memory_mb <= 0:
-            raise ModelError(f"memory_mb must be positive, got {memory_mb}")
+        check_options(precision, timeout, max_iterations, memory_mb)
         self.precision, self.timeout, self.max_iterations = precision, timeout, max_iterations
         self.seed, self.verbose, self.report_every, self.callback = seed, verbose, report_every, callback
         self.memory_mb = memory_mb

@@ -23,10 +23,9 @@ import time
 
 import numpy as np
 
-from trimpomdp.errors import ModelError
 from trimpomdp.policies.alpha import AlphaVectorPolicy
 from trimpomdp.pomdp.model import POMDP
-from trimpomdp.solvers.result import SolveResult, check_bounds
+from trimpomdp.solvers.result import SolveResult, check_bounds, check_options
 from trimpomdp.solvers.sarsop.run import Run
 from trimpomdp.solvers.sarsop.tree import MIN_OBS_PROB, successors_momdp
 from trimpomdp.solvers.sparse import to_sparse
@@ -76,14 +75,7 @@ class SARSOPSolver:
     def __init__(self, precision=1e-3, timeout=None, max_iterations=None, seed=0, verbose=False,
                  report_every=1.0, callback=None, max_depth=None, targets=True, prune_delay=50,
                  memory_mb=1024):
-        if precision <= 0:
-            raise ModelError(f"precision must be positive, got {precision}")
-        if timeout is not None and timeout <= 0:
-            raise ModelError(f"timeout must be positive, got {timeout}")
-        if max_iterations is not None and max_iterations < 0:
-            raise ModelError(f"max_iterations must be >= 0, got {max_iterations}")
-        if memory_mb is not None and memory_mb <= 0:
-            raise ModelError(f"memory_mb must be positive, got {memory_mb}")
+        check_options(precision, timeout, max_iterations, memory_mb)
         self.precision = precision
         self.timeout = timeout
         self.max_iterations = max_iterations
