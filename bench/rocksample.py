@@ -13,9 +13,14 @@ distance (20, or zmdp's 4 on [4,4] and [5,5]); every other action observes ``ogo
 starts at (0, n // 2) with every rock good with probability 1/2. Rock layouts for (4,4), (5,5), (5,7),
 (7,8), (11,11) are the standard ones; other (n, k) get a deterministic pseudo-random layout.
 
+``--appl-quirk`` reproduces a slip of SARSOP's own generator, present in its ``RockSample_11_11.pomdpx``: the
+check of rock i >= 10 reads the rock named by the first digit of i (``ac10`` is a copy of ``ac1``), so rock
+10 can never be checked there. pomdpsol's published [11,11] figures are on that file; the default output
+checks every rock, as the rules say.
+
 Values are written as SARSOP's generator printed them (``%.15g``), so the files parse to the same numbers.
 
-Usage: python bench/rocksample.py N K [-o FILE.pomdpx | FILE.pomdp]
+Usage: python bench/rocksample.py N K [-o FILE.pomdpx | FILE.pomdp] [--appl-quirk]
 """
 from __future__ import annotations
 
@@ -69,8 +74,13 @@ def _g(v: float) -> str:
     return "%.15g" % v
 
 
-def pomdpx_text(n: int, k: int, seed: int = 0) -> str:
-    """The ``.pomdpx`` document of RockSample[n, k] in SARSOP's layout."""
+def checked_rock(i: int, appl_quirk: bool = False) -> int:
+    """The rock that ``ac<i>`` checks: i, or with ``appl_quirk`` the first digit of i (SARSOP's file)."""
+    return int(str(i)[0]) if appl_quirk else i
+
+
+def pomdpx_text(n: int, k: int, seed: int = 0, appl_quirk: bool = False) -> str:
+    """The ``.pomdpx`` document of RockSample[n, k] in SARSOP's layout (``appl_quirk``: see the module)."""
     start, rocks = layout(n, k, seed)
     pos = [f"s{x}{y}" for x in range(n) for y in range(n)]
     acts = [m for m, _, _ in MOVES] + [f"ac{i}" for i in range(k)] + ["as"]
@@ -135,8 +145,10 @@ def pomdpx_text(n: int, k: int, seed: int = 0) -> str:
     stars = " ".join(["*"] * k)
     for name, _, _ in MOVES:
         entry(f"{name} * {stars} -", "1.0 0.0")
-    for i, rock in enumerate(rocks):
-        dims = " ".join("-" if j == i else "*" for j in range(k))
+    for i in range(k):
+        c = checked_rock(i, appl_quirk)
+        rock = rocks[c]
+        dims = " ".join("-" if j == c else "*" for j in range(k))
         for x in range(n):
             for y in range(n):
                 p = sensor_accuracy(n, k, x, y, rock)
@@ -169,9 +181,9 @@ def pomdpx_text(n: int, k: int, seed: int = 0) -> str:
     return "".join(w)
 
 
-def write_pomdpx(n: int, k: int, path, seed: int = 0) -> Path:
+def write_pomdpx(n: int, k: int, path, seed: int = 0, appl_quirk: bool = False) -> Path:
     path = Path(path)
-    path.write_text(pomdpx_text(n, k, seed), encoding="latin-1")
+    path.write_text(pomdpx_text(n, k, seed, appl_quirk), encoding="latin-1")
     return path
 
 
@@ -202,12 +214,16 @@ def main(argv=None) -> int:
     ap.add_argument("k", type=int)
     ap.add_argument("-o", "--output", default=None, help=".pomdpx (default) or .pomdp (flat, Cassandra)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--appl-quirk", action="store_true",
+                    help="check rock i >= 10 as SARSOP's RockSample_11_11.pomdpx does (first digit of i)")
     args = ap.parse_args(argv)
     out = Path(args.output or f"RockSample_{args.n}_{args.k}.pomdpx")
     if out.suffix.lower() == ".pomdp":
+        if args.appl_quirk:
+            ap.error("--appl-quirk is for .pomdpx output")
         write_cassandra(args.n, args.k, out, args.seed)
     else:
-        write_pomdpx(args.n, args.k, out, args.seed)
+        write_pomdpx(args.n, args.k, out, args.seed, args.appl_quirk)
     print(out)
     return 0
 

@@ -9,18 +9,28 @@ problem runs right before or after ours (alternating), so both see the same mach
 table compares the two. The machine's load average is printed with the figures: the 2 cores are shared,
 and timings under load are pessimistic.
 
-Factored ``.pomdpx`` problems (``rs78x``, ``rs1111x``) are solved as MOMDPs (the rover position fully
-observed); ``--flat`` solves them flat. A baseline that predates the MOMDP solver solves them flat.
+Factored ``.pomdpx`` problems (``rs78x``, ``rs1111x``, ``rs1111x-appl``) are solved as MOMDPs (the rover
+position fully observed); ``--flat`` solves them flat. A baseline that predates the MOMDP solver solves them
+flat. ``rs1111x-appl`` is SARSOP's own ``RockSample_11_11.pomdpx`` (regenerated with ``--appl-quirk``: its
+check of rock 10 reads rock 1), the file pomdpsol's published [11,11] figure is for; ``rs1111x`` checks every
+rock as the rules say.
+
+With a ``pomdpsol`` on PATH (or ``--pomdpsol EXE``), it solves each problem's file too, in the same run and
+with the same timeout, and a further table compares the two (times to pomdpsol's targets, bounds at its
+timeout). pomdpsol reads the factored files as MOMDPs; the generated RockSample problems (``rs44`` ...) are
+given to it as ``.pomdpx`` files of the same model.
 
 Usage: python bench/solver.py [--problems tiger rs44 hallway ...] [--budget-scale 1.0] [--timeout S]
-                              [--baseline REV] [--json out.json]
+                              [--baseline REV] [--pomdpsol EXE | --no-pomdpsol] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -50,6 +60,7 @@ REFERENCE = {
     # 21.02 at 60 s on [11,11]; both are run for 300 s to report the bound there
     "rs78x": ("RockSample_7_8.pomdpx", [(21.11, 26.0)], 300.0),
     "rs1111x": ("rocksamplex:11:11", [(21.02, 60.0)], 300.0),
+    "rs1111x-appl": ("rocksamplex-appl:11:11", [(21.02, 60.0)], 300.0),
 }
 DEFAULT = ["tiger", "rs44", "hallway", "tagavoid"]
 FLAT = ["tiger", "rs44", "rs57", "hallway", "hallway2", "tagavoid"]
@@ -59,18 +70,25 @@ def model_path(source: str) -> Path | None:
     """The file a source names (generated .pomdpx files are written once into the cache)."""
     if source.startswith("rocksample:"):
         return None
-    if source.startswith("rocksamplex:"):
-        from rocksample import write_pomdpx
-
-        _, n, k = source.split(":")
-        path = CACHE / f"RockSample_{n}_{k}.pomdpx"
-        if not path.exists():
-            CACHE.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            write_pomdpx(int(n), int(k), tmp)
-            tmp.replace(path)
-        return path
+    if source.startswith(("rocksamplex:", "rocksamplex-appl:")):
+        return generated_pomdpx(source)
     return SHARED / source
+
+
+def generated_pomdpx(source: str) -> Path:
+    """The generated RockSample ``.pomdpx`` file of a ``rocksample*:n:k`` source, written once into the cache
+    (``rocksamplex-appl``: with SARSOP's rock-index quirk)."""
+    from rocksample import write_pomdpx
+
+    kind, n, k = source.split(":")
+    quirk = kind == "rocksamplex-appl"
+    path = CACHE / f"RockSample_{n}_{k}{'_appl' if quirk else ''}.pomdpx"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        write_pomdpx(int(n), int(k), tmp, appl_quirk=quirk)
+        tmp.replace(path)
+    return path
 
 
 def load(source, flat=False):
@@ -107,6 +125,45 @@ def worker(job: dict) -> dict:
             "stop_reason": res.policy.meta.get("stop_reason"), "momdp": "momdp" in res.policy.meta,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "package": str(Path(trimpomdp.__file__).parent)}
+
+
+#: a row of pomdpsol's progress table: time, #trial, #backup, lower, upper, precision, #alphas, #beliefs
+_PSOL_ROW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+\d+\s+\d+\s+(\S+)\s+(\S+)\s+\S+\s+\d+\s+\d+\s*$")
+
+
+def parse_pomdpsol(text: str) -> dict:
+    """pomdpsol's progress rows (its own CPU-time column) and final bounds from its standard output."""
+    history = []
+    for line in text.splitlines():
+        m = _PSOL_ROW.match(line)
+        if m:
+            try:
+                history.append({"time": float(m[1]), "lower": float(m[2]), "upper": float(m[3])})
+            except ValueError:
+                continue
+    if not history:
+        raise ValueError("no progress rows in pomdpsol's output")
+    load = re.search(r"loading time\s*:\s*([\d.]+)", text)
+    return {"history": history, "lower": max(h["lower"] for h in history),
+            "upper": min(h["upper"] for h in history), "solve_seconds": history[-1]["time"],
+            "load_seconds": float(load[1]) if load else None}
+
+
+def run_pomdpsol(exe: str, source: str, timeout: float, precision: float) -> dict:
+    """pomdpsol on the problem's file (generated RockSample problems as ``.pomdpx``) with our timeout."""
+    path = model_path(source)
+    if path is None:  # a generated flat RockSample: pomdpsol gets the same model as a .pomdpx file
+        path = generated_pomdpx(source.replace("rocksample:", "rocksamplex:"))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        out = subprocess.run([exe, "--timeout", f"{timeout:g}", "--precision", f"{precision:g}", str(path),
+                              "-o", str(Path(tmp) / "out.policy")], capture_output=True, text=True, cwd=tmp)
+        wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"{exe} on {path} failed (exit {out.returncode}):\n{(out.stdout + out.stderr)[-2000:]}")
+    res = parse_pomdpsol(out.stdout)
+    res["wall_seconds"] = wall
+    return res
 
 
 def run_child(tree: Path, job: dict) -> dict:
@@ -183,6 +240,9 @@ def main(argv=None) -> int:
     ap.add_argument("--memory", type=float, default=None, help="the solver's memory cap in MB (default 1024)")
     ap.add_argument("--flat", action="store_true", help="solve .pomdpx problems flat, not as MOMDPs")
     ap.add_argument("--baseline", default=None, help="also solve every problem with the solver at this commit")
+    ap.add_argument("--pomdpsol", default=shutil.which("pomdpsol"),
+                    help="pomdpsol executable to run on the same files (default: the one on PATH, if any)")
+    ap.add_argument("--no-pomdpsol", action="store_true", help="do not run a local pomdpsol")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -190,13 +250,16 @@ def main(argv=None) -> int:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     problems = [p for name in args.problems for p in (FLAT if name == "flat" else [name])]
+    psol = None if args.no_pomdpsol else args.pomdpsol
+    if psol is not None:
+        print(f"local pomdpsol: {psol} (solves the same files in the same run)")
     trees = [("ours", ROOT)] + ([("base", baseline_tree(args.baseline))] if args.baseline else [])
     print(f"load average at start: {load_average()}  (2 shared cores: timings under load are pessimistic)")
     hdr = (f"{'problem':<9}{'run':<5}{'target':>9}{'ref s':>7}{'ours s':>9}{'ratio':>7}{'lb@ref':>10}{'lower':>10}"
            f"{'upper':>10}{'solve s':>8}{'JIT s':>7}{'peak MB':>8}  load")
     print(hdr)
     print("-" * len(hdr))
-    rows, pairs = [], []
+    rows, pairs, local = [], [], []
     for i, name in enumerate(problems):
         source, targets, own = REFERENCE[name]
         if args.timeout is not None:
@@ -235,6 +298,16 @@ def main(argv=None) -> int:
                       f"{res['alphas']} alphas, {res['beliefs']} beliefs")
         if args.baseline:
             pairs.append((name, targets, got["ours"], got["base"]))
+        if psol is not None:
+            load_before = load_average().split()[0]
+            ps = run_pomdpsol(psol, source, budget, args.precision)
+            for target, ref in targets:
+                t = time_to_reach(ps["history"], target)
+                t_s = f"{t:9.3f}" if t is not None else f"{'>' + format(ps['solve_seconds'], '.1f'):>9}"
+                print(f"{name:<9}{'psol':<5}{target:>9.4f}{ref:>7.2f}{t_s}{_fmt(t / ref if t else None, 7, '.2f')}"
+                      f"{_fmt(lower_at(ps['history'], ref), 10, '.5f')}{ps['lower']:>10.5f}{ps['upper']:>10.5f}"
+                      f"{ps['solve_seconds']:>8.2f}{'-':>7}{'-':>8}  {load_before} local pomdpsol")
+            local.append((name, targets, got["ours"], ps))
         sys.stdout.flush()
     print("ratio = our CPU seconds to reach the target lower bound / pomdpsol's (a target counts as reached "
           "within half a unit of its last printed digit); lb@ref = our lower bound at pomdpsol's time; "
@@ -250,6 +323,22 @@ def main(argv=None) -> int:
                 print(f"{name:<9}{target:>9.4f}{_fmt(a, 9)}{_fmt(b, 9)}"
                       f"{_fmt(a / b if a is not None and b else None, 7, '.2f')}{ours['lower']:>11.5f}"
                       f"{base['lower']:>11.5f}")
+    if local:
+        print("\nours against the local pomdpsol (same files, same timeout, same run; ratio < 1: ours is faster)")
+        hdr3 = (f"{'problem':<13}{'target':>9}{'ours s':>9}{'psol s':>9}{'ratio':>7}{'at s':>8}{'ours lb':>11}"
+                f"{'psol lb':>11}{'ours ub':>11}{'psol ub':>11}")
+        print(hdr3)
+        print("-" * len(hdr3))
+        for name, targets, ours, ps in local:
+            end = ps["solve_seconds"]  # bounds compared where pomdpsol stopped
+            ours_ub = min((h["upper"] for h in ours["history"] if h["time"] <= end), default=None)
+            for target in sorted({t for t, _ in targets} | {round(ps["lower"], 4)}):
+                a, b = time_to_reach(ours["history"], target), time_to_reach(ps["history"], target)
+                print(f"{name:<13}{target:>9.4f}{_fmt(a, 9)}{_fmt(b, 9)}"
+                      f"{_fmt(a / b if a is not None and b else None, 7, '.2f')}{end:>8.1f}"
+                      f"{_fmt(lower_at(ours['history'], end), 11, '.5f')}{ps['lower']:>11.5f}"
+                      f"{_fmt(ours_ub, 11, '.5f')}{ps['upper']:>11.5f}")
+        print("(the last target of each problem is the lower bound pomdpsol reached by its timeout)")
     print(f"load average at end: {load_average()}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
