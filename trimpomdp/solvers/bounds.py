@@ -39,6 +39,9 @@ def _horizon_guard(sm, values):
 
 
 def _solve(M, b):
+    d = M.diagonal()
+    if M.nnz == np.count_nonzero(d) and np.all(d != 0):  # diagonal (an action that keeps the state): divide
+        return np.asarray(b, dtype=np.float64) / d
     if M.shape[0] <= DENSE_SOLVE_MAX:
         return np.linalg.solve(M.toarray(), b)
     return np.atleast_1d(spla.spsolve(M.tocsc(), b))

@@ -13,17 +13,24 @@ NEG_INF = -1e300
 
 @njit(cache=True)
 def qmdp_iterate(Tp, Ti, Tv, R, gamma, V, tol, max_iter, Q):
-    """MDP value iteration from V until the largest change is <= tol (or max_iter sweeps); Q (A, S) gets
-    the Q-values of the last V. Returns the number of sweeps."""
+    """MDP value iteration from V until the largest change of a sweep is <= tol (or max_iter sweeps); Q
+    (A, S) gets the Q-values of the last V. Returns the number of sweeps.
+
+    Gauss-Seidel: each state's new value is used at once, sweeps alternating in direction, so a reward
+    travels along a whole chain of states in one sweep instead of one state per sweep (RockSample[11,11]:
+    a third of the sweeps). Still a gamma-contraction in the max norm, so the caller's stopping rule (change
+    <= tol (1 - g) / g gives error <= tol) holds as for Jacobi sweeps.
+    """
     A = Tp.shape[0]
     S = V.shape[0]
-    Vn = np.empty(S)
     it = 0
     while it < max_iter:
         it += 1
+        diff = 0.0
         # states outer, actions inner: R (S, A) is read row by row (actions outer strode through all of R
         # each sweep, 3x slower on RockSample[11,11]'s 249,856 states); the same maximum
-        for s in range(S):
+        for i in range(S):
+            s = i if it % 2 == 1 else S - 1 - i
             best = NEG_INF
             for a in range(A):
                 acc = 0.0
@@ -32,13 +39,10 @@ def qmdp_iterate(Tp, Ti, Tv, R, gamma, V, tol, max_iter, Q):
                 q = R[s, a] + gamma * acc
                 if q > best:
                     best = q
-            Vn[s] = best
-        diff = 0.0
-        for s in range(S):
-            d = abs(Vn[s] - V[s])
-            if d > diff:
+            d = abs(best - V[s])
+            if d > diff or d != d:
                 diff = d
-            V[s] = Vn[s]
+            V[s] = best
         if not diff <= tol:  # also stops on NaN/inf below
             if diff != diff or diff > 1e300:
                 break
