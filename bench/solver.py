@@ -255,7 +255,7 @@ def main(argv=None) -> int:
         print(f"local pomdpsol: {psol} (solves the same files in the same run)")
     trees = [("ours", ROOT)] + ([("base", baseline_tree(args.baseline))] if args.baseline else [])
     print(f"load average at start: {load_average()}  (2 shared cores: timings under load are pessimistic)")
-    hdr = (f"{'problem':<9}{'run':<5}{'target':>9}{'ref s':>7}{'ours s':>9}{'ratio':>7}{'lb@ref':>10}{'lower':>10}"
+    hdr = (f"{'problem':<13}{'run':<5}{'target':>9}{'ref s':>7}{'ours s':>9}{'ratio':>7}{'lb@ref':>10}{'lower':>10}"
            f"{'upper':>10}{'solve s':>8}{'JIT s':>7}{'peak MB':>8}  load")
     print(hdr)
     print("-" * len(hdr))
@@ -269,7 +269,7 @@ def main(argv=None) -> int:
         else:
             budget = max(2.0, args.budget_scale * max(t for _, t in targets))
         if model_path(source) is not None and not model_path(source).exists():
-            print(f"{name:<9}missing {model_path(source)}")
+            print(f"{name:<13}missing {model_path(source)}")
             continue
         job = {"source": source, "timeout": budget, "precision": args.precision, "flat": args.flat,
                "memory_mb": args.memory}
@@ -286,7 +286,7 @@ def main(argv=None) -> int:
                 ours = time_to_reach(res["history"], target)
                 ratio = ours / ref if ours is not None else None
                 ours_s = f"{ours:9.3f}" if ours is not None else f"{'>' + format(res['solve_seconds'], '.1f'):>9}"
-                print(f"{name:<9}{label:<5}{target:>9.4f}{ref:>7.2f}{ours_s}{_fmt(ratio, 7, '.2f')}"
+                print(f"{name:<13}{label:<5}{target:>9.4f}{ref:>7.2f}{ours_s}{_fmt(ratio, 7, '.2f')}"
                       f"{_fmt(lower_at(res['history'], ref), 10, '.5f')}{res['lower']:>10.5f}{res['upper']:>10.5f}"
                       f"{res['solve_seconds']:>8.2f}{res['jit_seconds']:>7.2f}{res['peak_mb']:>8.0f}  "
                       f"{res['load']} {kind}")
@@ -304,7 +304,7 @@ def main(argv=None) -> int:
             for target, ref in targets:
                 t = time_to_reach(ps["history"], target)
                 t_s = f"{t:9.3f}" if t is not None else f"{'>' + format(ps['solve_seconds'], '.1f'):>9}"
-                print(f"{name:<9}{'psol':<5}{target:>9.4f}{ref:>7.2f}{t_s}{_fmt(t / ref if t else None, 7, '.2f')}"
+                print(f"{name:<13}{'psol':<5}{target:>9.4f}{ref:>7.2f}{t_s}{_fmt(t / ref if t else None, 7, '.2f')}"
                       f"{_fmt(lower_at(ps['history'], ref), 10, '.5f')}{ps['lower']:>10.5f}{ps['upper']:>10.5f}"
                       f"{ps['solve_seconds']:>8.2f}{'-':>7}{'-':>8}  {load_before} local pomdpsol")
             local.append((name, targets, got["ours"], ps))
@@ -314,13 +314,13 @@ def main(argv=None) -> int:
           "peak MB is the solve's process maximum; load = 1-minute load average before the solve")
     if pairs:
         print(f"\nours against the baseline {args.baseline} (same run; ratio < 1: ours is faster)")
-        hdr2 = f"{'problem':<9}{'target':>9}{'ours s':>9}{'base s':>9}{'ratio':>7}{'ours lb':>11}{'base lb':>11}"
+        hdr2 = f"{'problem':<13}{'target':>9}{'ours s':>9}{'base s':>9}{'ratio':>7}{'ours lb':>11}{'base lb':>11}"
         print(hdr2)
         print("-" * len(hdr2))
         for name, targets, ours, base in pairs:
             for target, _ in targets:
                 a, b = time_to_reach(ours["history"], target), time_to_reach(base["history"], target)
-                print(f"{name:<9}{target:>9.4f}{_fmt(a, 9)}{_fmt(b, 9)}"
+                print(f"{name:<13}{target:>9.4f}{_fmt(a, 9)}{_fmt(b, 9)}"
                       f"{_fmt(a / b if a is not None and b else None, 7, '.2f')}{ours['lower']:>11.5f}"
                       f"{base['lower']:>11.5f}")
     if local:
