@@ -17,8 +17,8 @@ rock as the rules say.
 
 With a ``pomdpsol`` on PATH (or ``--pomdpsol EXE``), it solves each problem's file too, in the same run and
 with the same timeout, and a further table compares the two (times to pomdpsol's targets, bounds at its
-timeout). pomdpsol reads the factored files as MOMDPs; the generated RockSample problems (``rs44`` ...) are
-given to it as ``.pomdpx`` files of the same model.
+timeout). pomdpsol reads the factored files as MOMDPs, as we do; the generated flat RockSample problems
+(``rs44`` ...) are given to it flat too, as Cassandra ``.pomdp`` files of the same model.
 
 Usage: python bench/solver.py [--problems tiger rs44 hallway ...] [--budget-scale 1.0] [--timeout S]
                               [--baseline REV] [--pomdpsol EXE | --no-pomdpsol] [--json out.json]
@@ -152,8 +152,16 @@ def parse_pomdpsol(text: str) -> dict:
 def run_pomdpsol(exe: str, source: str, timeout: float, precision: float) -> dict:
     """pomdpsol on the problem's file (generated RockSample problems as ``.pomdpx``) with our timeout."""
     path = model_path(source)
-    if path is None:  # a generated flat RockSample: pomdpsol gets the same model as a .pomdpx file
-        path = generated_pomdpx(source.replace("rocksample:", "rocksamplex:"))
+    if path is None:  # a generated flat RockSample: pomdpsol gets the same flat model as a .pomdp file
+        from rocksample import write_cassandra
+
+        _, n, k = source.split(":")
+        path = CACHE / f"RockSample_{n}_{k}_flat.pomdp"
+        if not path.exists():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            write_cassandra(int(n), int(k), tmp)
+            tmp.replace(path)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         out = subprocess.run([exe, "--timeout", f"{timeout:g}", "--precision", f"{precision:g}", str(path),
