@@ -108,6 +108,9 @@ class FakeVLLM:
                 except json.JSONDecodeError:
                     return server.send(self, 400, _error(400, "body is not JSON"))
                 t0 = server._enter(self.path, body)
+                # the request leaves the in-flight count when its reply starts (``send``): counted after the
+                # reply, a client's next request could arrive first and be seen in flight beside it
+                self.before_reply = lambda: server._leave(t0)
                 try:
                     if server.latency is not None:
                         time.sleep(server.latency(self.path, body))
@@ -115,7 +118,9 @@ class FakeVLLM:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
-                    server._leave(t0)
+                    if self.before_reply is not None:  # no reply was sent
+                        self.before_reply()
+                        self.before_reply = None
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -155,6 +160,10 @@ class FakeVLLM:
         if obj is None and raw is None:
             code, obj = 404, _error(404, f"no route {h.path}")
         data = raw if raw is not None else json.dumps(obj).encode()
+        leave = getattr(h, "before_reply", None)
+        if leave is not None:
+            h.before_reply = None
+            leave()
         h.send_response(code)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data) if length is None else length))
