@@ -75,19 +75,25 @@ def _summaries(model, n=20_000):
     return runs
 
 
-def test_recovers_classes_from_simulated_first_errors():
+# draw 6 (default_rng(6)) broke the first tolerances (weights 0.05, p_weak 0.03): its maximum-likelihood fit
+# is 3.1 log-likelihood units more likely than the true model, so the estimate, not the optimiser, is off.
+# Over 24 draws the errors (the larger of the two classes) have root mean squares 0.027 (weights), 0.020
+# (p_weak) and 0.033 (p_strong) and reach 0.069, 0.044, 0.067; the tolerances below are 4 of those root mean
+# squares. Four starts also left draw 1 at a local optimum: the default eight find its maximum.
+@pytest.mark.parametrize("draw", [None, 6], ids=["fresh", "draw-6"])
+def test_recovers_classes_from_simulated_first_errors(draw):
     """Runs plus first-error counts drawn (fresh each time) from a known 2-class model fit it back."""
     pmf = np.full(8, 1 / 8)
     true = ClassModel([0.6, 0.4], [0.95, 0.6], [0.98, 0.5], 0.4, pmf, rewrite_tokens=70.0, strong_step_tokens=60.0,
                       cheap_step_tokens=50.0, discarded_step_tokens=75.0)
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(draw)
     counts = rng.multinomial(20_000, fe.outcome_probs(true.weights, true.p_weak, pmf)).astype(float)
-    got, info = fit(_summaries(true), POINTS, pmf, classes=2, starts=4, seed=int(rng.integers(1 << 30)),
+    got, info = fit(_summaries(true), POINTS, pmf, classes=2, seed=int(rng.integers(1 << 30)),
                     anchor_weight=1.0, first_errors=counts)
     order = np.argsort(-got.p_weak)
-    np.testing.assert_allclose(got.weights[order], true.weights, atol=0.05)
-    np.testing.assert_allclose(got.p_weak[order], true.p_weak, atol=0.03)
-    np.testing.assert_allclose(got.p_strong[order], true.p_strong, atol=0.08)
+    np.testing.assert_allclose(got.weights[order], true.weights, atol=0.11)
+    np.testing.assert_allclose(got.p_weak[order], true.p_weak, atol=0.08)
+    np.testing.assert_allclose(got.p_strong[order], true.p_strong, atol=0.13)
     assert info["first_error_weight"] == 1.0
     # the fitted first-error distribution reproduces the drawn one
     pred = fe.outcome_probs(got.weights, got.p_weak, pmf) * counts.sum()
