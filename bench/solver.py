@@ -82,11 +82,18 @@ def generated_pomdpx(source: str) -> Path:
 
     kind, n, k = source.split(":")
     quirk = kind == "rocksamplex-appl"
-    path = CACHE / f"RockSample_{n}_{k}{'_appl' if quirk else ''}.pomdpx"
+    return _cached(f"RockSample_{n}_{k}{'_appl' if quirk else ''}.pomdpx",
+                   lambda tmp: write_pomdpx(int(n), int(k), tmp, appl_quirk=quirk))
+
+
+def _cached(name: str, write) -> Path:
+    """``CACHE / name``, written once by ``write(tmp_path)`` and moved into place (so concurrent runs never
+    read a half-written file)."""
+    path = CACHE / name
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        write_pomdpx(int(n), int(k), tmp, appl_quirk=quirk)
+        write(tmp)
         tmp.replace(path)
     return path
 
@@ -150,18 +157,14 @@ def parse_pomdpsol(text: str) -> dict:
 
 
 def run_pomdpsol(exe: str, source: str, timeout: float, precision: float) -> dict:
-    """pomdpsol on the problem's file (generated RockSample problems as ``.pomdpx``) with our timeout."""
+    """pomdpsol on the problem's file (a generated flat RockSample as a Cassandra ``.pomdp`` file of the same
+    flat model) with our timeout."""
     path = model_path(source)
-    if path is None:  # a generated flat RockSample: pomdpsol gets the same flat model as a .pomdp file
+    if path is None:
         from rocksample import write_cassandra
 
         _, n, k = source.split(":")
-        path = CACHE / f"RockSample_{n}_{k}_flat.pomdp"
-        if not path.exists():
-            CACHE.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            write_cassandra(int(n), int(k), tmp)
-            tmp.replace(path)
+        path = _cached(f"RockSample_{n}_{k}_flat.pomdp", lambda tmp: write_cassandra(int(n), int(k), tmp))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         out = subprocess.run([exe, "--timeout", f"{timeout:g}", "--precision", f"{precision:g}", str(path),
@@ -312,7 +315,7 @@ def main(argv=None) -> int:
             for target, ref in targets:
                 t = time_to_reach(ps["history"], target)
                 t_s = f"{t:9.3f}" if t is not None else f"{'>' + format(ps['solve_seconds'], '.1f'):>9}"
-                print(f"{name:<13}{'psol':<5}{target:>9.4f}{ref:>7.2f}{t_s}{_fmt(t / ref if t else None, 7, '.2f')}"
+                print(f"{name:<13}{'psol':<5}{target:>9.4f}{ref:>7.2f}{t_s}{_fmt(t / ref if t is not None else None, 7, '.2f')}"
                       f"{_fmt(lower_at(ps['history'], ref), 10, '.5f')}{ps['lower']:>10.5f}{ps['upper']:>10.5f}"
                       f"{ps['solve_seconds']:>8.2f}{'-':>7}{'-':>8}  {load_before} local pomdpsol")
             local.append((name, targets, got["ours"], ps))
