@@ -54,6 +54,17 @@ class Store(NamedTuple):
 
 
 @njit(cache=True)
+def _predict(b, P, out):
+    """out[y'] = sum_y b[y] P[y, y']: the hidden values' distribution after one transition block."""
+    Y = b.shape[0]
+    for yp in range(Y):
+        s = 0.0
+        for y in range(Y):
+            s += b[y] * P[y, yp]
+        out[yp] = s
+
+
+@njit(cache=True)
 def lower_at(x, b, st):
     """max over x's alpha vectors of alpha . b (unnormalised b allowed), and the maximising index."""
     Y = b.shape[0]
@@ -185,11 +196,7 @@ def backup(x, b, thr_next, dyn, st, nxt):
             if dyn.term[xp]:
                 continue
             P = dyn.sP[j]
-            for yp in range(Y):
-                s = 0.0
-                for y in range(Y):
-                    s += b[y] * P[y, yp]
-                pred[yp] = s
+            _predict(b, P, pred)
             for k in range(dyn.optr[a * X + xp], dyn.optr[a * X + xp + 1]):
                 p = 0.0
                 for yp in range(Y):
@@ -258,11 +265,7 @@ def backup(x, b, thr_next, dyn, st, nxt):
         if dyn.term[xp]:
             continue
         P = dyn.sP[j]
-        for yp in range(Y):
-            s = 0.0
-            for y in range(Y):
-                s += b[y] * P[y, yp]
-            pred[yp] = s
+        _predict(b, P, pred)
         for k in range(dyn.optr[a * X + xp], dyn.optr[a * X + xp + 1]):
             p = 0.0
             for yp in range(Y):
@@ -279,12 +282,10 @@ def backup(x, b, thr_next, dyn, st, nxt):
     if sel_j < 0:
         return x_lo, x_up, -1, 0.0
     P = dyn.sP[sel_j]
+    _predict(b, P, nxt)
     p = 0.0
     for yp in range(Y):
-        s = 0.0
-        for y in range(Y):
-            s += b[y] * P[y, yp]
-        nxt[yp] = s * dyn.oL[sel_k, yp]
+        nxt[yp] *= dyn.oL[sel_k, yp]
         p += nxt[yp]
     for yp in range(Y):
         nxt[yp] /= p
@@ -430,11 +431,7 @@ def simulate(roots, beliefs, masses, episodes, explore, seed, dyn, st, out_x, ou
             for j in range(dyn.sptr[x * A + a], dyn.sptr[x * A + a + 1]):
                 xp = dyn.sx[j]
                 P = dyn.sP[j]
-                for yp in range(Y):
-                    s = 0.0
-                    for y in range(Y):
-                        s += b[y] * P[y, yp]
-                    pred[yp] = s
+                _predict(b, P, pred)
                 for k in range(dyn.optr[a * X + xp], dyn.optr[a * X + xp + 1]):
                     p = 0.0
                     for yp in range(Y):
