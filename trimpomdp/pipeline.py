@@ -191,14 +191,9 @@ def build_solver(name: str = "sarsop", *, precision: float = 1e-3, timeout: floa
                  max_iterations: int | None = None, seed: int = 0, memory_mb: float = 1024,
                  verbose: bool = False, callback=None, report_every: float = 1.0):
     """A ``Solver`` for a tabular POMDP by name: SARSOP (point-based), QMDP (upper bound), exact."""
-    if precision <= 0:
-        raise TrimError(f"precision must be > 0, got {precision}")
-    if timeout is not None and timeout <= 0:
-        raise TrimError(f"timeout must be > 0 seconds, got {timeout}")
-    if max_iterations is not None and max_iterations < 0:
-        raise TrimError(f"max iterations must be >= 0, got {max_iterations}")
-    if memory_mb <= 0:
-        raise TrimError(f"memory must be > 0 (MB), got {memory_mb}")
+    from trimpomdp.solvers.result import check_options
+
+    check_options(precision, timeout, max_iterations, memory_mb)  # for every solver, whichever it uses
     if name == "sarsop":
         from trimpomdp.solvers.sarsop import SARSOPSolver
 
