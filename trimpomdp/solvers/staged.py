@@ -17,9 +17,9 @@ reverse topological order, then every stored point is (a full sweep). HSVI trial
 2005): follow the upper bound's action and the successor (x', o) with the largest weighted excess gap, back
 the path up in reverse. Visible values with identical successor blocks (siblings: in the routing MOMDP the
 16 token bins of a step, which differ only in the regeneration cost) are backed up together: one
-continuation per belief, each sibling adding its own rewards, so every sibling gets every point. A trial visits each
-visible value at most once, which is what lets the kernels (``staged_kernels``) run a whole trial in numba
-on slabs whose room the Python side guarantees beforehand.
+continuation per belief, each sibling adding its own rewards, so every sibling gets every point. A trial
+visits each visible value at most once, which is what lets the kernels (``staged_kernels``) run a whole
+trial in numba on slabs whose room the Python side guarantees beforehand.
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ class Stages:
                  masses: np.ndarray, beliefs: np.ndarray, Y: int):
         self.dyn, self.order, self.reach, self.Y = dyn, order, reach, Y
         self.roots, self.masses, self.beliefs = roots, masses, beliefs  # visible values of b0, P(x), b_y | x
+        self.leader = dyn.gmem[dyn.gptr[dyn.grp]]  # per x, the leader of its sibling group
 
     @property
     def X(self) -> int:
@@ -526,7 +527,7 @@ def _bulk(slabs: _Slabs, s: Stages, episodes: int, explore: float, cap: int, rng
     out_b = np.zeros((episodes * depth, s.Y))
     seed = int(rng.integers(2**31 - 1))
     n = K.simulate(s.roots, s.beliefs, s.masses, episodes, explore, seed, d, slabs.st, out_x, out_b)
-    lead = d.gmem[d.gptr[d.grp[out_x[:n]]]]
+    lead = s.leader[out_x[:n]]
     keep = np.zeros(n, bool)
     for g in np.unique(lead):
         idx = np.flatnonzero(lead == g)
@@ -536,13 +537,12 @@ def _bulk(slabs: _Slabs, s: Stages, episodes: int, explore: float, cap: int, rng
     xs, B = xs[ix], np.ascontiguousarray(B[ix])
     cnt = np.bincount(xs, minlength=s.X)
     ptr = np.concatenate([[0], np.cumsum(cnt)]).astype(np.int64)
-    room = cnt[d.gmem[d.gptr[d.grp]]] + 2  # each member gets its leader's new beliefs
+    room = cnt[s.leader] + 2  # each member gets its leader's new beliefs
     slabs.ensure(room)
     n = 0
     for x in s.order:
         if cnt[x]:
-            n += int(K.backup_new(np.array([x]), d,
-                                  slabs.st, ptr, B))
+            n += int(K.backup_new(np.array([x]), d, slabs.st, ptr, B))
             _envelopes(slabs, s, x)
     return n
 
@@ -555,7 +555,7 @@ def _full_sweep(slabs: _Slabs, s: Stages) -> int:
     d = s.dyn
     n = 0
     for x in s.order:
-        if d.term[x] or d.gmem[d.gptr[d.grp[x]]] != x:
+        if d.term[x] or s.leader[x] != x:
             continue
         n += int(K.sweep_points(np.array([x]), d, slabs.st))
         _envelopes(slabs, s, x)
